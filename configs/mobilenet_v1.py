@@ -1,0 +1,34 @@
+"""MobileNet V1 (Howard et al. 2017), paper Table 1.
+
+  python launch.py --config=configs/mobilenet_v1.py:width=0.75,res=192 --mode=profile
+"""
+
+from mobilenet_jax import config as config_lib
+
+# Table 1 as (block type, t, c, n, s). The paper prints stride 2 for the last depthwise layer,
+# but its input and output are both 7x7; TF-slim's _CONV_DEFS (and every release) use stride 1.
+BLOCKS = (
+    ("conv", 1, 32, 1, 2),
+    ("separable", 1, 64, 1, 1),
+    ("separable", 1, 128, 1, 2),
+    ("separable", 1, 128, 1, 1),
+    ("separable", 1, 256, 1, 2),
+    ("separable", 1, 256, 1, 1),
+    ("separable", 1, 512, 1, 2),
+    ("separable", 1, 512, 5, 1),
+    ("separable", 1, 1024, 1, 2),
+    ("separable", 1, 1024, 1, 1),
+)
+
+
+def get_config(arg=None):
+  arg = config_lib.parse_arg(arg, width=1.0, res=224)
+  config = config_lib.base_config()
+  config.resolution = arg.res
+  config.model.name = "mobilenet_v1"
+  config.model.blocks = BLOCKS
+  config.model.width_multiplier = arg.width
+  config.model.channel_rounding = "truncate"  # TF-slim: max(int(c * alpha), 8)
+  config.model.bn_momentum = 0.9997  # TF-slim mobilenet_v1_arg_scope
+  config.model.dropout_rate = 0.001  # TF-slim dropout_keep_prob=0.999
+  return config

@@ -1,0 +1,210 @@
+"""The config schema: every key with its default, and the checks that refuse bad values.
+
+`base_config()` is the single source of truth for which keys exist and what type each has;
+config files start from it and change values. `validate()` compares a config against it, so a
+misspelt key, a wrong type or a value outside its allowed set fails early with a message that
+names the key and what it may be.
+"""
+
+import difflib
+import importlib.util
+import math
+import os
+
+import ml_collections
+
+BLOCK_TYPES = ("conv", "separable", "inverted_residual")
+CHOICES = {
+    "model.block_types": BLOCK_TYPES,
+    "model.channel_rounding": ("truncate", "make_divisible"),
+    "model.activation": ("relu6", "relu"),
+    "model.dtype": ("float32", "bfloat16"),
+    "model.conv_impl": ("auto", "xla", "shifted"),
+}
+STRIDES = (1, 2)
+
+
+class ConfigError(ValueError):
+  """A config value that cannot be used; the message names the key and the allowed values."""
+
+
+def base_config():
+  """All config keys with their defaults (a MobileNet V2 1.0 body is the default model)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  # Input pixels per side; rho = resolution / 224 in the papers' notation.
+  config.resolution = 224
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "mobilenet_v2"
+  # One row per group of identical blocks, as in the papers' tables:
+  # (block type, expansion t, output channels c, repeats n, stride of the first repeat s).
+  config.model.blocks = ()
+  config.model.width_multiplier = 1.0
+  # 'truncate' is TF-slim V1's max(int(c * alpha), 8); 'make_divisible' is V2's rounding to
+  # multiples of 8 that never goes more than 10% below c * alpha.
+  config.model.channel_rounding = "make_divisible"
+  config.model.min_channels = 8
+  # The 1x1 conv after the blocks (V2's 1280); 0 for none. Scaled only when alpha > 1.
+  config.model.head_channels = 0
+  config.model.num_classes = 1000
+  config.model.dropout_rate = 0.0
+  config.model.activation = "relu6"
+  # TF / Flax convention: running = momentum * running + (1 - momentum) * batch.
+  config.model.bn_momentum = 0.997
+  config.model.bn_epsilon = 1e-3
+  config.model.dtype = "float32"
+  # How depthwise and 1x1 convolutions are computed; all give the same numbers and the same
+  # parameters. 'auto' picks the fastest measured one for the backend (see layers.py).
+  config.model.conv_impl = "auto"
+  return config
+
+
+def parse_arg(arg, **defaults):
+  """Parses a config file's 'key=value,key=value' argument into `defaults`' keys and types."""
+  parsed = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, sep, value = item.partition("=")
+    if not sep or key not in defaults:
+      raise ConfigError(
+          f"config argument {item!r}: expected key=value with key one of {sorted(defaults)}")
+    kind = type(defaults[key])
+    try:
+      parsed[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    except ValueError:
+      raise ConfigError(
+          f"config argument {key}={value!r}: expected a {kind.__name__}") from None
+  return ml_collections.ConfigDict(parsed)
+
+
+def _compatible(schema_value, value):
+  if isinstance(schema_value, bool) or isinstance(value, bool):
+    return isinstance(schema_value, bool) == isinstance(value, bool)
+  if isinstance(schema_value, float):
+    return isinstance(value, (int, float))
+  if isinstance(schema_value, (tuple, list)):
+    return isinstance(value, (tuple, list))
+  return isinstance(value, type(schema_value))
+
+
+def check_keys(config, schema, prefix="config"):
+  """Refuses keys the schema does not have and values of another type, recursively."""
+  for key in config.keys():
+    path = f"{prefix}.{key}"
+    if key not in schema:
+      close = difflib.get_close_matches(key, list(schema.keys()), n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise ConfigError(
+          f"unknown config key {path!r}{hint}; keys allowed under {prefix}: "
+          f"{sorted(schema.keys())}")
+    value, expected = config[key], schema[key]
+    if isinstance(expected, ml_collections.ConfigDict):
+      if not isinstance(value, ml_collections.ConfigDict):
+        raise ConfigError(f"{path} must be a config group with keys {sorted(expected.keys())}")
+      check_keys(value, expected, path)
+    elif not _compatible(expected, value):
+      raise ConfigError(
+          f"{path}={value!r} has type {type(value).__name__}; expected "
+          f"{type(expected).__name__} like the default {expected!r}")
+
+
+def _choice(config, key):
+  value = config
+  for part in key.split("."):
+    value = value[part]
+  if value not in CHOICES[key]:
+    raise ConfigError(f"config.{key}={value!r}; allowed values: {list(CHOICES[key])}")
+
+
+def check_blocks(blocks):
+  """Checks the block table rows (block type, t, c, n, s); returns the product of strides."""
+  if not blocks:
+    raise ConfigError("config.model.blocks is empty; give rows (block type, t, c, n, s) "
+                      f"with block type one of {list(BLOCK_TYPES)}")
+  total_stride = 1
+  for i, row in enumerate(blocks):
+    where = f"config.model.blocks[{i}]={tuple(row)!r}"
+    if len(row) != 5:
+      raise ConfigError(f"{where}: a row is (block type, t, c, n, s), 5 values")
+    block, expansion, channels, repeats, stride = row
+    if block not in BLOCK_TYPES:
+      raise ConfigError(f"{where}: unknown block type {block!r}; allowed: {list(BLOCK_TYPES)}")
+    if not isinstance(expansion, (int, float)) or expansion < 1:
+      raise ConfigError(f"{where}: expansion t must be a number >= 1")
+    if block != "inverted_residual" and expansion != 1:
+      raise ConfigError(f"{where}: expansion t must be 1 for {block!r} blocks "
+                        "(only 'inverted_residual' expands)")
+    for name, value in (("channels c", channels), ("repeats n", repeats)):
+      if not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: {name} must be an integer >= 1")
+    if stride not in STRIDES:
+      raise ConfigError(f"{where}: stride s must be one of {list(STRIDES)}")
+    total_stride *= stride
+  return total_stride
+
+
+def validate(config):
+  """Raises ConfigError for the first problem found; returns the config unchanged."""
+  check_keys(config, base_config())
+  model = config.model
+  for key in ("model.channel_rounding", "model.activation", "model.dtype", "model.conv_impl"):
+    _choice(config, key)
+  total_stride = check_blocks(model.blocks)
+  if not model.width_multiplier > 0 or not math.isfinite(model.width_multiplier):
+    raise ConfigError(f"config.model.width_multiplier={model.width_multiplier}; "
+                      "allowed: a finite number > 0 (the papers use 0.25 to 1.4)")
+  if config.resolution < total_stride:
+    raise ConfigError(
+        f"config.resolution={config.resolution} collapses the feature map: the blocks "
+        f"downsample by {total_stride}, so allowed resolutions are integers >= {total_stride}")
+  if model.num_classes < 1:
+    raise ConfigError(f"config.model.num_classes={model.num_classes}; allowed: integers >= 1")
+  if not 0 <= model.dropout_rate < 1:
+    raise ConfigError(f"config.model.dropout_rate={model.dropout_rate}; allowed: [0, 1)")
+  if not 0 < model.bn_momentum < 1:
+    raise ConfigError(f"config.model.bn_momentum={model.bn_momentum}; allowed: (0, 1), "
+                      "in TF/Flax convention (0.997 keeps 99.7% of the running value)")
+  if not model.bn_epsilon > 0:
+    raise ConfigError(f"config.model.bn_epsilon={model.bn_epsilon}; allowed: > 0")
+  if model.min_channels < 1 or model.head_channels < 0:
+    raise ConfigError("config.model.min_channels must be >= 1 and head_channels >= 0")
+  return config
+
+
+def load_config_file(spec):
+  """Loads 'path/to/config.py[:arg]' the way --config does: get_config(arg)."""
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("_config_file", path)
+  if module_spec is None or not os.path.exists(path):
+    raise ConfigError(f"--config={spec}: no config file at {path!r}")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def check_overrides(argv):
+  """Explains a failed --config.* override: an unknown key (with the keys that exist there) or
+  a value that does not parse as the key's type."""
+  specs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  if not specs:
+    return
+  schema = load_config_file(specs[-1])
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    path, _, value = arg[len("--config."):].partition("=")
+    prefix, node = "config", schema
+    for key in path.split("."):
+      if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+        allowed = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{arg}: unknown config key {prefix}.{key}{hint}; "
+                          f"keys allowed under {prefix}: {allowed}")
+      prefix, node = f"{prefix}.{key}", node[key]
+    if isinstance(node, (int, float)) and not isinstance(node, bool):
+      try:
+        type(node)(value)
+      except ValueError:
+        raise ConfigError(f"{arg}: {prefix} takes a {type(node).__name__} "
+                          f"(the default is {node!r})") from None

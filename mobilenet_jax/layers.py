@@ -1,0 +1,171 @@
+"""Convolutions with interchangeable implementations, and the MobileNet blocks built from them.
+
+Every implementation computes the same function from the same parameters (kernels in HWIO
+layout: (k, k, C_in, C_out), depthwise (k, k, 1, C)), with TF 'SAME' padding as in the papers'
+TF code and its released checkpoints. Which one runs is a speed choice only:
+
+- 'xla': `lax.conv_general_dilated` for everything, depthwise via `feature_group_count`.
+- 'shifted': depthwise as k*k shifted multiply-adds, 1x1 as a matmul. XLA's CPU lowering of
+  grouped convolutions is an order of magnitude slower than this (see benchmarks/README.md).
+"""
+
+import functools
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+ACTIVATIONS = {"relu6": jax.nn.relu6, "relu": jax.nn.relu}
+
+
+def resolve_conv_impl(name, backend=None):
+  """Maps 'auto' to the implementation measured fastest on the backend."""
+  if name != "auto":
+    return name
+  backend = backend or jax.default_backend()
+  # Measured on CPU only (benchmarks/README.md); accelerators keep XLA's native convolutions.
+  return "shifted" if backend == "cpu" else "xla"
+
+
+def same_padding(size, kernel_size, stride):
+  """TF 'SAME': output ceil(size / stride), the odd pixel of padding at the end."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + kernel_size - size, 0)
+  return out, (total // 2, total - total // 2)
+
+
+def conv_xla(x, kernel, stride):
+  return lax.conv_general_dilated(
+      x, kernel, (stride, stride), "SAME", dimension_numbers=_DIMENSIONS,
+      feature_group_count=x.shape[-1] // kernel.shape[2])
+
+
+def depthwise_shifted(x, kernel, stride):
+  """Depthwise conv as a sum of k*k strided slices of the padded input times one kernel tap."""
+  n, h, w, c = x.shape
+  k = kernel.shape[0]
+  out_h, pad_h = same_padding(h, k, stride)
+  out_w, pad_w = same_padding(w, k, stride)
+  padded = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
+  out = None
+  for i in range(k):
+    for j in range(k):
+      window = lax.slice(padded, (0, i, j, 0),
+                         (n, i + (out_h - 1) * stride + 1, j + (out_w - 1) * stride + 1, c),
+                         (1, stride, stride, 1))
+      term = window * kernel[i, j, 0]
+      out = term if out is None else out + term
+  return out
+
+
+def pointwise_matmul(x, kernel, stride):
+  """1x1 conv as a matmul; with k = 1, 'SAME' never pads, so a stride is a plain subsample."""
+  if stride > 1:
+    x = x[:, ::stride, ::stride]
+  return jnp.dot(x, kernel[0, 0])
+
+
+def conv_function(impl, kernel_size, depthwise):
+  if impl == "shifted" and depthwise:
+    return depthwise_shifted
+  if impl == "shifted" and kernel_size == 1:
+    return pointwise_matmul
+  return conv_xla
+
+
+class Conv(nn.Module):
+  """A bias-free convolution (BN follows every conv in MobileNets) with a chosen implementation."""
+  features: int
+  kernel_size: int = 1
+  stride: int = 1
+  depthwise: bool = False
+  impl: str = "xla"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    in_features = x.shape[-1]
+    k = self.kernel_size
+    shape = (k, k, 1, in_features) if self.depthwise else (k, k, in_features, self.features)
+    # He-normal on the true fan-in (k*k for depthwise); BN follows, so the scale matters little.
+    kernel = self.param("kernel", nn.initializers.variance_scaling(
+        2.0, "fan_in", "truncated_normal", in_axis=(0, 1, 2), out_axis=3), shape, jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    return conv_function(self.impl, k, self.depthwise)(x, kernel, self.stride)
+
+
+class ConvBN(nn.Module):
+  """Conv -> BatchNorm -> activation (None for the V2 paper's linear bottleneck)."""
+  features: int
+  conv: Callable[..., nn.Module]
+  norm: Callable[..., nn.Module]
+  kernel_size: int = 1
+  stride: int = 1
+  depthwise: bool = False
+  activation: Optional[Callable] = None
+
+  @nn.compact
+  def __call__(self, x, train):
+    x = self.conv(self.features, self.kernel_size, self.stride, self.depthwise, name="conv")(x)
+    x = self.norm(name="bn")(x, use_running_average=not train)
+    return self.activation(x) if self.activation else x
+
+
+class FullConvBlock(nn.Module):
+  """A full k x k conv-BN-activation: the stem, and every layer of the V1 paper's Conv MobileNet."""
+  plan: Any
+  layer: Callable[..., nn.Module]
+
+  @nn.compact
+  def __call__(self, x, train):
+    return self.layer(self.plan.out_channels, kernel_size=3, stride=self.plan.stride,
+                      name="conv_bn")(x, train)
+
+
+class SeparableBlock(nn.Module):
+  """V1: 3x3 depthwise -> BN -> act, then 1x1 pointwise -> BN -> act."""
+  plan: Any
+  layer: Callable[..., nn.Module]
+
+  @nn.compact
+  def __call__(self, x, train):
+    x = self.layer(x.shape[-1], kernel_size=3, stride=self.plan.stride, depthwise=True,
+                   name="depthwise")(x, train)
+    return self.layer(self.plan.out_channels, name="pointwise")(x, train)
+
+
+class InvertedResidualBlock(nn.Module):
+  """V2: 1x1 expand -> 3x3 depthwise -> linear 1x1 project, residual when shapes allow."""
+  plan: Any
+  layer: Callable[..., nn.Module]
+
+  @nn.compact
+  def __call__(self, x, train):
+    plan = self.plan
+    y = x
+    if plan.hidden_channels != plan.in_channels:
+      y = self.layer(plan.hidden_channels, name="expand")(y, train)
+    y = self.layer(plan.hidden_channels, kernel_size=3, stride=plan.stride, depthwise=True,
+                   name="depthwise")(y, train)
+    y = self.layer(plan.out_channels, activation=None, name="project")(y, train)
+    if plan.stride == 1 and plan.in_channels == plan.out_channels:
+      y = y + x
+    return y
+
+
+BLOCKS = {
+    "conv": FullConvBlock,
+    "separable": SeparableBlock,
+    "inverted_residual": InvertedResidualBlock,
+}
+
+
+def layer_factory(activation, bn_momentum, bn_epsilon, dtype, impl):
+  """ConvBN with the model-wide settings bound, so blocks only say what differs per layer."""
+  conv = functools.partial(Conv, impl=impl, dtype=dtype)
+  norm = functools.partial(nn.BatchNorm, momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype,
+                           param_dtype=jnp.float32)
+  return functools.partial(ConvBN, conv=conv, norm=norm, activation=ACTIVATIONS[activation])

@@ -1,0 +1,19 @@
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+ARTIFACTS = SHARED / "artifacts"
+
+
+def load_config(name, arg=None):
+  from mobilenet_jax import config as config_lib
+  return config_lib.load_config_file(str(REPO / "configs" / f"{name}.py") + (f":{arg}" if arg else ""))
+
+
+def needs_artifacts(*parts):
+  """Skips (with the reason) on a fresh clone, where ../shared/ is absent; CI has it."""
+  path = ARTIFACTS.joinpath(*parts)
+  return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (present in CI, not in a fresh clone)")

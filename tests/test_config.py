@@ -1,0 +1,91 @@
+"""Bad config values are refused with messages that name the key and the allowed values."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mobilenet_jax import config as config_lib
+from mobilenet_jax import models
+from tests.conftest import REPO, load_config
+
+
+def refused(config, *fragments):
+  with pytest.raises(config_lib.ConfigError) as error:
+    models.build_model(config)
+  for fragment in fragments:
+    assert fragment in str(error.value)
+
+
+def test_width_multiplier_must_be_positive():
+  for width in (0.0, -0.5):
+    config = load_config("mobilenet_v1")
+    config.model.width_multiplier = width
+    refused(config, "config.model.width_multiplier", "> 0")
+
+
+def test_resolution_that_collapses_the_feature_map():
+  config = load_config("mobilenet_v2")
+  config.resolution = 16
+  refused(config, "config.resolution=16", "downsample by 32", ">= 32")
+
+
+def test_unknown_block_type():
+  config = load_config("mobilenet_v1")
+  config.model.blocks = config.model.blocks + (("fused_mbconv", 1, 64, 1, 1),)
+  refused(config, "config.model.blocks[10]", "'fused_mbconv'", "'inverted_residual'")
+
+
+def test_unknown_key_with_suggestion():
+  config = load_config("mobilenet_v2")
+  config.model.unlock()
+  config.model.width_multipler = 0.5
+  refused(config, "config.model.width_multipler", "did you mean 'width_multiplier'")
+
+
+def test_wrong_type():
+  config = load_config("mobilenet_v2")
+  config.model.unlock()
+  del config.model.num_classes
+  config.model.num_classes = "1000"
+  refused(config, "config.model.num_classes", "expected int")
+
+
+def test_unknown_choice():
+  config = load_config("mobilenet_v2")
+  config.model.activation = "swish"
+  refused(config, "config.model.activation='swish'", "['relu6', 'relu']")
+
+
+def test_config_file_argument():
+  config = load_config("mobilenet_v2", "width=0.5,res=160")
+  assert (config.model.width_multiplier, config.resolution) == (0.5, 160)
+  with pytest.raises(config_lib.ConfigError, match=r"key one of \['res', 'width'\]"):
+    load_config("mobilenet_v2", "alpha=0.5")
+
+
+def run_launch(*args):
+  return subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True,
+                        text=True, timeout=300)
+
+
+def test_profile_cli_prints_tables_and_json():
+  result = run_launch("--config=configs/mobilenet_v2.py", "--config.model.width_multiplier=0.75",
+                      "--config.resolution=160", "--mode=profile")
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.strip().splitlines()
+  summary = json.loads(lines[-1])
+  assert summary["madds"] == 107_295_200 and summary["width_multiplier"] == 0.75
+  assert summary["resolution"] == 160 and summary["rho"] == round(160 / 224, 4)
+  assert all(isinstance(summary[k], int) for k in ("madds", "params", "bn_params"))
+  assert any(line.startswith("| block_17 ") for line in lines)
+
+
+def test_cli_unknown_key_and_bad_type():
+  result = run_launch("--config=configs/mobilenet_v2.py", "--config.model.widht_multiplier=2")
+  assert result.returncode != 0
+  assert "unknown config key config.model.widht_multiplier" in result.stderr
+  assert "did you mean 'width_multiplier'" in result.stderr
+  result = run_launch("--config=configs/mobilenet_v2.py", "--config.resolution=big")
+  assert result.returncode != 0 and "config.resolution takes a int" in result.stderr

@@ -1,0 +1,82 @@
+"""Shapes and channel counts of the config-built models (traced, never compiled)."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from mobilenet_jax import models
+from tests.conftest import load_config
+
+
+def features(config, batch=2):
+  model = models.build_model(config)
+  x = jax.ShapeDtypeStruct(models.input_shape(config, batch), jnp.float32)
+  variables = jax.eval_shape(model.init, jax.random.key(0), x)
+  logits, state = jax.eval_shape(
+      lambda v, x: model.apply(v, x, mutable=["intermediates"]), variables, x)
+  return logits, state["intermediates"]["features"]
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2"])
+@pytest.mark.parametrize("width", [0.25, 0.35, 0.5, 0.75, 1.0, 1.4])
+@pytest.mark.parametrize("res", [96, 128, 160, 192, 224])
+def test_output_shapes(arch, width, res):
+  config = load_config(arch, f"width={width},res={res}")
+  logits, feats = features(config)
+  assert logits.shape == (2, 1000)
+  side = -(-res // 32)
+  assert feats[-1].shape[:3] == (2, side, side)
+
+
+# TF-slim V2 channels (stem, the seven bottleneck groups, head), derived by hand from
+# make_divisible(c * alpha, 8) with the 10% guard, and 1280 kept for alpha <= 1.
+V2_CHANNELS = {
+    0.35: (16, 8, 8, 16, 24, 32, 56, 112, 1280),
+    0.5: (16, 8, 16, 16, 32, 48, 80, 160, 1280),
+    0.75: (24, 16, 24, 24, 48, 72, 120, 240, 1280),
+    1.0: (32, 16, 24, 32, 64, 96, 160, 320, 1280),
+    1.4: (48, 24, 32, 48, 88, 136, 224, 448, 1792),
+}
+
+
+@pytest.mark.parametrize("width", sorted(V2_CHANNELS))
+def test_v2_channels_follow_make_divisible(width):
+  config = load_config("mobilenet_v2", f"width={width}")
+  plan = models.build_plan(config.model)
+  group_ends = [0, 1, 3, 6, 10, 13, 16, 17]
+  channels = tuple(plan[i].out_channels for i in group_ends) + (models.head_channels(config.model),)
+  assert channels == V2_CHANNELS[width]
+  for block in plan[2:]:
+    assert block.hidden_channels == 6 * block.in_channels
+  assert plan[1].hidden_channels == plan[1].in_channels  # t = 1: no expand conv
+
+
+def test_v2_residuals_and_expand_layers():
+  model = models.build_model(load_config("mobilenet_v2"))
+  x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+  params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+  assert "expand" not in params["block_01"] and "expand" in params["block_02"]
+  assert params["block_02"]["depthwise"]["conv"]["kernel"].shape == (3, 3, 1, 96)
+  assert params["block_17"]["project"]["conv"]["kernel"].shape == (1, 1, 960, 320)
+  assert params["head"]["conv"]["kernel"].shape == (1, 1, 320, 1280)
+
+
+def test_v1_truncates_channels_like_tf_slim():
+  plan = models.build_plan(load_config("mobilenet_v1", "width=0.35").model)
+  # max(int(c * 0.35), 8): 32 -> 11, 64 -> 22, 1024 -> 358 (no rounding to multiples of 8).
+  assert [b.out_channels for b in plan][:3] == [11, 22, 44]
+  assert plan[-1].out_channels == 358
+
+
+def test_make_divisible():
+  assert models.make_divisible(18) == 24  # 16 would be > 10% below 18
+  assert models.make_divisible(11.2) == 16
+  assert models.make_divisible(3) == 8
+  assert models.make_divisible(1792) == 1792
+
+
+def test_tf_same_padding_is_asymmetric_for_stride_2():
+  from mobilenet_jax.layers import same_padding
+  assert same_padding(224, 3, 2) == (112, (0, 1))
+  assert same_padding(7, 3, 2) == (4, (1, 1))
+  assert same_padding(56, 3, 1) == (56, (1, 1))
