@@ -20,6 +20,9 @@ CHOICES = {
     "model.activation": ("relu6", "relu"),
     "model.dtype": ("float32", "bfloat16"),
     "model.conv_impl": ("auto", "xla", "shifted"),
+    "optimizer.name": ("tf1_rmsprop", "momentum", "nesterov"),
+    "schedule.name": ("exponential", "cosine"),
+    "wandb.mode": ("auto", "online", "offline", "disabled"),
 }
 STRIDES = (1, 2)
 
@@ -57,6 +60,63 @@ def base_config():
   # How depthwise and 1x1 convolutions are computed; all give the same numbers and the same
   # parameters. 'auto' picks the fastest measured one for the backend (see layers.py).
   config.model.conv_impl = "auto"
+
+  config.data = ml_collections.ConfigDict()
+  # 'digits' (ships with scikit-learn), 'folder:PATH' (PATH/{train,val}/<class>/*.jpg) or
+  # 'tfds:NAME' (tensorflow-datasets, prepared under data_dir).
+  config.data.dataset = "digits"
+  config.data.data_dir = ""
+  config.data.batch_size = 96  # global, over all devices and processes
+  config.data.eval_batch_size = 256
+  # Inception-style random-resized crop with the papers' reduced distortion: no crop smaller
+  # than this fraction of the image (the papers give no number; Inception uses 0.08).
+  config.data.min_crop_area = 0.25
+  config.data.central_crop_fraction = 0.875
+  config.data.class_names = ""  # optional file: one class folder name per line, fixing labels
+  config.data.max_eval_examples = 0  # 0 = the whole split
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "tf1_rmsprop"
+  config.optimizer.learning_rate = 0.045  # at reference_batch_size; scaled by batch / reference
+  config.optimizer.reference_batch_size = 96
+  config.optimizer.rms_decay = 0.9
+  config.optimizer.momentum = 0.9
+  config.optimizer.epsilon = 1.0
+  config.optimizer.weight_decay = 4e-5
+  # Regexes over parameter paths that get no L2: depthwise kernels (V1 paper), BN, biases.
+  config.optimizer.weight_decay_exclude = ("depthwise/", "/bn/", "bias$")
+  config.optimizer.grad_clip_norm = 0.0
+
+  config.schedule = ml_collections.ConfigDict()
+  config.schedule.name = "exponential"
+  config.schedule.decay_rate = 0.98
+  config.schedule.decay_epochs = 1.0
+  config.schedule.staircase = True
+  config.schedule.warmup_epochs = 0.0
+
+  config.training = ml_collections.ConfigDict()
+  config.training.num_steps = 1000
+  config.training.label_smoothing = 0.0
+  config.training.ema_decay = 0.0  # 0 = no EMA; TF's min(decay, (1 + t) / (10 + t)) warm-up
+  config.training.log_every_steps = 50
+  config.training.eval_every_steps = 0  # 0 = only at the end
+  config.training.checkpoint_every_steps = 500
+  config.training.keep_checkpoints = 3
+  config.training.preset = ""
+
+  # Device mesh axes as (name, size) pairs, -1 = all remaining devices. The batch is split
+  # over 'data'; parameters are replicated unless a rule (regex over the parameter path,
+  # partition spec as a tuple of mesh axis names or None) says otherwise.
+  config.mesh = (("data", -1),)
+  config.param_sharding = ()
+
+  config.wandb = ml_collections.ConfigDict()
+  # 'auto' = online when WANDB_API_KEY is set, else offline (files under the workdir).
+  config.wandb.mode = "auto"
+  config.wandb.project = "mobilenet_jax"
+  config.wandb.entity = ""
+  config.wandb.group = ""
+  config.wandb.tags = ()
   return config
 
 
@@ -147,7 +207,8 @@ def validate(config):
   """Raises ConfigError for the first problem found; returns the config unchanged."""
   check_keys(config, base_config())
   model = config.model
-  for key in ("model.channel_rounding", "model.activation", "model.dtype", "model.conv_impl"):
+  for key in ("model.channel_rounding", "model.activation", "model.dtype", "model.conv_impl",
+              "optimizer.name", "schedule.name", "wandb.mode"):
     _choice(config, key)
   total_stride = check_blocks(model.blocks)
   if not model.width_multiplier > 0 or not math.isfinite(model.width_multiplier):
@@ -166,6 +227,18 @@ def validate(config):
                       "in TF/Flax convention (0.997 keeps 99.7% of the running value)")
   if not model.bn_epsilon > 0:
     raise ConfigError(f"config.model.bn_epsilon={model.bn_epsilon}; allowed: > 0")
+  for key in ("batch_size", "eval_batch_size"):
+    if config.data[key] < 1:
+      raise ConfigError(f"config.data.{key}={config.data[key]}; allowed: integers >= 1")
+  if not 0 < config.data.min_crop_area <= 1 or not 0 < config.data.central_crop_fraction <= 1:
+    raise ConfigError("config.data.min_crop_area and central_crop_fraction must be in (0, 1]")
+  from mobilenet_jax import presets  # presets import this module
+  if config.training.preset and config.training.preset not in presets.PRESETS:
+    raise ConfigError(f"config.training.preset={config.training.preset!r}; allowed: "
+                      f"{sorted(presets.PRESETS)} (choose one with the config argument "
+                      "preset=NAME)")
+  if config.training.num_steps < 1:
+    raise ConfigError(f"config.training.num_steps={config.training.num_steps}; allowed: >= 1")
   if model.min_channels < 1 or model.head_channels < 0:
     raise ConfigError("config.model.min_channels must be >= 1 and head_channels >= 0")
   return config

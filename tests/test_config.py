@@ -61,7 +61,7 @@ def test_unknown_choice():
 def test_config_file_argument():
   config = load_config("mobilenet_v2", "width=0.5,res=160")
   assert (config.model.width_multiplier, config.resolution) == (0.5, 160)
-  with pytest.raises(config_lib.ConfigError, match=r"key one of \['res', 'width'\]"):
+  with pytest.raises(config_lib.ConfigError, match=r"key one of \['preset', 'res', 'width'\]"):
     load_config("mobilenet_v2", "alpha=0.5")
 
 
@@ -83,9 +83,10 @@ def test_profile_cli_prints_tables_and_json():
 
 
 def test_cli_unknown_key_and_bad_type():
-  result = run_launch("--config=configs/mobilenet_v2.py", "--config.model.widht_multiplier=2")
+  result = run_launch("--config=configs/mobilenet_v2.py", "--config.model.widht_multiplier=2",
+                      "--mode=profile")
   assert result.returncode != 0
   assert "unknown config key config.model.widht_multiplier" in result.stderr
   assert "did you mean 'width_multiplier'" in result.stderr
-  result = run_launch("--config=configs/mobilenet_v2.py", "--config.resolution=big")
+  result = run_launch("--config=configs/mobilenet_v2.py", "--config.resolution=big", "--mode=profile")
   assert result.returncode != 0 and "config.resolution takes a int" in result.stderr

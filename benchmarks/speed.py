@@ -1,0 +1,157 @@
+"""Training and inference speed of this project's MobileNets beside PyTorch's, in one run.
+
+  pip install -r benchmarks/requirements.txt
+  python benchmarks/speed.py --points=v1:0.5:128:32,v2:0.5:128:32
+
+For each (arch, alpha, resolution, batch) point: training-step img/s (forward, backward and a
+TF1-RMSprop update; jitted with donated state here, eager in PyTorch), inference img/s and
+batch-1 latency, each the median of --repeats timings after a warm-up, for every JAX conv
+implementation and PyTorch in NCHW and channels_last. The last row of each point is the
+speed-up of the best JAX implementation over the best PyTorch layout (> 1: JAX is faster; for
+latency that is PyTorch's milliseconds over JAX's).
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mobilenet_jax import models, optim, tables, train_step  # noqa: E402
+from mobilenet_jax import config as config_lib  # noqa: E402
+
+CONFIGS = {"v1": "configs/mobilenet_v1.py", "v2": "configs/mobilenet_v2.py"}
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def timed(fn, iters, repeats):
+  """Median seconds per call of fn over `repeats` timings of `iters` calls, after a warm-up."""
+  fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(iters):
+      fn()
+    times.append((time.perf_counter() - start) / iters)
+  return statistics.median(times)
+
+
+def jax_point(arch, width, res, batch, impl, iters, repeats):
+  config = config_lib.load_config_file(f"{os.path.join(REPO, CONFIGS[arch])}:width={width},res={res}")
+  config.model.conv_impl = impl
+  config.data.batch_size = batch
+  model = models.build_model(config)
+  tx, schedule, _ = optim.make_optimizer(
+      config, jax.eval_shape(model.init, jax.random.key(0),
+                             jnp.zeros(models.input_shape(config)))["params"], 100)
+  state0 = train_step.init_state(model, tx, config, jax.random.key(0))
+  step = jax.jit(train_step.make_train_step(model, tx, config, schedule), donate_argnums=0)
+  images = jax.random.normal(jax.random.key(1), models.input_shape(config, batch))
+  labels = jnp.zeros((batch,), jnp.int32)
+  rng = jax.random.key(2)
+  holder = [state0]
+
+  def train():
+    holder[0], metrics = step(holder[0], images, labels, rng)
+    jax.block_until_ready(metrics["train/loss"])
+
+  forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  one = images[:1]
+  train_s = timed(train, iters, repeats)
+  variables = {"params": holder[0].params, "batch_stats": holder[0].batch_stats}
+  infer_s = timed(lambda: forward(variables, images).block_until_ready(), iters, repeats)
+  latency_s = timed(lambda: forward(variables, one).block_until_ready(), iters * 4, repeats)
+  return batch / train_s, batch / infer_s, latency_s * 1e3
+
+
+def torch_model(arch, width):
+  import torch
+  import torchvision
+  if arch == "v2":
+    return torchvision.models.mobilenet_v2(width_mult=width)
+  # torchvision has no V1: the paper's Table 1 from torchvision's conv-BN-ReLU6 parts.
+  block = torchvision.ops.Conv2dNormActivation
+  act = torch.nn.ReLU6
+  c = lambda ch: max(int(ch * width), 8)
+  layers = [block(3, c(32), 3, 2, activation_layer=act)]
+  cin = c(32)
+  for ch, stride in [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [
+      (1024, 2), (1024, 1)]:
+    layers += [block(cin, cin, 3, stride, groups=cin, activation_layer=act),
+               block(cin, c(ch), 1, activation_layer=act)]
+    cin = c(ch)
+  return torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                             torch.nn.Linear(cin, 1000))
+
+
+def torch_point(arch, width, res, batch, channels_last, iters, repeats):
+  import torch
+  model = torch_model(arch, width)
+  fmt = torch.channels_last if channels_last else torch.contiguous_format
+  model = model.to(memory_format=fmt)
+  images = torch.randn(batch, 3, res, res).to(memory_format=fmt)
+  labels = torch.zeros(batch, dtype=torch.long)
+  opt = torch.optim.RMSprop(model.parameters(), lr=0.045, alpha=0.9, eps=1.0, momentum=0.9)
+  loss_fn = torch.nn.CrossEntropyLoss()
+
+  def train():
+    opt.zero_grad(set_to_none=True)
+    loss_fn(model(images), labels).backward()
+    opt.step()
+
+  model.train()
+  train_s = timed(train, iters, repeats)
+  model.eval()
+  one = images[:1].contiguous(memory_format=fmt)
+  with torch.inference_mode():
+    infer_s = timed(lambda: model(images), iters, repeats)
+    latency_s = timed(lambda: model(one), iters * 4, repeats)
+  return batch / train_s, batch / infer_s, latency_s * 1e3
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--points", default="v1:0.5:128:32,v2:0.5:128:32",
+                      help="comma-separated arch:alpha:resolution:batch")
+  parser.add_argument("--impls", default="xla,shifted")
+  parser.add_argument("--iters", type=int, default=5)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--no_torch", action="store_true")
+  args = parser.parse_args()
+  rows = []
+  for point in args.points.split(","):
+    arch, width, res, batch = point.split(":")
+    width, res, batch = float(width), int(res), int(batch)
+    results = {}
+    for impl in args.impls.split(","):
+      results[f"jax {impl}"] = jax_point(arch, width, res, batch, impl, args.iters, args.repeats)
+    if not args.no_torch:
+      for channels_last in (False, True):
+        name = "torch channels_last" if channels_last else "torch NCHW"
+        results[name] = torch_point(arch, width, res, batch, channels_last, args.iters,
+                                    args.repeats)
+    best = lambda prefix, i, pick: pick(v[i] for k, v in results.items() if k.startswith(prefix))
+    for name, (train, infer, latency) in results.items():
+      rows.append([f"{arch} {width}-{res} b{batch}", name, round(train, 1), round(infer, 1),
+                   round(latency, 2)])
+    if not args.no_torch:
+      rows.append([f"{arch} {width}-{res} b{batch}", "speed-up, best jax vs best torch",
+                   round(best("jax", 0, max) / best("torch", 0, max), 2),
+                   round(best("jax", 1, max) / best("torch", 1, max), 2),
+                   round(best("torch", 2, min) / best("jax", 2, min), 2)])
+    print(tables.markdown_table(["point", "implementation", "train img/s", "infer img/s",
+                                 "batch-1 ms"], rows[-len(results) - 1:]), flush=True)
+  print()
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs")
+  print(tables.markdown_table(["point", "implementation", "train img/s", "infer img/s",
+                               "batch-1 ms"], rows))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,236 @@
+"""One input pipeline for every source: grain MapDatasets, a pure function of (seed, step).
+
+Sources (config.data.dataset): 'digits' (scikit-learn's 8x8 digits, no download),
+'folder:PATH' (PATH/{train,val}/<class>/*.jpg) and 'tfds:NAME' (a prepared tensorflow-datasets
+dataset read through `tfds.data_source`, no TensorFlow at run time). Every source is random
+access, so the batch of step t is `batches[t]`: resuming needs the step and nothing else.
+"""
+
+import dataclasses
+import os
+import pathlib
+
+import grain
+import jax
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class DataError(ValueError):
+  """A dataset that cannot be read; the message says what to do."""
+
+
+@dataclasses.dataclass
+class Split:
+  """A random-access split: items are (uint8 HxWx3 image, int label)."""
+  source: object
+  num_classes: int
+  class_names: tuple
+
+  def __len__(self):
+    return len(self.source)
+
+
+class ArraySource:
+  def __init__(self, images, labels):
+    self.images, self.labels = images, labels
+
+  def __len__(self):
+    return len(self.labels)
+
+  def __getitem__(self, index):
+    return self.images[index], int(self.labels[index])
+
+
+class FolderSource:
+  def __init__(self, files, labels):
+    self.files, self.labels = files, labels
+
+  def __len__(self):
+    return len(self.files)
+
+  def __getitem__(self, index):
+    with Image.open(self.files[index]) as image:
+      return np.asarray(image.convert("RGB")), self.labels[index]
+
+
+class TfdsSource:
+  def __init__(self, source):
+    self.source = source
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, index):
+    record = self.source[index]
+    image = np.asarray(record["image"])
+    if image.ndim == 2 or image.shape[-1] == 1:
+      image = np.repeat(image.reshape(image.shape[:2] + (1,)), 3, axis=-1)
+    return image, int(record["label"])
+
+
+def _digits(split):
+  from sklearn.datasets import load_digits
+  digits = load_digits()
+  images = np.repeat((digits.images * (255 / 16)).astype(np.uint8)[..., None], 3, axis=-1)
+  # A fixed 80/20 split, the same on every machine.
+  order = np.random.default_rng(0).permutation(len(images))
+  cut = int(0.8 * len(images))
+  index = order[:cut] if split == "train" else order[cut:]
+  return Split(ArraySource(images[index], digits.target[index]), 10,
+               tuple(str(d) for d in range(10)))
+
+
+def read_class_names(path):
+  with open(path) as f:
+    return tuple(line.strip() for line in f if line.strip())
+
+
+def _folder(root, split, class_names_file):
+  split_dir = pathlib.Path(root) / split
+  if not split_dir.is_dir():
+    raise DataError(f"config.data.dataset='folder:{root}': no directory {split_dir}; expected "
+                    f"{root}/{{train,val}}/<class>/*.jpg")
+  present = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+  class_names = read_class_names(class_names_file) if class_names_file else tuple(present)
+  index = {name: i for i, name in enumerate(class_names)}
+  unknown = [name for name in present if name not in index]
+  if unknown:
+    raise DataError(f"class folders {unknown[:5]} of {split_dir} are not in "
+                    f"config.data.class_names={class_names_file!r}")
+  files, labels = [], []
+  for name in present:
+    for path in sorted((split_dir / name).iterdir()):
+      if path.suffix.lower() in IMAGE_SUFFIXES:
+        files.append(str(path))
+        labels.append(index[name])
+  if not files:
+    raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {split_dir}/<class>/")
+  return Split(FolderSource(files, labels), len(class_names), class_names)
+
+
+def prepare_command(name, data_dir):
+  command = f"python -m mobilenet_jax.prepare_data --dataset=tfds:{name}"
+  return command + (f" --data_dir={data_dir}" if data_dir else "")
+
+
+def _tfds(name, split, data_dir):
+  import tensorflow_datasets as tfds
+  tfds_split = {"train": "train", "val": "validation"}[split]
+  try:
+    builder = tfds.builder(name, data_dir=data_dir or None)
+  except Exception as error:  # tfds raises its own DatasetNotFoundError subclasses
+    raise DataError(f"config.data.dataset='tfds:{name}': {error}") from None
+  if not builder.is_prepared():
+    raise DataError(f"config.data.dataset='tfds:{name}' is not prepared in "
+                    f"{builder.data_dir_root}. Prepare it with:\n  "
+                    f"{prepare_command(name, data_dir)}")
+  if tfds_split not in builder.info.splits:
+    tfds_split = "test"
+  source = tfds.data_source(name, split=tfds_split, data_dir=data_dir or None)
+  label = builder.info.features["label"]
+  return Split(TfdsSource(source), label.num_classes, tuple(label.names))
+
+
+def load_split(data_config, split):
+  dataset = data_config.dataset
+  kind, _, arg = dataset.partition(":")
+  if dataset == "digits":
+    return _digits(split)
+  if kind == "folder" and arg:
+    return _folder(arg, split, data_config.class_names)
+  if kind == "tfds" and arg:
+    return _tfds(arg, split, data_config.data_dir)
+  raise DataError(f"config.data.dataset={dataset!r}; allowed: 'digits', 'folder:PATH', "
+                  "'tfds:NAME' (e.g. tfds:imagenet2012, tfds:imagenette, tfds:cifar10)")
+
+
+def _resize(image, resolution):
+  return np.asarray(Image.fromarray(image).resize((resolution, resolution), Image.BILINEAR))
+
+
+def _to_float(image):
+  return image.astype(np.float32) / 127.5 - 1.0
+
+
+def random_resized_crop(image, rng, resolution, min_area):
+  """Inception-style crop: area in [min_area, 1] of the image, aspect ratio in [3/4, 4/3]."""
+  h, w = image.shape[:2]
+  for _ in range(10):
+    area = rng.uniform(min_area, 1.0) * h * w
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    crop_w, crop_h = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
+    if 0 < crop_w <= w and 0 < crop_h <= h:
+      top, left = rng.integers(0, h - crop_h + 1), rng.integers(0, w - crop_w + 1)
+      image = image[top:top + crop_h, left:left + crop_w]
+      break
+  if rng.uniform() < 0.5:
+    image = image[:, ::-1]
+  return _resize(np.ascontiguousarray(image), resolution)
+
+
+def central_crop(image, resolution, fraction):
+  h, w = image.shape[:2]
+  crop_h, crop_w = max(int(round(h * fraction)), 1), max(int(round(w * fraction)), 1)
+  top, left = (h - crop_h) // 2, (w - crop_w) // 2
+  return _resize(np.ascontiguousarray(image[top:top + crop_h, left:left + crop_w]), resolution)
+
+
+def _stack(items):
+  images, labels = zip(*items)
+  return np.stack(images), np.asarray(labels, np.int32)
+
+
+def local_batch_size(global_batch):
+  count = jax.process_count()
+  if global_batch % count:
+    raise DataError(f"config.data.batch_size={global_batch} is not divisible by the "
+                    f"{count} processes")
+  return global_batch // count
+
+
+def train_batches(split, config):
+  """A MapDataset whose item t is this process's part of the global batch of step t."""
+  data = config.data
+  local = local_batch_size(data.batch_size)
+
+  def augment(item, rng):
+    image, label = item
+    return _to_float(random_resized_crop(image, rng, config.resolution, data.min_crop_area)), label
+
+  # Shuffled anew each epoch from the seed; each process takes every process_count-th example.
+  dataset = (grain.MapDataset.source(split.source).seed(config.seed).shuffle().repeat()
+             .random_map(augment))
+  dataset = dataset[jax.process_index()::jax.process_count()]
+  return dataset.batch(local, drop_remainder=True, batch_fn=_stack)
+
+
+def eval_batches(split, config):
+  """Every example exactly once: the last global batch is padded, with mask 0 on the padding."""
+  data = config.data
+  local = local_batch_size(data.eval_batch_size)
+  count = len(split) if not data.max_eval_examples else min(len(split), data.max_eval_examples)
+  num_batches = -(-count // data.eval_batch_size)
+  process = jax.process_index()
+
+  def batch(b):
+    start = b * data.eval_batch_size + process * local
+    indices = np.arange(start, start + local)
+    mask = (indices < count).astype(np.float32)
+    items = [split.source[int(i) if i < count else 0] for i in indices]
+    images = np.stack([_to_float(central_crop(image, config.resolution,
+                                              data.central_crop_fraction))
+                       for image, _ in items])
+    labels = np.asarray([label for _, label in items], np.int32)
+    return images, labels, mask
+
+  return grain.MapDataset.range(num_batches).map(batch), count
+
+
+def iterate(dataset, start=0, threads=None):
+  """Prefetching iterator over dataset[start:], decoded by a thread pool."""
+  threads = threads or min(16, os.cpu_count() or 1)
+  return iter(dataset[start:].to_iter_dataset(grain.ReadOptions(num_threads=threads,
+                                                                prefetch_buffer_size=4)))

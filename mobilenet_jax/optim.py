@@ -1,0 +1,64 @@
+"""The papers' optimizer as one optax chain: coupled L2 through a mask, then TF1 RMSprop.
+
+TF1 `RMSPropOptimizer` (the papers' optimizer, ../shared/reference/rmsprop.md):
+  ms  = ms + (g^2 - ms) * (1 - decay)            ms starts at 1, not 0
+  mom = momentum * mom + lr * g / sqrt(ms + eps)  lr inside the momentum buffer, eps in the sqrt
+  var = var - mom
+`optax.rmsprop(initial_scale=1, eps_in_sqrt=True, momentum=m)` applies -lr before `trace`, so
+its trace is exactly -mom, including across learning-rate changes.
+"""
+
+import re
+
+import jax
+import optax
+
+
+def learning_rate_schedule(config, steps_per_epoch):
+  """Base rate scaled by global batch / reference batch; exponential or cosine, with warmup."""
+  opt, sched = config.optimizer, config.schedule
+  peak = opt.learning_rate * config.data.batch_size / opt.reference_batch_size
+  warmup_steps = int(round(sched.warmup_epochs * steps_per_epoch))
+  total_steps = max(config.training.num_steps, 1)
+  if sched.name == "exponential":
+    # tf.train.exponential_decay(staircase=True): the rate drops every `decay_epochs`.
+    decay = optax.exponential_decay(
+        peak, transition_steps=max(int(sched.decay_epochs * steps_per_epoch), 1),
+        decay_rate=sched.decay_rate, staircase=sched.staircase)
+  else:
+    decay = optax.cosine_decay_schedule(peak, max(total_steps - warmup_steps, 1))
+  if not warmup_steps:
+    return decay, peak
+  warmup = optax.linear_schedule(0.0, peak, warmup_steps)
+  return optax.join_schedules([warmup, decay], [warmup_steps]), peak
+
+
+def weight_decay_mask(params, exclude_patterns):
+  """True where L2 applies: every leaf whose '/'-joined path matches none of the patterns."""
+  def decays(path, _):
+    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    return not any(re.search(p, name) for p in exclude_patterns)
+  return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def make_optimizer(config, params, steps_per_epoch):
+  """Returns (optax transformation, learning-rate schedule, derived values to log)."""
+  opt = config.optimizer
+  schedule, peak = learning_rate_schedule(config, steps_per_epoch)
+  mask = weight_decay_mask(params, opt.weight_decay_exclude)
+  parts = []
+  if opt.grad_clip_norm:
+    parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
+  if opt.weight_decay:
+    # Coupled L2 as slim adds it to the loss: gradient += wd * w, before RMSprop.
+    parts.append(optax.add_decayed_weights(opt.weight_decay, mask))
+  if opt.name == "tf1_rmsprop":
+    parts.append(optax.rmsprop(schedule, decay=opt.rms_decay, eps=opt.epsilon, initial_scale=1.0,
+                               eps_in_sqrt=True, centered=False, momentum=opt.momentum,
+                               nesterov=False))
+  else:
+    parts.append(optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.name == "nesterov"))
+  decayed = sum(x.size for x, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask)) if m)
+  derived = {"optimizer/peak_learning_rate": peak, "optimizer/decayed_params": decayed,
+             "optimizer/undecayed_params": sum(x.size for x in jax.tree.leaves(params)) - decayed}
+  return optax.chain(*parts), schedule, derived

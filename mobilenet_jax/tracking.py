@@ -1,0 +1,95 @@
+"""Metrics to metrics.jsonl and W&B (process 0 only), and the progress bar."""
+
+import json
+import os
+
+import jax
+import tqdm
+
+
+def flatten(tree, prefix=""):
+  """{'a': {'b': 1}} -> {'a.b': 1}: W&B gets dotted keys once, never nested and dotted twins."""
+  flat = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict):
+      flat.update(flatten(value, f"{name}."))
+    else:
+      flat[name] = list(value) if isinstance(value, tuple) else value
+  return flat
+
+
+def wandb_mode(mode):
+  if mode != "auto":
+    return mode
+  return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+class MetricWriter:
+  """Appends one JSON object per logged step; after a resume, steps already in the file are
+  skipped, so nothing written before is rewritten or duplicated."""
+
+  def __init__(self, workdir, config, run_info, run_id=None):
+    self.enabled = jax.process_index() == 0
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.last_logged = -1
+    self._speeds = []
+    self.run = None
+    self.run_id = run_id
+    if not self.enabled:
+      return
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        steps = [json.loads(line)["step"] for line in f if line.strip()]
+      self.last_logged = max(steps, default=-1)
+    mode = wandb_mode(config.wandb.mode)
+    if mode != "disabled":
+      import wandb
+      self.run = wandb.init(
+          project=config.wandb.project, entity=config.wandb.entity or None,
+          group=config.wandb.group or None, tags=list(config.wandb.tags) or None,
+          id=run_id, resume="allow", mode=mode, dir=os.path.abspath(workdir),
+          config={**flatten(json.loads(config.to_json_best_effort())), **run_info},
+          settings=wandb.Settings(silent=True))
+      self.run_id = self.run.id
+      self.run.summary.update(run_info)
+
+  def log(self, step, metrics):
+    if "train/images_per_second" in metrics:
+      self._speeds.append(metrics["train/images_per_second"])
+    if not self.enabled or step <= self.last_logged and "eval/top1" not in metrics:
+      return
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": step, **metrics}) + "\n")
+    if self.run is not None:
+      self.run.log({**metrics, "global_step": step}, step=step)
+
+  def images_per_second(self):
+    """Median training speed of this session's logged intervals (the first includes compiling)."""
+    speeds = sorted(self._speeds[1:] or self._speeds)
+    return speeds[len(speeds) // 2] if speeds else None
+
+  def progress(self, start, total, batch_size):
+    return Progress(start, total, batch_size, self.enabled)
+
+  def finish(self, summary):
+    if self.run is not None:
+      self.run.summary.update({k: v for k, v in summary.items() if v is not None})
+      self.run.finish()
+
+
+class Progress:
+  """Step, loss, img/s and ETA on one line (tqdm computes the ETA)."""
+
+  def __init__(self, start, total, batch_size, enabled):
+    self.bar = tqdm.tqdm(total=total, initial=start, unit="step", disable=not enabled,
+                         dynamic_ncols=True, mininterval=1.0)
+    self.batch_size = batch_size
+
+  def update(self, step, metrics):
+    self.bar.set_postfix(loss=f"{metrics['train/loss']:.3f}",
+                         img_s=f"{metrics['train/images_per_second']:.0f}", refresh=False)
+    self.bar.update(step - self.bar.n)
+
+  def close(self):
+    self.bar.close()

@@ -1,0 +1,259 @@
+"""train_and_evaluate(config, workdir): the research trainer, on 1 CPU, N devices or N hosts.
+
+Work is never lost: checkpoints are saved periodically, at the end, and on SIGTERM; a relaunch
+resumes from the latest one exactly (the input is a pure function of (seed, step)); a finished
+workdir is reported, not re-run; metrics already logged are never rewritten.
+"""
+
+import json
+import os
+import re
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from orbax.checkpoint.checkpoint_managers import preservation_policy, save_decision_policy
+
+from mobilenet_jax import accounting, data, models, optim, tracking, train_step
+from mobilenet_jax import config as config_lib
+
+
+class TrainingError(RuntimeError):
+  """A run that cannot go on (NaN loss, bad batch split); the message names the step."""
+
+
+def make_mesh(config):
+  names = tuple(name for name, _ in config.mesh)
+  sizes = [size for _, size in config.mesh]
+  known = int(np.prod([s for s in sizes if s != -1]))
+  sizes = [jax.device_count() // known if s == -1 else s for s in sizes]
+  if int(np.prod(sizes)) != jax.device_count():
+    raise config_lib.ConfigError(f"config.mesh={config.mesh} gives {sizes} = {np.prod(sizes)} "
+                                 f"devices; there are {jax.device_count()}")
+  return jax.make_mesh(tuple(sizes), names)
+
+
+def param_shardings(mesh, tree, rules):
+  """Replicated unless a (regex, spec) rule in config.param_sharding matches the leaf path."""
+  def sharding(path, _):
+    name = "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+    for pattern, spec in rules:
+      if re.search(pattern, name):
+        return NamedSharding(mesh, P(*spec))
+    return NamedSharding(mesh, P())
+  return jax.tree_util.tree_map_with_path(sharding, tree)
+
+
+def checkpoint_manager(workdir, config):
+  options = ocp.CheckpointManagerOptions(
+      save_decision_policy=save_decision_policy.FixedIntervalPolicy(
+          config.training.checkpoint_every_steps),
+      preservation_policy=preservation_policy.LatestN(config.training.keep_checkpoints),
+      enable_async_checkpointing=False)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+                               options=options, item_names=("state", "meta"))
+
+
+class Preemption:
+  """SIGTERM sets a flag; the loop saves a checkpoint at the next step boundary and stops."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, *_):
+    self.requested = True
+
+  def reached(self, step):
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      # All processes must stop at the same step; agree through a tiny all-reduce.
+      flags = multihost_utils.process_allgather(np.int32(self.requested))
+      return bool(np.any(flags))
+    return self.requested
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def _write_json(path, payload):
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def evaluate(eval_fn, batches, mesh, variables):
+  """Sums top-1/top-5/loss over every example once; returns fractions and the count."""
+  sharding = NamedSharding(mesh, P("data"))
+  totals = None
+  for images, labels, mask in data.iterate(batches):
+    put = lambda x: jax.make_array_from_process_local_data(sharding, x)
+    sums = eval_fn(*variables, put(images), put(labels), put(mask))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  count = int(totals["count"])
+  return {"top1": float(totals["top1"]) / count, "top5": float(totals["top5"]) / count,
+          "loss": float(totals["loss"]) / count, "count": count}
+
+
+def train_and_evaluate(config, workdir):
+  """Trains and evaluates one run in `workdir`; returns the summary dict."""
+  config_lib.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  summary_path = os.path.join(workdir, "summary.json")
+  if os.path.exists(summary_path) and _read_json(summary_path).get("status") == "finished":
+    summary = _read_json(summary_path)
+    print(f"{workdir} is already finished (top1={summary.get('top1')}); nothing to do. "
+          "Use a new --workdir to train again.")
+    return summary
+  _check_same_config(config, workdir)
+
+  mesh = make_mesh(config)
+  if config.data.batch_size % jax.device_count() or config.data.eval_batch_size % jax.device_count():
+    raise config_lib.ConfigError(
+        f"config.data.batch_size={config.data.batch_size} and eval_batch_size="
+        f"{config.data.eval_batch_size} must be divisible by the {jax.device_count()} devices")
+  train_split = data.load_split(config.data, "train")
+  val_split = data.load_split(config.data, "val")
+  if train_split.num_classes > config.model.num_classes:
+    raise config_lib.ConfigError(
+        f"config.model.num_classes={config.model.num_classes} but {config.data.dataset} has "
+        f"{train_split.num_classes} classes")
+  steps_per_epoch = max(len(train_split) // config.data.batch_size, 1)
+
+  model = models.build_model(config)
+  abstract_variables = jax.eval_shape(model.init, jax.random.key(0),
+                                      jnp.zeros(models.input_shape(config)))
+  tx, schedule, derived = optim.make_optimizer(config, abstract_variables["params"],
+                                               steps_per_epoch)
+  init = lambda rng: train_step.init_state(model, tx, config, rng)
+  abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
+  state_sharding = param_shardings(mesh, abstract_state, config.param_sharding)
+  batch_sharding = NamedSharding(mesh, P("data"))
+  replicated = NamedSharding(mesh, P())
+
+  manager = checkpoint_manager(workdir, config)
+  meta = {}
+  if manager.latest_step() is not None:
+    target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          abstract_state, state_sharding)
+    restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+    state, meta = restored.state, restored.meta
+    print(f"Resumed {workdir} at step {int(state.step)}.")
+  else:
+    state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
+  start_step = int(state.step)
+
+  counts = accounting.profile(config)
+  run_info = {"madds": counts.madds, "params": counts.params, "bn_params": counts.bn_params,
+              "width_multiplier": config.model.width_multiplier,
+              "resolution": config.resolution, "arch": config.model.name,
+              "preset": config.training.preset, "devices": jax.device_count(),
+              "processes": jax.process_count(), "steps_per_epoch": steps_per_epoch, **derived}
+  writer = tracking.MetricWriter(workdir, config, run_info, run_id=meta.get("wandb_run_id"))
+  writer.log(start_step, {k: v for k, v in derived.items()})
+
+  step_fn = jax.jit(train_step.make_train_step(model, tx, config, schedule),
+                    in_shardings=(state_sharding, batch_sharding, batch_sharding, replicated),
+                    out_shardings=(state_sharding, replicated), donate_argnums=0)
+  eval_fn = jax.jit(train_step.make_eval_step(model, config.model.num_classes),
+                    out_shardings=replicated)
+  eval_batches, eval_count = data.eval_batches(val_split, config)
+  rng = jax.random.key(config.seed)
+
+  def save(step, force=False):
+    meta = {"wandb_run_id": writer.run_id, "step": step}
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               meta=ocp.args.JsonSave(meta)), force=force)
+
+  def run_eval(step):
+    results = {}
+    for prefix, variables in (("eval", (state.params, state.batch_stats)),
+                              ("eval/ema", (state.ema_params, state.ema_batch_stats))):
+      if prefix == "eval/ema" and not config.training.ema_decay:
+        continue
+      for key, value in evaluate(eval_fn, eval_batches, mesh, variables).items():
+        results[f"{prefix}/{key}"] = value
+    writer.log(step, results)
+    return results
+
+  num_steps = config.training.num_steps
+  preemption = Preemption()
+  status, results = "finished", {}
+  progress = writer.progress(start_step, num_steps, config.data.batch_size)
+  batches = data.iterate(data.train_batches(train_split, config), start_step)
+  try:
+    step, last_time, last_step = start_step, time.perf_counter(), start_step
+    while step < num_steps:
+      images, labels = next(batches)
+      state, metrics = step_fn(state, jax.make_array_from_process_local_data(batch_sharding, images),
+                               jax.make_array_from_process_local_data(batch_sharding, labels), rng)
+      step += 1
+      if step % config.training.log_every_steps == 0 or step == num_steps:
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not np.isfinite(metrics["train/loss"]):
+          raise TrainingError(
+              f"loss is {metrics['train/loss']} at step {step}; stopped. The last good "
+              f"checkpoint (step {manager.latest_step()}) is kept in {workdir}/checkpoints")
+        now = time.perf_counter()
+        metrics["train/images_per_second"] = (
+            (step - last_step) * config.data.batch_size / (now - last_time))
+        last_time, last_step = now, step
+        writer.log(step, metrics)
+        progress.update(step, metrics)
+      if preemption.reached(step):
+        save(step, force=True)
+        status = "preempted"
+        break
+      save(step)
+      if config.training.eval_every_steps and step % config.training.eval_every_steps == 0:
+        results = run_eval(step)
+    if status == "finished":
+      if manager.latest_step() != num_steps:
+        save(num_steps, force=True)
+      results = run_eval(num_steps)
+  finally:
+    manager.wait_until_finished()
+    preemption.restore()
+    progress.close()
+
+  summary = {**run_info, "steps": int(state.step), "status": status,
+             "top1": results.get("eval/top1"), "top5": results.get("eval/top5"),
+             "ema_top1": results.get("eval/ema/top1", results.get("eval/top1")),
+             "eval_count": results.get("eval/count"),
+             "images_per_second": writer.images_per_second(),
+             "wandb_run_id": writer.run_id}
+  if status == "finished" and summary["eval_count"] != eval_count:
+    raise TrainingError(f"evaluated {summary['eval_count']} examples, expected {eval_count}")
+  writer.finish(summary)
+  if jax.process_index() == 0:
+    _write_json(summary_path, summary)
+  print(f"{status}: step {summary['steps']}, top1 {summary['top1']}, "
+        f"{summary['images_per_second']:.1f} img/s" if summary["images_per_second"] else status)
+  return summary
+
+
+def _check_same_config(config, workdir):
+  """A workdir belongs to one config; resuming with another would silently mix two runs."""
+  path = os.path.join(workdir, "config.json")
+  resolved = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    previous = _read_json(path)
+    changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+    if changed:
+      raise config_lib.ConfigError(
+          f"{workdir} holds a run with another config (groups {changed} differ); use a new "
+          "--workdir, or the original config to resume it")
+  elif jax.process_index() == 0:
+    _write_json(path, resolved)

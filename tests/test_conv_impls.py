@@ -1,0 +1,68 @@
+"""Every conv implementation computes the same outputs and gradients from the same parameters."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mobilenet_jax import layers, models
+from tests.conftest import load_config
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 9, 5), (2, 8, 8, 5), (1, 7, 10, 3), (2, 4, 4, 6)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_shifted_matches_xla(shape, stride):
+  x = jax.random.normal(jax.random.key(0), shape)
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 1, shape[-1]))
+  loss = lambda fn: lambda x, k: jnp.sum(jnp.sin(fn(x, k, stride)))
+  np.testing.assert_allclose(layers.depthwise_shifted(x, kernel, stride),
+                             layers.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
+  grads_shifted = jax.grad(loss(layers.depthwise_shifted), (0, 1))(x, kernel)
+  grads_xla = jax.grad(loss(layers.conv_xla), (0, 1))(x, kernel)
+  for shifted, xla in zip(grads_shifted, grads_xla):
+    np.testing.assert_allclose(shifted, xla, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pointwise_matmul_matches_xla(stride):
+  x = jax.random.normal(jax.random.key(0), (2, 7, 7, 8))
+  kernel = jax.random.normal(jax.random.key(1), (1, 1, 8, 12))
+  loss = lambda fn: lambda x, k: jnp.sum(jnp.sin(fn(x, k, stride)))
+  np.testing.assert_allclose(layers.pointwise_matmul(x, kernel, stride),
+                             layers.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.grad(loss(layers.pointwise_matmul), (0, 1))(x, kernel),
+                  jax.grad(loss(layers.conv_xla), (0, 1))(x, kernel)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2"])
+def test_whole_model_same_logits_and_gradients(arch):
+  """Same parameter tree, same logits and gradients in training mode, for both implementations."""
+  config = load_config(arch, "width=0.25,res=64")
+  x = jax.random.normal(jax.random.key(0), (4, 64, 64, 3))
+  outputs = {}
+  for impl in ("xla", "shifted"):
+    model = models.build_model(config, conv_impl=impl)
+    variables = model.init(jax.random.key(1), x)
+
+    def loss(params):
+      logits, _ = model.apply({**variables, "params": params}, x, train=True,
+                              mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)})
+      return jnp.sum(logits ** 2), logits
+
+    grads, logits = jax.grad(loss, has_aux=True)(variables["params"])
+    outputs[impl] = (variables, logits, grads)
+  (v1, l1, g1), (v2, l2, g2) = outputs["xla"], outputs["shifted"]
+  assert jax.tree.structure(v1) == jax.tree.structure(v2)
+  np.testing.assert_allclose(l1, l2, rtol=1e-4, atol=1e-4)
+  # Some gradients are exactly zero in exact arithmetic (a BN offset whose shift the next
+  # training-mode BN removes) and are float noise in both; compare at the model's gradient scale.
+  scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(g1))
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-3 * scale)
+
+
+def test_auto_picks_by_backend():
+  assert layers.resolve_conv_impl("auto", "cpu") == "shifted"
+  assert layers.resolve_conv_impl("auto", "gpu") == "xla"
+  assert layers.resolve_conv_impl("xla", "cpu") == "xla"
