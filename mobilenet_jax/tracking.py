@@ -69,8 +69,8 @@ class MetricWriter:
     speeds = sorted(self._speeds[1:] or self._speeds)
     return speeds[len(speeds) // 2] if speeds else None
 
-  def progress(self, start, total, batch_size):
-    return Progress(start, total, batch_size, self.enabled)
+  def progress(self, start, total):
+    return Progress(start, total, self.enabled)
 
   def finish(self, summary):
     if self.run is not None:
@@ -81,10 +81,9 @@ class MetricWriter:
 class Progress:
   """Step, loss, img/s and ETA on one line (tqdm computes the ETA)."""
 
-  def __init__(self, start, total, batch_size, enabled):
+  def __init__(self, start, total, enabled):
     self.bar = tqdm.tqdm(total=total, initial=start, unit="step", disable=not enabled,
                          dynamic_ncols=True, mininterval=1.0)
-    self.batch_size = batch_size
 
   def update(self, step, metrics):
     self.bar.set_postfix(loss=f"{metrics['train/loss']:.3f}",

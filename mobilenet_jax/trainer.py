@@ -162,7 +162,7 @@ def train_and_evaluate(config, workdir):
               "preset": config.training.preset, "devices": jax.device_count(),
               "processes": jax.process_count(), "steps_per_epoch": steps_per_epoch, **derived}
   writer = tracking.MetricWriter(workdir, config, run_info, run_id=meta.get("wandb_run_id"))
-  writer.log(start_step, {k: v for k, v in derived.items()})
+  writer.log(start_step, derived)
 
   step_fn = jax.jit(train_step.make_train_step(model, tx, config, schedule),
                     in_shardings=(state_sharding, batch_sharding, batch_sharding, replicated),
@@ -191,7 +191,7 @@ def train_and_evaluate(config, workdir):
   num_steps = config.training.num_steps
   preemption = Preemption()
   status, results = "finished", {}
-  progress = writer.progress(start_step, num_steps, config.data.batch_size)
+  progress = writer.progress(start_step, num_steps)
   batches = data.iterate(data.train_batches(train_split, config), start_step)
   try:
     step, last_time, last_step = start_step, time.perf_counter(), start_step
