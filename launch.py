@@ -3,6 +3,9 @@
   python launch.py --config=configs/mobilenet_v2.py --config.model.width_multiplier=0.75 \
       --config.resolution=160 --mode=profile
   python launch.py --config=configs/mobilenet_v2.py:width=0.5,res=160 --workdir=runs/v2
+  python launch.py --sweep=experiments/quickstart.py --workdir=runs/quickstart [--jobs=2]
+  python launch.py --mode=report --workdir=runs/quickstart
+  python launch.py --config=configs/tiny.py --mode=eval --workdir=runs/tiny
 """
 
 import sys
@@ -15,8 +18,15 @@ from ml_collections import config_flags
 from mobilenet_jax import config as config_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:arg].", lock_config=True)
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "profile"],
-                          "train: train and evaluate in --workdir; profile: mult-adds and params.")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "profile", "eval", "report"],
+    "train: train and evaluate in --workdir (or run --sweep); profile: mult-adds and params; "
+    "eval: score the latest checkpoint in --workdir; report: tables and plots of the sweep in "
+    "--workdir.")
+_SWEEP = flags.DEFINE_string("sweep", None, "Sweep file (experiments/*.py): run its members, "
+                             "each in --workdir/<member>; --config.key=value applies to all.")
+_JOBS = flags.DEFINE_integer("jobs", 1, "Sweep members run at once, as separate processes.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print one command per sweep member and exit.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, summary).")
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0, to run as several processes "
@@ -25,7 +35,14 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a mul
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 
+_SWEEP_OVERRIDES = []
+
+
 def _parse_flags(argv):
+  if any(a.startswith("--sweep") for a in argv):
+    # A sweep has no single config file to parse overrides against: each member applies them.
+    _SWEEP_OVERRIDES.extend(a for a in argv if a.startswith("--config."))
+    argv = [a for a in argv if not a.startswith("--config.")]
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError, flags.Error) as error:
@@ -48,11 +65,19 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax and JAX log every save and backend probe
   if len(argv) > 1:
     sys.exit(f"error: unexpected arguments {argv[1:]}")
-  if _CONFIG.value is None:
-    sys.exit("error: --config=FILE[:arg] is required, e.g. --config=configs/mobilenet_v2.py")
   try:
+    if _SWEEP.value or _MODE.value == "report":
+      return _sweep_or_report()
+    if _CONFIG.value is None:
+      sys.exit("error: --config=FILE[:arg] is required, e.g. --config=configs/mobilenet_v2.py")
     config = config_lib.validate(_CONFIG.value)
-    if _MODE.value == "profile":
+    if _MODE.value == "eval":
+      if not _WORKDIR.value:
+        sys.exit("error: --mode=eval needs --workdir=DIR (a run with checkpoints)")
+      import json
+      from mobilenet_jax import trainer
+      print(json.dumps(trainer.evaluate_checkpoint(config, _WORKDIR.value)))
+    elif _MODE.value == "profile":
       from mobilenet_jax import profile_report
       profile_report.run(config)
     elif _MODE.value == "train":
@@ -68,6 +93,31 @@ def main(argv):
     if isinstance(error, (data.DataError, trainer.TrainingError)):
       sys.exit(f"error: {error}")
     raise
+
+
+def _sweep_or_report():
+  from mobilenet_jax import report, sweep
+  if not _WORKDIR.value:
+    sys.exit("error: --sweep and --mode=report need --workdir=DIR")
+  if _MODE.value == "report":
+    report.write(_WORKDIR.value)
+    print(open(f"{_WORKDIR.value}/report.md").read())
+    return
+  if _MODE.value != "train":
+    sys.exit(f"error: --sweep runs training; --mode={_MODE.value} does not apply to it")
+  definition = sweep.load_sweep(_SWEEP.value)
+  if _DRY_RUN.value:
+    return sweep.dry_run(definition, _WORKDIR.value, _SWEEP_OVERRIDES)
+  statuses = sweep.run(definition, _WORKDIR.value, _SWEEP_OVERRIDES, jobs=_JOBS.value)
+  if any(s in ("finished",) for s in statuses.values()):
+    report.write(_WORKDIR.value)
+    print(open(f"{_WORKDIR.value}/report.md").read())
+  failed = {n: s for n, s in statuses.items() if s.startswith("failed")}
+  unfinished = {n: s for n, s in statuses.items() if s != "finished"}
+  print(f"sweep {definition.name}: {len(statuses) - len(unfinished)}/{len(statuses)} finished"
+        + "".join(f"\n  {n}: {s}" for n, s in unfinished.items()))
+  if failed or unfinished:
+    sys.exit(1)
 
 
 if __name__ == "__main__":

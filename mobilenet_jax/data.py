@@ -124,9 +124,10 @@ def _tfds(name, split, data_dir):
   except Exception as error:  # tfds raises its own DatasetNotFoundError subclasses
     raise DataError(f"config.data.dataset='tfds:{name}': {error}") from None
   if not builder.is_prepared():
+    from mobilenet_jax import prepare_data
     raise DataError(f"config.data.dataset='tfds:{name}' is not prepared in "
                     f"{builder.data_dir_root}. Prepare it with:\n  "
-                    f"{prepare_command(name, data_dir)}")
+                    f"{prepare_command(name, data_dir)}{prepare_data.manual_note(name, builder)}")
   if tfds_split not in builder.info.splits:
     tfds_split = "test"
   source = tfds.data_source(name, split=tfds_split, data_dir=data_dir or None)

@@ -25,6 +25,12 @@ def wandb_mode(mode):
   return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
+def run_tags(config):
+  """The config's tags plus α and resolution, so sweep members filter by either in W&B."""
+  return list(config.wandb.tags) + [f"alpha={config.model.width_multiplier:g}",
+                                    f"res={config.resolution}"]
+
+
 class MetricWriter:
   """Appends one JSON object per logged step; after a resume, steps already in the file are
   skipped, so nothing written before is rewritten or duplicated."""
@@ -47,7 +53,7 @@ class MetricWriter:
       import wandb
       self.run = wandb.init(
           project=config.wandb.project, entity=config.wandb.entity or None,
-          group=config.wandb.group or None, tags=list(config.wandb.tags) or None,
+          group=config.wandb.group or None, tags=run_tags(config),
           id=run_id, resume="allow", mode=mode, dir=os.path.abspath(workdir),
           config={**flatten(json.loads(config.to_json_best_effort())), **run_info},
           settings=wandb.Settings(silent=True))

@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 from orbax.checkpoint.checkpoint_managers import preservation_policy, save_decision_policy
 
-from mobilenet_jax import accounting, data, models, optim, tracking, train_step
+from mobilenet_jax import accounting, data, latency, models, optim, tracking, train_step
 from mobilenet_jax import config as config_lib
 
 
@@ -34,7 +34,10 @@ def make_mesh(config):
   if int(np.prod(sizes)) != jax.device_count():
     raise config_lib.ConfigError(f"config.mesh={config.mesh} gives {sizes} = {np.prod(sizes)} "
                                  f"devices; there are {jax.device_count()}")
-  return jax.make_mesh(tuple(sizes), names)
+  # Auto axes: shardings are declared at the jit boundary and propagated inside it. Explicit
+  # axes would demand a sharding on every intermediate, which Flax's dropout mask lacks.
+  return jax.make_mesh(tuple(sizes), names,
+                       axis_types=(jax.sharding.AxisType.Auto,) * len(names))
 
 
 def param_shardings(mesh, tree, rules):
@@ -80,6 +83,15 @@ class Preemption:
     signal.signal(signal.SIGTERM, self._previous)
 
 
+def restore_latest(manager, abstract_state, state_sharding):
+  """The latest checkpoint laid out for this mesh, whatever mesh wrote it (8 devices -> 1)."""
+  target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        abstract_state, state_sharding)
+  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+  return restored.state, restored.meta
+
+
 def _write_json(path, payload):
   tmp = f"{path}.tmp"
   with open(tmp, "w") as f:
@@ -104,6 +116,40 @@ def evaluate(eval_fn, batches, mesh, variables):
   count = int(totals["count"])
   return {"top1": float(totals["top1"]) / count, "top5": float(totals["top5"]) / count,
           "loss": float(totals["loss"]) / count, "count": count}
+
+
+def abstract_params(model, config):
+  return jax.eval_shape(model.init, jax.random.key(0),
+                        jnp.zeros(models.input_shape(config)))["params"]
+
+
+def make_eval_fn(model, config, mesh):
+  return jax.jit(train_step.make_eval_step(model, config.model.num_classes),
+                 out_shardings=NamedSharding(mesh, P()))
+
+
+def evaluate_checkpoint(config, workdir):
+  """Scores the latest checkpoint in `workdir` (raw and EMA weights) on this machine's devices,
+  however many wrote it; returns {'step', 'top1', 'top5', 'loss', 'count', 'ema/top1', ...}."""
+  config_lib.validate(config)
+  manager = checkpoint_manager(workdir, config)
+  if manager.latest_step() is None:
+    raise TrainingError(f"{workdir}/checkpoints holds no checkpoint to evaluate")
+  mesh = make_mesh(config)
+  model = models.build_model(config)
+  tx, _, _ = optim.make_optimizer(config, abstract_params(model, config), steps_per_epoch=1)
+  abstract_state = jax.eval_shape(lambda rng: train_step.init_state(model, tx, config, rng),
+                                  jax.random.key(0))
+  state, _ = restore_latest(manager, abstract_state,
+                            param_shardings(mesh, abstract_state, config.param_sharding))
+  batches, _ = data.eval_batches(data.load_split(config.data, "val"), config)
+  eval_fn = make_eval_fn(model, config, mesh)
+  results = {"step": int(state.step),
+             **evaluate(eval_fn, batches, mesh, (state.params, state.batch_stats))}
+  if config.training.ema_decay:
+    ema = evaluate(eval_fn, batches, mesh, (state.ema_params, state.ema_batch_stats))
+    results.update({f"ema/{k}": v for k, v in ema.items()})
+  return results
 
 
 def train_and_evaluate(config, workdir):
@@ -132,9 +178,7 @@ def train_and_evaluate(config, workdir):
   steps_per_epoch = max(len(train_split) // config.data.batch_size, 1)
 
   model = models.build_model(config)
-  abstract_variables = jax.eval_shape(model.init, jax.random.key(0),
-                                      jnp.zeros(models.input_shape(config)))
-  tx, schedule, derived = optim.make_optimizer(config, abstract_variables["params"],
+  tx, schedule, derived = optim.make_optimizer(config, abstract_params(model, config),
                                                steps_per_epoch)
   init = lambda rng: train_step.init_state(model, tx, config, rng)
   abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
@@ -145,11 +189,7 @@ def train_and_evaluate(config, workdir):
   manager = checkpoint_manager(workdir, config)
   meta = {}
   if manager.latest_step() is not None:
-    target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                          abstract_state, state_sharding)
-    restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-    state, meta = restored.state, restored.meta
+    state, meta = restore_latest(manager, abstract_state, state_sharding)
     print(f"Resumed {workdir} at step {int(state.step)}.")
   else:
     state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
@@ -167,8 +207,7 @@ def train_and_evaluate(config, workdir):
   step_fn = jax.jit(train_step.make_train_step(model, tx, config, schedule),
                     in_shardings=(state_sharding, batch_sharding, batch_sharding, replicated),
                     out_shardings=(state_sharding, replicated), donate_argnums=0)
-  eval_fn = jax.jit(train_step.make_eval_step(model, config.model.num_classes),
-                    out_shardings=replicated)
+  eval_fn = make_eval_fn(model, config, mesh)
   eval_batches, eval_count = data.eval_batches(val_split, config)
   rng = jax.random.key(config.seed)
 
@@ -200,19 +239,24 @@ def train_and_evaluate(config, workdir):
       state, metrics = step_fn(state, jax.make_array_from_process_local_data(batch_sharding, images),
                                jax.make_array_from_process_local_data(batch_sharding, labels), rng)
       step += 1
-      if step % config.training.log_every_steps == 0 or step == num_steps:
+      logging_step = step % config.training.log_every_steps == 0 or step == num_steps
+      preempted = preemption.reached(step)
+      if logging_step or preempted or manager.should_save(step):
+        # Checked before every save too, so no checkpoint ever holds a diverged state.
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if not np.isfinite(metrics["train/loss"]):
+        if not (np.isfinite(metrics["train/loss"]) and np.isfinite(metrics["train/grad_norm"])):
           raise TrainingError(
-              f"loss is {metrics['train/loss']} at step {step}; stopped. The last good "
-              f"checkpoint (step {manager.latest_step()}) is kept in {workdir}/checkpoints")
+              f"loss {metrics['train/loss']}, gradient norm {metrics['train/grad_norm']} at "
+              f"step {step}; stopped. The last good checkpoint (step {manager.latest_step()}) "
+              f"is kept in {workdir}/checkpoints")
+      if logging_step:
         now = time.perf_counter()
         metrics["train/images_per_second"] = (
             (step - last_step) * config.data.batch_size / (now - last_time))
         last_time, last_step = now, step
         writer.log(step, metrics)
         progress.update(step, metrics)
-      if preemption.reached(step):
+      if preempted:
         save(step, force=True)
         status = "preempted"
         break
@@ -228,7 +272,9 @@ def train_and_evaluate(config, workdir):
     preemption.restore()
     progress.close()
 
-  summary = {**run_info, "steps": int(state.step), "status": status,
+  speed = (latency.measure(model, state.params, state.batch_stats, config.resolution)
+           if status == "finished" else {})
+  summary = {**run_info, **speed, "steps": int(state.step), "status": status,
              "top1": results.get("eval/top1"), "top5": results.get("eval/top5"),
              "ema_top1": results.get("eval/ema/top1", results.get("eval/top1")),
              "eval_count": results.get("eval/count"),

@@ -87,6 +87,41 @@ def test_tf1_rmsprop_matches_numpy_across_a_learning_rate_change():
   np.testing.assert_allclose(p["w"], expected, rtol=1e-6, atol=1e-7)
 
 
+def test_warmup_then_cosine_schedule():
+  config = tiny_config(**{"schedule.name": "cosine", "schedule.warmup_epochs": 2.0,
+                          "optimizer.learning_rate": 0.09, "optimizer.reference_batch_size": 32,
+                          "data.batch_size": 64, "training.num_steps": 110})
+  schedule, peak = optim.learning_rate_schedule(config, steps_per_epoch=5)
+  assert peak == pytest.approx(0.18)  # 0.09 per 32 images, scaled to 64
+  assert [float(schedule(s)) for s in (0, 5, 10)] == pytest.approx([0.0, 0.09, 0.18])
+  # Cosine over the 100 steps after warmup: half way it is half the peak, at the end zero.
+  assert [float(schedule(s)) for s in (60, 110)] == pytest.approx([0.09, 0.0], abs=1e-7)
+
+
+def test_label_smoothing_and_ema_follow_their_tf_definitions():
+  from mobilenet_jax import train_step
+  logits, labels = jnp.log(jnp.asarray([[0.7, 0.2, 0.1]])), jnp.asarray([0])
+  # Smoothed target: (1 - 0.3) one-hot + 0.3 / 3 everywhere.
+  expected = -(0.8 * np.log(0.7) + 0.1 * np.log(0.2) + 0.1 * np.log(0.1))
+  assert float(train_step.cross_entropy(logits, labels, 3, 0.3)[0]) == pytest.approx(expected)
+  ema, new = {"w": jnp.asarray(1.0)}, {"w": jnp.asarray(0.0)}
+  # tf.train.ExponentialMovingAverage(0.999, num_updates): min(0.999, (1 + t) / (10 + t)).
+  assert float(train_step.ema_update(ema, new, 0, 0.999)["w"]) == pytest.approx(0.1)
+  assert float(train_step.ema_update(ema, new, 10**6, 0.999)["w"]) == pytest.approx(0.999)
+
+
+def test_diverging_run_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+  workdir = str(tmp_path / "nan")
+  config = tiny_config(**{"optimizer.learning_rate": 1e30, "training.num_steps": 20,
+                          "training.log_every_steps": 10, "training.checkpoint_every_steps": 1})
+  with pytest.raises(trainer.TrainingError, match=r"at step (\d+); stopped") as error:
+    trainer.train_and_evaluate(config, workdir)
+  failed_step = int(error.value.args[0].split("at step ")[1].split(";")[0])
+  step, params = final_params(workdir)
+  assert step == failed_step - 1
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
+
+
 def test_weight_decay_mask_excludes_depthwise_bn_and_biases():
   config = load_config("mobilenet_v2", "width=0.35,res=32")
   from mobilenet_jax import models
@@ -175,6 +210,13 @@ def test_eight_devices_give_the_same_loss_curve(tmp_path):
   # amplifies the difference a little each step (measured: 1e-7 at step 1, 2.5e-4 at step 10).
   np.testing.assert_allclose(losses["eight"][:3], losses["one"][:3], rtol=1e-5)
   np.testing.assert_allclose(losses["eight"], losses["one"], rtol=1e-3)
+
+  # The checkpoint written on 8 devices restores on this process's single device.
+  assert jax.device_count() == 1
+  restored = trainer.evaluate_checkpoint(tiny_config(), str(tmp_path / "eight"))
+  summary = json.load(open(tmp_path / "eight" / "summary.json"))
+  assert restored["step"] == 10 and restored["count"] == summary["eval_count"] == 360
+  assert restored["top1"] == pytest.approx(summary["top1"], abs=1 / 360)
 
 
 def free_port():

@@ -1,0 +1,27 @@
+"""V1 paper Figures 4-5 and Tables 6-7: the 16 models α ∈ {1, 0.75, 0.5, 0.25} × {224, 192,
+160, 128}, trained with the paper_v1 preset on ImageNet.
+
+  python -m mobilenet_jax.prepare_data --dataset=tfds:imagenet2012 --data_dir=DIR
+  python launch.py --sweep=experiments/v1_tradeoff.py --workdir=runs/v1_tradeoff \
+      --config.data.data_dir=DIR --dry_run      # one command per member, for an array job
+"""
+
+from mobilenet_jax import sweep
+
+# The paper gives no batch size or epoch count. Inception V3's recipe, which V1 follows, used 50
+# replicas of batch 32 for 100 epochs; paper_v1 scales lr 0.045 per 32 images to this batch.
+BATCH_SIZE = 1600
+EPOCHS = 100
+IMAGENET_TRAIN_IMAGES = 1_281_167
+
+IMAGENET = {"data.dataset": "tfds:imagenet2012", "model.num_classes": 1000,
+            "data.batch_size": BATCH_SIZE, "data.eval_batch_size": 1000,
+            "training.num_steps": EPOCHS * IMAGENET_TRAIN_IMAGES // BATCH_SIZE,
+            "training.log_every_steps": 100, "training.checkpoint_every_steps": 2000}
+
+
+def get_sweep():
+  return sweep.Sweep("v1_tradeoff", sweep.grid(
+      "configs/mobilenet_v1.py:preset=paper_v1", "v1_{width_multiplier:g}_{resolution}",
+      {"model.width_multiplier": (1.0, 0.75, 0.5, 0.25), "resolution": (224, 192, 160, 128)},
+      fixed=IMAGENET))

@@ -1,0 +1,231 @@
+"""The sweep report: results.csv, report.md (the papers' tables in their layout, with the
+registry's numbers beside this sweep's), tradeoff.png and latency.png.
+
+  python launch.py --mode=report --workdir=DIR
+"""
+
+import csv
+import json
+import os
+import statistics
+
+import ml_collections
+
+from mobilenet_jax import paper
+from mobilenet_jax import tables
+from mobilenet_jax import tracking
+
+COLUMNS = ("name", "arch", "width_multiplier", "resolution", "madds", "params", "top1", "top5",
+           "ema_top1", "images_per_second", "latency_ms", "status", "seeds", "top1_std")
+IMAGENET = ("tfds:imagenet2012", "tfds:imagenet2012_subset")
+
+
+def _read(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def collect(workdir):
+  """[(member name, config dict, summary dict)] for every member directory with a summary."""
+  members = []
+  for name in sorted(os.listdir(workdir)):
+    folder = os.path.join(workdir, name)
+    if os.path.exists(os.path.join(folder, "summary.json")):
+      members.append((name, _read(os.path.join(folder, "config.json")),
+                      _read(os.path.join(folder, "summary.json"))))
+  return members
+
+
+def _without_seed(config):
+  config = {k: v for k, v in config.items() if k not in ("seed", "wandb")}
+  return json.dumps(config, sort_keys=True)
+
+
+def rows(members):
+  """One row per configuration: members that differ only by seed give mean (and std) values."""
+  groups = {}
+  for name, config, summary in members:
+    groups.setdefault(_without_seed(config), []).append((name, config, summary))
+  result = []
+  for group in groups.values():
+    name, config, summary = group[0]
+    finished = [s for _, _, s in group if s.get("status") == "finished"]
+    row = {key: summary.get(key) for key in COLUMNS}
+    row.update(name=name if len(group) == 1 else f"{name} (+{len(group) - 1} seeds)",
+               arch=config["model"]["name"], dataset=config["data"]["dataset"],
+               seeds=len(finished), status=summary.get("status") if len(group) == 1 else
+               ("finished" if len(finished) == len(group) else f"{len(finished)}/{len(group)} finished"))
+    for key in ("top1", "top5", "ema_top1", "images_per_second", "latency_ms"):
+      values = [s[key] for s in finished if s.get(key) is not None]
+      row[key] = statistics.fmean(values) if values else None
+    top1s = [s["top1"] for s in finished if s.get("top1") is not None]
+    row["top1_std"] = statistics.stdev(top1s) if len(top1s) > 1 else None
+    row["config"] = config
+    result.append(row)
+  return sorted(result, key=lambda r: (r["arch"], -r["width_multiplier"], -r["resolution"]))
+
+
+def write_csv(path, table_rows):
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(table_rows)
+
+
+def _pct(value, std=None):
+  if value is None:
+    return "–"
+  return f"{100 * value:.1f}" + (f" ± {100 * std:.1f}" if std else "")
+
+
+def _m(value, decimals=1):
+  return "–" if value is None else f"{value / 1e6:.{decimals}f}"
+
+
+def _printed(value):
+  return "–" if value is None else f"{value:g}"
+
+
+def is_imagenet(table_rows):
+  return all(r["dataset"] in IMAGENET for r in table_rows)
+
+
+def published_rows(row):
+  """The registry's published rows for a member: grid cells and ablations."""
+  cell = paper.find(row["arch"], row["width_multiplier"], row["resolution"])
+  if cell:
+    return [p for p in (cell.paper, cell.slim) if p]
+  if row["arch"] in paper.ABLATIONS and row["resolution"] == 224:
+    return [paper.ABLATIONS[row["arch"]]]
+  return []
+
+
+def paper_table(table_rows, compare_accuracy):
+  """Each member beside every published row for the same model; counts flagged if they differ."""
+  header = ("model", "top-1 (this sweep)", "source", "top-1 (printed)", "M mult-adds counted / printed",
+            "M params counted / printed", "check")
+  lines = []
+  for row in table_rows:
+    config = ml_collections.ConfigDict(row["config"])
+    for published in published_rows(row):
+      madds, params = paper.count_as(config, published.source)
+      ok = paper.agrees(madds, published.madds) and paper.agrees(params, published.params)
+      check = "ok" if ok else f"⚠ differs: {published.mismatch or 'not in the registry'}"
+      lines.append((f"{row['arch']} {row['width_multiplier']:g}-{row['resolution']}",
+                    _pct(row["top1"], row["top1_std"]),
+                    f"{published.source} {published.table}".strip(),
+                    _printed(published.top1) if compare_accuracy else "(not ImageNet)",
+                    f"{_m(madds)} / {_printed(published.madds)}",
+                    f"{_m(params, 2)} / {_printed(published.params)}", check))
+  return tables.markdown_table(header, lines) if lines else ""
+
+
+def grid_table(table_rows):
+  """Top-1 over α (rows) × resolution (columns), the layout of the papers' trade-off grids."""
+  alphas = sorted({r["width_multiplier"] for r in table_rows}, reverse=True)
+  resolutions = sorted({r["resolution"] for r in table_rows}, reverse=True)
+  by_key = {(r["width_multiplier"], r["resolution"]): r for r in table_rows}
+  lines = []
+  for alpha in alphas:
+    cells = []
+    for res in resolutions:
+      row = by_key.get((alpha, res))
+      cells.append("" if row is None else f"{_pct(row['top1'], row['top1_std'])} ({_m(row['madds'])} M)")
+    lines.append((f"α = {alpha:g}", *cells))
+  return tables.markdown_table(("top-1 % (M mult-adds)", *map(str, resolutions)), lines)
+
+
+def results_table(table_rows):
+  header = ("member", "arch", "α", "res", "M mult-adds", "M params", "top-1", "top-5", "EMA top-1",
+            "train img/s", "latency ms (batch 1)", "status")
+  lines = [(r["name"], r["arch"], f"{r['width_multiplier']:g}", r["resolution"], _m(r["madds"]),
+            _m(r["params"], 2), _pct(r["top1"], r["top1_std"]), _pct(r["top5"]),
+            _pct(r["ema_top1"]), "–" if r["images_per_second"] is None else f"{r['images_per_second']:.0f}",
+            "–" if r["latency_ms"] is None else f"{r['latency_ms']:.2f}", r["status"])
+           for r in table_rows]
+  return tables.markdown_table(header, lines)
+
+
+def plot(path, table_rows, x_key, x_label, compare_accuracy):
+  """Top-1 against `x_key`, one solid line per α and one dashed line per resolution; the
+  registry's published points overlaid for ImageNet. The PNG's text chunk 'points' records
+  how many measured points were drawn."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  points = [r for r in table_rows if r["top1"] is not None and r.get(x_key) is not None]
+  fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+  for key, style, label in (("width_multiplier", "-o", "α"), ("resolution", "--", "res")):
+    for value in sorted({r[key] for r in points}):
+      line = sorted((r for r in points if r[key] == value), key=lambda r: r[x_key])
+      ax.plot([r[x_key] for r in line], [100 * r["top1"] for r in line], style,
+              label=f"{label} = {value:g}", alpha=0.9 if style == "-o" else 0.4)
+  published = []
+  if compare_accuracy and x_key == "madds":
+    for r in points:
+      for p in published_rows(r):
+        published.append((p.madds * 1e6, p.top1, p.source))
+    for source in sorted({s for _, _, s in published}):
+      xs, ys = zip(*[(x, y) for x, y, s in published if s == source])
+      ax.scatter(xs, ys, marker="x", s=50, label=source)
+  if points:
+    ax.set_xscale("log")
+  ax.set_xlabel(x_label)
+  ax.set_ylabel("top-1 %")
+  datasets = sorted({r["dataset"] for r in table_rows})
+  ax.set_title(f"top-1 vs {x_label} ({', '.join(datasets)})")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=8, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, metadata={"points": str(len(points)), "published_points": str(len(published))})
+  plt.close(fig)
+  return len(points)
+
+
+def log_to_wandb(table_rows, workdir):
+  """One 'report' run in the sweep's W&B group with the table and both plots."""
+  config = table_rows[0]["config"]["wandb"]
+  mode = tracking.wandb_mode(config["mode"])
+  if mode == "disabled":
+    return
+  import wandb
+  run = wandb.init(project=config["project"], entity=config["entity"] or None,
+                   group=config["group"] or None, job_type="report", mode=mode,
+                   dir=os.path.abspath(workdir), settings=wandb.Settings(silent=True))
+  table = wandb.Table(columns=list(COLUMNS), data=[[r.get(c) for c in COLUMNS] for r in table_rows])
+  run.log({"results": table,
+           "tradeoff": wandb.Image(os.path.join(workdir, "tradeoff.png")),
+           "latency": wandb.Image(os.path.join(workdir, "latency.png"))})
+  run.finish()
+
+
+def write(workdir):
+  """Writes results.csv, report.md, tradeoff.png and latency.png in `workdir`; returns rows."""
+  table_rows = rows(collect(workdir))
+  if not table_rows:
+    raise FileNotFoundError(f"{workdir} has no member directories with a summary.json")
+  compare = is_imagenet(table_rows)
+  write_csv(os.path.join(workdir, "results.csv"), table_rows)
+  plot(os.path.join(workdir, "tradeoff.png"), table_rows, "madds", "mult-adds", compare)
+  plot(os.path.join(workdir, "latency.png"), table_rows, "latency_ms",
+       "batch-1 latency (ms, this machine)", compare)
+  datasets = sorted({r["dataset"] for r in table_rows})
+  parts = [f"# Sweep report: {os.path.basename(os.path.abspath(workdir))}", "",
+           f"Dataset: {', '.join(datasets)}. " + (
+               "Accuracy is compared with the papers' ImageNet numbers." if compare else
+               "Not ImageNet: the papers' accuracy columns are shown for reference only and are "
+               "not compared; mult-adds and params are."), "",
+           "## Results", "", results_table(table_rows), "",
+           "## Top-1 over width multiplier α × resolution", "", grid_table(table_rows), ""]
+  published = paper_table(table_rows, compare)
+  if published:
+    parts += ["## Beside the papers (V1 Tables 4-7, 9; V2 Table 4 and the TF-slim grids)", "",
+              "Counts are this model's, in each source's convention (classes, BN variables); "
+              "⚠ marks a printed number that differs from the count.", "", published, ""]
+  parts += ["![top-1 vs mult-adds](tradeoff.png)", "", "![top-1 vs latency](latency.png)", ""]
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write("\n".join(parts))
+  log_to_wandb(table_rows, workdir)
+  return table_rows
+

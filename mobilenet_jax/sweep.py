@@ -1,0 +1,159 @@
+"""Sweeps as code, and the resumable launcher that runs them.
+
+A sweep file (experiments/*.py) defines `get_sweep()` returning a `Sweep`: a name and named
+members, each a config file and the overrides that make it differ. Each member runs as its own
+`launch.py` process in DIR/<member>/ (so a crash or an OOM stays in that member), and the
+command lines are exactly what `--dry_run` prints for a cluster's array job.
+"""
+
+import dataclasses
+import importlib.util
+import itertools
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+from mobilenet_jax import config as config_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STATUS_FILE = "sweep.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+  name: str
+  config: str  # config file[:arg], relative to the repository
+  overrides: tuple = ()  # ((dotted key, value), ...)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  name: str
+  members: tuple
+
+  def __post_init__(self):
+    names = [m.name for m in self.members]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+      raise config_lib.ConfigError(f"sweep {self.name!r} names members twice: {duplicates}")
+
+
+def grid(config, name, axes, fixed=None):
+  """Members for every combination of `axes` ({dotted key: values}), each also with the `fixed`
+  overrides; `name` formats the keys' last parts, e.g. grid('configs/tiny.py',
+  'a{width_multiplier:g}_r{resolution}', {'model.width_multiplier': (0.5, 1), 'resolution': (8, 16)})."""
+  keys = list(axes)
+  members = []
+  for values in itertools.product(*(axes[k] for k in keys)):
+    fields = {k.rsplit(".", 1)[-1]: v for k, v in zip(keys, values)}
+    overrides = tuple((fixed or {}).items()) + tuple(zip(keys, values))
+    members.append(Member(name.format(**fields), config, overrides))
+  return tuple(members)
+
+
+def load_sweep(path):
+  if not os.path.exists(path):
+    raise config_lib.ConfigError(f"--sweep={path}: no such sweep file")
+  spec = importlib.util.spec_from_file_location("_sweep_file", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_sweep"):
+    raise config_lib.ConfigError(f"--sweep={path} defines no get_sweep()")
+  return module.get_sweep()
+
+
+def _format(value):
+  return str(value) if not isinstance(value, str) else value
+
+
+def member_command(sweep, member, workdir, extra_overrides=()):
+  """The launch.py command line of one member; sweep-wide overrides come last and win."""
+  args = [sys.executable, os.path.join(REPO, "launch.py"), f"--config={member.config}",
+          f"--workdir={os.path.join(workdir, member.name)}"]
+  args += [f"--config.{k}={_format(v)}" for k, v in (("wandb.group", sweep.name),) + member.overrides]
+  return args + list(extra_overrides)
+
+
+def member_status(workdir, member):
+  path = os.path.join(workdir, member.name, "summary.json")
+  if not os.path.exists(path):
+    return "pending"
+  with open(path) as f:
+    return json.load(f).get("status", "pending")
+
+
+class _Running:
+  def __init__(self, member, process, log):
+    self.member, self.process, self.log = member, process, log
+
+
+def run(sweep, workdir, extra_overrides=(), jobs=1, out=sys.stdout):
+  """Runs every unfinished member, `jobs` at a time; returns {member name: status}.
+
+  SIGTERM or Ctrl-C is passed on to the running members, which checkpoint and stop; running
+  the same command again resumes them and skips the finished ones.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  statuses = {m.name: member_status(workdir, m) for m in sweep.members}
+  todo = [m for m in sweep.members if statuses[m.name] != "finished"]
+  for name, status in statuses.items():
+    if status == "finished":
+      print(f"[{sweep.name}] {name}: finished before, skipped", file=out)
+  running, stopping = [], False
+
+  def stop(*_):
+    nonlocal stopping
+    stopping = True
+    for r in running:
+      r.process.send_signal(signal.SIGTERM)
+
+  previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+  try:
+    while (todo and not stopping) or running:
+      while todo and len(running) < jobs and not stopping:
+        member = todo.pop(0)
+        os.makedirs(os.path.join(workdir, member.name), exist_ok=True)
+        log = open(os.path.join(workdir, member.name, "launch.log"), "a")
+        command = member_command(sweep, member, workdir, extra_overrides)
+        log.write(f"$ {shlex.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        running.append(_Running(member, process, log))
+        print(f"[{sweep.name}] {member.name}: started", file=out, flush=True)
+      time.sleep(0.2)
+      for r in [r for r in running if r.process.poll() is not None]:
+        running.remove(r)
+        r.log.close()
+        statuses[r.member.name] = _finished_status(workdir, r)
+        print(f"[{sweep.name}] {r.member.name}: {statuses[r.member.name]}", file=out, flush=True)
+  finally:
+    for s, handler in previous.items():
+      signal.signal(s, handler)
+  _write_status(workdir, sweep, statuses)
+  return statuses
+
+
+def _finished_status(workdir, running):
+  status = member_status(workdir, running.member)
+  if running.process.returncode == 0 and status in ("finished", "preempted"):
+    return status
+  with open(os.path.join(workdir, running.member.name, "launch.log")) as f:
+    lines = [line.rstrip() for line in f if line.strip()]
+  error = next((l for l in reversed(lines) if "error" in l.lower()), lines[-1] if lines else "")
+  return f"failed (exit {running.process.returncode}): {error}"
+
+
+def _write_status(workdir, sweep, statuses):
+  path = os.path.join(workdir, STATUS_FILE)
+  with open(f"{path}.tmp", "w") as f:
+    json.dump({"sweep": sweep.name, "members": statuses}, f, indent=2)
+  os.replace(f"{path}.tmp", path)
+
+
+def dry_run(sweep, workdir, extra_overrides=(), out=sys.stdout):
+  for member in sweep.members:
+    print(shlex.join(member_command(sweep, member, workdir, extra_overrides)), file=out)

@@ -1,0 +1,138 @@
+"""Sweeps: the resumable launcher end to end, failure isolation, dry runs, and the report."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from mobilenet_jax import paper, report, sweep
+from tests.conftest import REPO, load_config
+
+SWEEP_FILE = '''
+from mobilenet_jax import sweep
+
+def get_sweep():
+  return sweep.Sweep("tiny_sweep", (
+      sweep.Member("alpha1_res16", "configs/tiny.py"),
+      sweep.Member("broken", "configs/tiny.py", (("model.width_multiplier", -1.0),)),
+      sweep.Member("alpha0.5_res8", "configs/tiny.py",
+                   (("model.width_multiplier", 0.5), ("resolution", 8))),
+  ))
+'''
+
+
+def launch_sweep(sweep_file, workdir, *extra):
+  args = [sys.executable, "launch.py", f"--sweep={sweep_file}", f"--workdir={workdir}",
+          "--config.training.num_steps=40", "--config.training.log_every_steps=10",
+          "--config.wandb.mode=disabled", *extra]
+  return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+
+
+def test_sweep_isolates_failures_resumes_after_a_kill_and_reports(tmp_path):
+  sweep_file = tmp_path / "tiny_sweep.py"
+  sweep_file.write_text(SWEEP_FILE)
+  workdir = tmp_path / "sweep"
+  first = launch_sweep(sweep_file, workdir)
+  deadline = time.time() + 300
+  while time.time() < deadline and not (workdir / "alpha0.5_res8" / "launch.log").exists():
+    time.sleep(0.2)
+  first.send_signal(signal.SIGTERM)  # mid-sweep: the last member has just started
+  output = first.communicate(timeout=300)[0]
+  assert first.returncode != 0, output
+  finished = json.load(open(workdir / "alpha1_res16" / "summary.json"))
+  assert finished["status"] == "finished", output
+  metrics_before = (workdir / "alpha1_res16" / "metrics.jsonl").read_text()
+
+  second = launch_sweep(sweep_file, workdir)
+  output = second.communicate(timeout=300)[0]
+  assert second.returncode == 1, output  # the broken member fails again, alone
+  assert "alpha1_res16: finished before, skipped" in output
+  assert "2/3 finished" in output and "broken: failed" in output
+  assert "config.model.width_multiplier=-1.0" in output  # its error, reported
+  assert (workdir / "alpha1_res16" / "metrics.jsonl").read_text() == metrics_before
+  statuses = json.load(open(workdir / "sweep.json"))["members"]
+  assert statuses["alpha0.5_res8"] == "finished" and statuses["broken"].startswith("failed")
+
+  with open(workdir / "results.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert sorted(r["name"] for r in rows) == ["alpha0.5_res8", "alpha1_res16"]
+  assert all(float(r["latency_ms"]) > 0 and float(r["madds"]) > 0 for r in rows)
+  plot = Image.open(workdir / "tradeoff.png")
+  assert plot.format == "PNG" and plot.text["points"] == "2"
+  assert Image.open(workdir / "latency.png").text["points"] == "2"
+  assert "Not ImageNet" in (workdir / "report.md").read_text()
+
+
+def test_dry_run_prints_one_command_per_member(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "launch.py", "--sweep=experiments/v2_tradeoff.py",
+       f"--workdir={tmp_path}", "--dry_run", "--config.data.data_dir=/data/tfds"],
+      cwd=REPO, capture_output=True, text=True, check=True)
+  lines = result.stdout.strip().splitlines()
+  assert len(lines) == 21
+  assert all("--config.wandb.group=v2_tradeoff" in l and l.endswith("--config.data.data_dir=/data/tfds")
+             for l in lines)
+  assert any("--config.model.width_multiplier=1.4 --config.resolution=224" in l for l in lines)
+  assert not os.listdir(tmp_path)  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("name,count", [("quickstart", 6), ("v1_tradeoff", 16),
+                                        ("v1_ablations", 4), ("v2_tradeoff", 21),
+                                        ("imagenette_tradeoff", 9)])
+def test_experiment_members_are_valid_configs(name, count):
+  from mobilenet_jax import config as config_lib
+  definition = sweep.load_sweep(str(REPO / "experiments" / f"{name}.py"))
+  assert len(definition.members) == count
+  for member in definition.members:
+    config = config_lib.load_config_file(str(REPO / member.config))
+    for dotted, value in member.overrides:
+      *groups, key = dotted.split(".")
+      node = config
+      for group in groups:
+        node = node[group]
+      node[key] = value
+    config_lib.validate(config)
+
+
+def write_member(workdir, name, config, top1, seed=0):
+  folder = workdir / name
+  folder.mkdir(parents=True)
+  config.seed = seed
+  (folder / "config.json").write_text(config.to_json_best_effort())
+  from mobilenet_jax import accounting
+  counts = accounting.profile(config)
+  summary = {"status": "finished", "top1": top1, "top5": top1 + 0.2, "ema_top1": top1,
+             "madds": counts.madds, "params": counts.params, "latency_ms": 1.0,
+             "images_per_second": 10.0, "width_multiplier": config.model.width_multiplier,
+             "resolution": config.resolution}
+  (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
+  config = load_config("mobilenet_v1", "width=0.5,res=160")
+  config.data.dataset = "tfds:imagenet2012"
+  config.wandb.mode = "disabled"
+  write_member(tmp_path, "seed0", config, 0.58, seed=0)
+  write_member(tmp_path, "seed1", config, 0.60, seed=1)
+  table_rows = report.write(str(tmp_path))
+  assert len(table_rows) == 1 and table_rows[0]["seeds"] == 2
+  assert table_rows[0]["top1"] == pytest.approx(0.59)
+  assert table_rows[0]["top1_std"] == pytest.approx(0.0141421, rel=1e-4)
+  text = (tmp_path / "report.md").read_text()
+  cells = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()
+           if line.startswith("| mobilenet_v1 0.5-160")]
+  cell = paper.find("mobilenet_v1", 0.5, 160)
+  # Counted in each source's convention: 1000 classes for the paper, 1001 (+BN) for TF-slim.
+  assert cells == [
+      ["mobilenet_v1 0.5-160", "59.0 ± 1.4", "V1 paper Table 9", f"{cell.paper.top1:g}",
+       "76.5 / 76", "1.32 / 1.32", "ok"],
+      ["mobilenet_v1 0.5-160", "59.0 ± 1.4", "TF-slim 2018_02_22", f"{cell.slim.top1:g}",
+       "76.5 / 77", "1.34 / 1.34", "ok"]]
+  assert Image.open(tmp_path / "tradeoff.png").text["published_points"] == "2"
