@@ -19,10 +19,11 @@ from mobilenet_jax import config as config_lib
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:arg].", lock_config=True)
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "profile", "eval", "report"],
+    "mode", "train", ["train", "profile", "eval", "predict", "report"],
     "train: train and evaluate in --workdir (or run --sweep); profile: mult-adds and params; "
-    "eval: score the latest checkpoint in --workdir; report: tables and plots of the sweep in "
-    "--workdir.")
+    "eval: score config.init_from's weights or --workdir's latest checkpoint (last line: JSON); "
+    "predict: top-5 labels of --image; report: tables and plots of the sweep in --workdir.")
+_IMAGE = flags.DEFINE_string("image", None, "Image file for --mode=predict.")
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep file (experiments/*.py): run its members, "
                              "each in --workdir/<member>; --config.key=value applies to all.")
 _JOBS = flags.DEFINE_integer("jobs", 1, "Sweep members run at once, as separate processes.")
@@ -71,12 +72,21 @@ def main(argv):
     if _CONFIG.value is None:
       sys.exit("error: --config=FILE[:arg] is required, e.g. --config=configs/mobilenet_v2.py")
     config = config_lib.validate(_CONFIG.value)
-    if _MODE.value == "eval":
-      if not _WORKDIR.value:
-        sys.exit("error: --mode=eval needs --workdir=DIR (a run with checkpoints)")
+    if _MODE.value in ("eval", "predict"):
+      if not (config.init_from or _WORKDIR.value):
+        sys.exit(f"error: --mode={_MODE.value} needs --config.init_from=KIND:PATH or "
+                 "--workdir=DIR (a run with checkpoints)")
       import json
       from mobilenet_jax import trainer
-      print(json.dumps(trainer.evaluate_checkpoint(config, _WORKDIR.value)))
+      if _MODE.value == "predict":
+        if not _IMAGE.value:
+          sys.exit("error: --mode=predict needs --image=PATH")
+        for label, probability in trainer.predict(config, _IMAGE.value, _WORKDIR.value):
+          print(f"{probability:7.2%}  {label}")
+      elif config.init_from:
+        print(json.dumps(trainer.evaluate_imported(config)))
+      else:
+        print(json.dumps(trainer.evaluate_checkpoint(config, _WORKDIR.value)))
     elif _MODE.value == "profile":
       from mobilenet_jax import profile_report
       profile_report.run(config)
@@ -89,8 +99,8 @@ def main(argv):
   except config_lib.ConfigError as error:
     sys.exit(f"error: {error}")
   except Exception as error:  # data and training errors carry their own explanation
-    from mobilenet_jax import data, trainer
-    if isinstance(error, (data.DataError, trainer.TrainingError)):
+    from mobilenet_jax import data, importers, trainer
+    if isinstance(error, (data.DataError, trainer.TrainingError, importers.WeightsError)):
       sys.exit(f"error: {error}")
     raise
 

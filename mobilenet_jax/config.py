@@ -110,6 +110,11 @@ def base_config():
   config.mesh = (("data", -1),)
   config.param_sharding = ()
 
+  # Start from imported weights, 'KIND:PATH' (keras_h5, keras_tfjs, slim_ckpt, slim_npy; see
+  # importers.py); with init_new_classifier the classifier is fresh (any num_classes).
+  config.init_from = ""
+  config.init_new_classifier = False
+
   config.wandb = ml_collections.ConfigDict()
   # 'auto' = online when WANDB_API_KEY is set, else offline (files under the workdir).
   config.wandb.mode = "auto"
@@ -239,6 +244,12 @@ def validate(config):
                       "preset=NAME)")
   if config.training.num_steps < 1:
     raise ConfigError(f"config.training.num_steps={config.training.num_steps}; allowed: >= 1")
+  if config.init_from:
+    from mobilenet_jax import importers
+    try:
+      importers.parse(config.init_from)
+    except importers.WeightsError as error:
+      raise ConfigError(str(error)) from None
   if model.min_channels < 1 or model.head_channels < 0:
     raise ConfigError("config.model.min_channels must be >= 1 and head_channels >= 0")
   return config

@@ -179,6 +179,13 @@ def central_crop(image, resolution, fraction):
   return _resize(np.ascontiguousarray(image[top:top + crop_h, left:left + crop_w]), resolution)
 
 
+def load_image(path, config):
+  """One image file, preprocessed exactly as evaluation preprocesses it."""
+  with Image.open(path) as image:
+    pixels = np.asarray(image.convert("RGB"))
+  return _to_float(central_crop(pixels, config.resolution, config.data.central_crop_fraction))
+
+
 def _stack(items):
   images, labels = zip(*items)
   return np.stack(images), np.asarray(labels, np.int32)

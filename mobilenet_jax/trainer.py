@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import NamedSharding, PartitionSpec as P
 from orbax.checkpoint.checkpoint_managers import preservation_policy, save_decision_policy
 
-from mobilenet_jax import accounting, data, latency, models, optim, tracking, train_step
+from mobilenet_jax import accounting, data, importers, latency, models, optim, tracking, train_step
 from mobilenet_jax import config as config_lib
 
 
@@ -104,13 +104,14 @@ def _read_json(path):
     return json.load(f)
 
 
-def evaluate(eval_fn, batches, mesh, variables):
-  """Sums top-1/top-5/loss over every example once; returns fractions and the count."""
+def evaluate(eval_fn, batches, mesh, variables, label_offset=0):
+  """Sums top-1/top-5/loss over every example once; returns fractions and the count.
+  `label_offset` shifts dataset labels to the model's (1 for TF-slim's background class)."""
   sharding = NamedSharding(mesh, P("data"))
   totals = None
   for images, labels, mask in data.iterate(batches):
     put = lambda x: jax.make_array_from_process_local_data(sharding, x)
-    sums = eval_fn(*variables, put(images), put(labels), put(mask))
+    sums = eval_fn(*variables, put(images), put(labels + label_offset), put(mask))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
   count = int(totals["count"])
@@ -128,28 +129,80 @@ def make_eval_fn(model, config, mesh):
                  out_shardings=NamedSharding(mesh, P()))
 
 
+def _score(config, model, mesh, weights):
+  """{prefix: (params, batch_stats)} scored on the validation split, results flattened."""
+  batches, _ = data.eval_batches(data.load_split(config.data, "val"), config)
+  eval_fn = make_eval_fn(model, config, mesh)
+  offset = importers.label_offset(config)
+  results = {}
+  for prefix, variables in weights.items():
+    for key, value in evaluate(eval_fn, batches, mesh, variables, offset).items():
+      results[prefix + key] = value
+  return results
+
+
+def restore_for_inference(config, model, mesh, workdir):
+  """The latest TrainState in `workdir`, laid out for `mesh` whatever mesh wrote it."""
+  manager = checkpoint_manager(workdir, config)
+  if manager.latest_step() is None:
+    raise TrainingError(f"{workdir}/checkpoints holds no checkpoint")
+  tx, _, _ = optim.make_optimizer(config, abstract_params(model, config), steps_per_epoch=1)
+  abstract_state = jax.eval_shape(lambda rng: train_step.init_state(model, tx, config, rng),
+                                  jax.random.key(0))
+  return restore_latest(manager, abstract_state,
+                        param_shardings(mesh, abstract_state, config.param_sharding))[0]
+
+
 def evaluate_checkpoint(config, workdir):
   """Scores the latest checkpoint in `workdir` (raw and EMA weights) on this machine's devices,
   however many wrote it; returns {'step', 'top1', 'top5', 'loss', 'count', 'ema/top1', ...}."""
   config_lib.validate(config)
-  manager = checkpoint_manager(workdir, config)
-  if manager.latest_step() is None:
-    raise TrainingError(f"{workdir}/checkpoints holds no checkpoint to evaluate")
-  mesh = make_mesh(config)
-  model = models.build_model(config)
-  tx, _, _ = optim.make_optimizer(config, abstract_params(model, config), steps_per_epoch=1)
-  abstract_state = jax.eval_shape(lambda rng: train_step.init_state(model, tx, config, rng),
-                                  jax.random.key(0))
-  state, _ = restore_latest(manager, abstract_state,
-                            param_shardings(mesh, abstract_state, config.param_sharding))
-  batches, _ = data.eval_batches(data.load_split(config.data, "val"), config)
-  eval_fn = make_eval_fn(model, config, mesh)
-  results = {"step": int(state.step),
-             **evaluate(eval_fn, batches, mesh, (state.params, state.batch_stats))}
+  mesh, model = make_mesh(config), models.build_model(config)
+  state = restore_for_inference(config, model, mesh, workdir)
+  weights = {"": (state.params, state.batch_stats)}
   if config.training.ema_decay:
-    ema = evaluate(eval_fn, batches, mesh, (state.ema_params, state.ema_batch_stats))
-    results.update({f"ema/{k}": v for k, v in ema.items()})
-  return results
+    weights["ema/"] = (state.ema_params, state.ema_batch_stats)
+  return {"step": int(state.step), **_score(config, model, mesh, weights)}
+
+
+def import_weights(config, model):
+  """config.init_from's weights, checked against a fresh init of `model`."""
+  variables = jax.jit(model.init)(jax.random.key(config.seed),
+                                  jnp.zeros(models.input_shape(config)))
+  imported = importers.load(config, variables)
+  if jax.process_index() == 0:
+    print(importers.describe(imported))
+  return imported
+
+
+def predict(config, image_path, workdir=None, top=5):
+  """[(label, probability)] for one image, from config.init_from's weights or, without it,
+  the latest checkpoint in `workdir`. Preprocessed as in evaluation (central crop, resize)."""
+  config_lib.validate(config)
+  mesh, model = make_mesh(config), models.build_model(config)
+  names = data.read_class_names(config.data.class_names) if config.data.class_names else ()
+  if config.init_from:
+    imported = import_weights(config, model)
+    variables = {"params": imported.params, "batch_stats": imported.batch_stats}
+    names = names or imported.labels
+  else:
+    state = restore_for_inference(config, model, mesh, workdir)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+  image = data.load_image(image_path, config)
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, image[None])[0]
+  probabilities = np.asarray(jax.nn.softmax(logits))
+  offset = importers.label_offset(config)
+  label = lambda i: ("background" if i < offset else names[i - offset]
+                     if i - offset < len(names) else f"class {i}")
+  return [(label(int(i)), float(probabilities[i])) for i in np.argsort(-probabilities)[:top]]
+
+
+def evaluate_imported(config):
+  """Scores config.init_from's weights; returns {'top1', 'top5', 'loss', 'count'}."""
+  config_lib.validate(config)
+  mesh, model = make_mesh(config), models.build_model(config)
+  imported = import_weights(config, model)
+  return _score(config, model, mesh, {"": (imported.params, imported.batch_stats)})
 
 
 def train_and_evaluate(config, workdir):
@@ -193,7 +246,13 @@ def train_and_evaluate(config, workdir):
     print(f"Resumed {workdir} at step {int(state.step)}.")
   else:
     state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
+    if config.init_from:
+      imported = import_weights(config, model)
+      state = jax.device_put(state.replace(
+          params=imported.params, batch_stats=imported.batch_stats,
+          ema_params=imported.params, ema_batch_stats=imported.batch_stats), state_sharding)
   start_step = int(state.step)
+  label_offset = importers.label_offset(config)
 
   counts = accounting.profile(config)
   run_info = {"madds": counts.madds, "params": counts.params, "bn_params": counts.bn_params,
@@ -222,7 +281,7 @@ def train_and_evaluate(config, workdir):
                               ("eval/ema", (state.ema_params, state.ema_batch_stats))):
       if prefix == "eval/ema" and not config.training.ema_decay:
         continue
-      for key, value in evaluate(eval_fn, eval_batches, mesh, variables).items():
+      for key, value in evaluate(eval_fn, eval_batches, mesh, variables, label_offset).items():
         results[f"{prefix}/{key}"] = value
     writer.log(step, results)
     return results
@@ -237,7 +296,8 @@ def train_and_evaluate(config, workdir):
     while step < num_steps:
       images, labels = next(batches)
       state, metrics = step_fn(state, jax.make_array_from_process_local_data(batch_sharding, images),
-                               jax.make_array_from_process_local_data(batch_sharding, labels), rng)
+                               jax.make_array_from_process_local_data(
+                                   batch_sharding, labels + label_offset), rng)
       step += 1
       logging_step = step % config.training.log_every_steps == 0 or step == num_steps
       preempted = preemption.reached(step)

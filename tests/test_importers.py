@@ -1,0 +1,121 @@
+"""Official weights, imported: they must give the original models' accuracy on real images."""
+
+import csv
+import os
+
+import h5py
+import jax
+import numpy as np
+import pytest
+
+from mobilenet_jax import importers, trainer
+from tests.conftest import ARTIFACTS, load_config, needs_artifacts
+
+V1_TFJS = ARTIFACTS / "mobilenet_v1_0.75_224_keras_tfjs"
+V2_NPY = ARTIFACTS / "mobilenet_v2_1.0_224_tfslim_float_npy"
+SAMPLE = ARTIFACTS / "datasets" / "imagenet_sample_250"
+WNIDS = ARTIFACTS / "imagenet_wnids_1000.txt"
+
+
+@pytest.fixture(scope="module")
+def imagenet_folder(tmp_path_factory):
+  """imagenet_sample_250 in the folder layout PATH/val/<wnid>/<file> (links, no copies)."""
+  root = tmp_path_factory.mktemp("imagenet_sample")
+  with open(SAMPLE / "labels.csv") as f:
+    for row in csv.DictReader(f):
+      (root / "val" / row["wnid"]).mkdir(parents=True, exist_ok=True)
+      os.symlink(SAMPLE / row["file"], root / "val" / row["wnid"] / row["file"])
+  return root
+
+
+def v1_config(init_from, **extra):
+  config = load_config("mobilenet_v1", "width=0.75")
+  config.init_from = init_from
+  config.data.dataset = extra.pop("dataset", "digits")
+  config.data.class_names = str(WNIDS)
+  config.data.eval_batch_size = 50
+  config.wandb.mode = "disabled"
+  return config
+
+
+def write_keras_h5(path, tensors):
+  """Keras 2's save_weights layout: layer groups, 'weight_names' attributes, 'name:0' datasets."""
+  layers = {}
+  for name in tensors:
+    layers.setdefault(name.split("/")[0], []).append(name)
+  with h5py.File(path, "w") as f:
+    f.attrs["layer_names"] = [layer.encode() for layer in layers]
+    for layer, names in layers.items():
+      group = f.create_group(layer)
+      group.attrs["weight_names"] = [f"{name}:0".encode() for name in names]
+      for name in names:
+        group.create_dataset(f"{name}:0", data=tensors[name])
+
+
+@needs_artifacts("mobilenet_v1_0.75_224_keras_tfjs")
+def test_keras_v1_from_tfjs_and_h5_scores_imagenet_images(imagenet_folder, tmp_path):
+  config = v1_config(f"keras_tfjs:{V1_TFJS}", dataset=f"folder:{imagenet_folder}")
+  results = trainer.evaluate_imported(config)
+  assert results["count"] == 250
+  assert results["top1"] >= 0.80, results
+
+  h5_path = tmp_path / "mobilenet_7_5_224_tf.h5"
+  write_keras_h5(h5_path, importers.read_keras_tfjs(str(V1_TFJS)))
+  from mobilenet_jax import models
+  model = models.build_model(config)
+  from_tfjs = trainer.import_weights(config, model)
+  config.init_from = f"keras_h5:{h5_path}"
+  from_h5 = trainer.import_weights(config, model)
+  images = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
+  logits = [model.apply({"params": w.params, "batch_stats": w.batch_stats}, images)
+            for w in (from_tfjs, from_h5)]
+  np.testing.assert_array_equal(logits[0], logits[1])
+  assert from_h5.report["unexpected"] == [] and from_h5.label_offset == 0
+
+
+@needs_artifacts("mobilenet_v2_1.0_224_tfslim_float_npy")
+def test_slim_v2_npy_scores_imagenet_images_with_the_background_class(imagenet_folder):
+  config = load_config("mobilenet_v2")
+  config.init_from = f"slim_npy:{V2_NPY}"
+  config.model.num_classes = 1001
+  config.data.dataset = f"folder:{imagenet_folder}"
+  config.data.class_names = str(WNIDS)  # 1000 wnids; the importer's offset adds the background
+  config.data.eval_batch_size = 50
+  assert importers.label_offset(config) == 1
+  results = trainer.evaluate_imported(config)
+  assert results["count"] == 250 and results["top1"] >= 0.83, results
+
+
+@needs_artifacts("mobilenet_v1_0.75_224_keras_tfjs")
+def test_wrong_width_or_class_count_is_refused_with_both_shapes():
+  config = v1_config(f"keras_tfjs:{V1_TFJS}")
+  config.model.width_multiplier = 0.5
+  with pytest.raises(importers.WeightsError,
+                     match=r"block_00/conv_bn/conv/kernel: model expects \(3, 3, 3, 16\), "
+                           r"conv1/kernel is \(3, 3, 3, 24\)"):
+    trainer.evaluate_imported(config)
+  config = v1_config(f"keras_tfjs:{V1_TFJS}")
+  config.model.num_classes = 1001
+  with pytest.raises(importers.WeightsError, match=r"classifier/kernel: model expects "
+                                                   r"\(768, 1001\), conv_preds/kernel is \(768, 1000\)"):
+    trainer.evaluate_imported(config)
+  config.init_new_classifier = True  # fine-tuning to another class count keeps the body
+  from mobilenet_jax import models
+  imported = trainer.import_weights(config, models.build_model(config))
+  assert imported.params["classifier"]["kernel"].shape == (768, 1001)
+
+
+@needs_artifacts("mobilenet_v1_0.75_224_keras_tfjs")
+def test_predict_names_the_imagenet_class():
+  config = v1_config(f"keras_tfjs:{V1_TFJS}")
+  config.data.class_names = ""  # labels from the weights' own metadata.json
+  top5 = trainer.predict(config, str(SAMPLE / "n01440764_tench.JPEG"))
+  assert len(top5) == 5 and top5[0][0].startswith("tench")
+
+
+def test_unknown_init_kind_is_a_config_error():
+  from mobilenet_jax import config as config_lib
+  config = v1_config("onnx:/weights.onnx")
+  with pytest.raises(config_lib.ConfigError, match=r"KIND one of \['keras_h5', 'keras_tfjs', "
+                                                   r"'slim_ckpt', 'slim_npy'\]"):
+    config_lib.validate(config)
