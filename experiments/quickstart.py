@@ -13,4 +13,5 @@ from mobilenet_jax import sweep
 def get_sweep():
   return sweep.Sweep("quickstart", sweep.grid(
       "configs/tiny.py", "alpha{width_multiplier:g}_res{resolution}",
-      {"model.width_multiplier": (0.25, 0.5, 1.0), "resolution": (8, 16)}))
+      {"model.width_multiplier": (0.25, 0.5, 1.0), "resolution": (8, 16)},
+      fixed={"training.num_steps": 300}))

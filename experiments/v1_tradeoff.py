@@ -6,18 +6,12 @@
       --config.data.data_dir=DIR --dry_run      # one command per member, for an array job
 """
 
+from experiments import common
 from mobilenet_jax import sweep
 
 # The paper gives no batch size or epoch count. Inception V3's recipe, which V1 follows, used 50
 # replicas of batch 32 for 100 epochs; paper_v1 scales lr 0.045 per 32 images to this batch.
-BATCH_SIZE = 1600
-EPOCHS = 100
-IMAGENET_TRAIN_IMAGES = 1_281_167
-
-IMAGENET = {"data.dataset": "tfds:imagenet2012", "model.num_classes": 1000,
-            "data.batch_size": BATCH_SIZE, "data.eval_batch_size": 1000,
-            "training.num_steps": EPOCHS * IMAGENET_TRAIN_IMAGES // BATCH_SIZE,
-            "training.log_every_steps": 100, "training.checkpoint_every_steps": 2000}
+IMAGENET = common.imagenet(batch_size=1600, epochs=100)
 
 
 def get_sweep():

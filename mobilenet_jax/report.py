@@ -79,7 +79,10 @@ def _pct(value, std=None):
 
 
 def _m(value, decimals=1):
-  return "–" if value is None else f"{value / 1e6:.{decimals}f}"
+  """Millions, with enough decimals that models under 10 M still differ."""
+  if value is None:
+    return "–"
+  return f"{value / 1e6:.{decimals if value >= 1e7 else max(decimals, 3)}f}"
 
 
 def _printed(value):
