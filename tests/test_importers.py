@@ -119,3 +119,16 @@ def test_unknown_init_kind_is_a_config_error():
   with pytest.raises(config_lib.ConfigError, match=r"KIND one of \['keras_h5', 'keras_tfjs', "
                                                    r"'slim_ckpt', 'slim_npy'\]"):
     config_lib.validate(config)
+
+
+def test_slim_checkpoint_without_tensorflow_says_how_to_read_it(tmp_path):
+  try:
+    import tensorflow  # noqa: F401
+    pytest.skip("TensorFlow is installed, so TF-slim checkpoints are read here")
+  except ModuleNotFoundError:
+    pass
+  (tmp_path / "model.ckpt.index").write_bytes(b"")
+  config = load_config("mobilenet_v2")
+  config.init_from = f"slim_ckpt:{tmp_path}/model.ckpt.index"
+  with pytest.raises(importers.WeightsError, match=r"needs TensorFlow .*pip install tensorflow-cpu"):
+    trainer.evaluate_imported(config)
