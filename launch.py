@@ -110,24 +110,26 @@ def _sweep_or_report():
   if not _WORKDIR.value:
     sys.exit("error: --sweep and --mode=report need --workdir=DIR")
   if _MODE.value == "report":
-    report.write(_WORKDIR.value)
-    print(open(f"{_WORKDIR.value}/report.md").read())
-    return
+    return _write_and_print_report(report)
   if _MODE.value != "train":
     sys.exit(f"error: --sweep runs training; --mode={_MODE.value} does not apply to it")
   definition = sweep.load_sweep(_SWEEP.value)
   if _DRY_RUN.value:
     return sweep.dry_run(definition, _WORKDIR.value, _SWEEP_OVERRIDES)
   statuses = sweep.run(definition, _WORKDIR.value, _SWEEP_OVERRIDES, jobs=_JOBS.value)
-  if any(s in ("finished",) for s in statuses.values()):
-    report.write(_WORKDIR.value)
-    print(open(f"{_WORKDIR.value}/report.md").read())
-  failed = {n: s for n, s in statuses.items() if s.startswith("failed")}
+  if "finished" in statuses.values():
+    _write_and_print_report(report)
   unfinished = {n: s for n, s in statuses.items() if s != "finished"}
   print(f"sweep {definition.name}: {len(statuses) - len(unfinished)}/{len(statuses)} finished"
         + "".join(f"\n  {n}: {s}" for n, s in unfinished.items()))
-  if failed or unfinished:
+  if unfinished:
     sys.exit(1)
+
+
+def _write_and_print_report(report):
+  report.write(_WORKDIR.value)
+  with open(f"{_WORKDIR.value}/report.md") as f:
+    print(f.read())
 
 
 if __name__ == "__main__":

@@ -20,19 +20,14 @@ COLUMNS = ("name", "arch", "width_multiplier", "resolution", "madds", "params", 
 IMAGENET = ("tfds:imagenet2012", "tfds:imagenet2012_subset")
 
 
-def _read(path):
-  with open(path) as f:
-    return json.load(f)
-
-
 def collect(workdir):
   """[(member name, config dict, summary dict)] for every member directory with a summary."""
   members = []
   for name in sorted(os.listdir(workdir)):
     folder = os.path.join(workdir, name)
     if os.path.exists(os.path.join(folder, "summary.json")):
-      members.append((name, _read(os.path.join(folder, "config.json")),
-                      _read(os.path.join(folder, "summary.json"))))
+      members.append((name, tracking.read_json(os.path.join(folder, "config.json")),
+                      tracking.read_json(os.path.join(folder, "summary.json"))))
   return members
 
 

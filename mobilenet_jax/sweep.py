@@ -9,7 +9,6 @@ command lines are exactly what `--dry_run` prints for a cluster's array job.
 import dataclasses
 import importlib.util
 import itertools
-import json
 import os
 import shlex
 import signal
@@ -18,6 +17,7 @@ import sys
 import time
 
 from mobilenet_jax import config as config_lib
+from mobilenet_jax import tracking
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATUS_FILE = "sweep.json"
@@ -66,15 +66,11 @@ def load_sweep(path):
   return module.get_sweep()
 
 
-def _format(value):
-  return str(value) if not isinstance(value, str) else value
-
-
 def member_command(sweep, member, workdir, extra_overrides=()):
   """The launch.py command line of one member; sweep-wide overrides come last and win."""
   args = [sys.executable, os.path.join(REPO, "launch.py"), f"--config={member.config}",
           f"--workdir={os.path.join(workdir, member.name)}"]
-  args += [f"--config.{k}={_format(v)}" for k, v in (("wandb.group", sweep.name),) + member.overrides]
+  args += [f"--config.{k}={v}" for k, v in (("wandb.group", sweep.name),) + member.overrides]
   return args + list(extra_overrides)
 
 
@@ -82,8 +78,7 @@ def member_status(workdir, member):
   path = os.path.join(workdir, member.name, "summary.json")
   if not os.path.exists(path):
     return "pending"
-  with open(path) as f:
-    return json.load(f).get("status", "pending")
+  return tracking.read_json(path).get("status", "pending")
 
 
 class _Running:
@@ -133,7 +128,8 @@ def run(sweep, workdir, extra_overrides=(), jobs=1, out=sys.stdout):
   finally:
     for s, handler in previous.items():
       signal.signal(s, handler)
-  _write_status(workdir, sweep, statuses)
+  tracking.write_json(os.path.join(workdir, STATUS_FILE),
+                      {"sweep": sweep.name, "members": statuses})
   return statuses
 
 
@@ -145,13 +141,6 @@ def _finished_status(workdir, running):
     lines = [line.rstrip() for line in f if line.strip()]
   error = next((l for l in reversed(lines) if "error" in l.lower()), lines[-1] if lines else "")
   return f"failed (exit {running.process.returncode}): {error}"
-
-
-def _write_status(workdir, sweep, statuses):
-  path = os.path.join(workdir, STATUS_FILE)
-  with open(f"{path}.tmp", "w") as f:
-    json.dump({"sweep": sweep.name, "members": statuses}, f, indent=2)
-  os.replace(f"{path}.tmp", path)
 
 
 def dry_run(sweep, workdir, extra_overrides=(), out=sys.stdout):

@@ -19,6 +19,19 @@ def flatten(tree, prefix=""):
   return flat
 
 
+def write_json(path, payload):
+  """Replaces `path` atomically: a crash never leaves a half-written file behind."""
+  tmp = f"{path}.tmp"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
 def wandb_mode(mode):
   if mode != "auto":
     return mode

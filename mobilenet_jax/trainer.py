@@ -92,18 +92,6 @@ def restore_latest(manager, abstract_state, state_sharding):
   return restored.state, restored.meta
 
 
-def _write_json(path, payload):
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
-
-
-def _read_json(path):
-  with open(path) as f:
-    return json.load(f)
-
-
 def evaluate(eval_fn, batches, mesh, variables, label_offset=0):
   """Sums top-1/top-5/loss over every example once; returns fractions and the count.
   `label_offset` shifts dataset labels to the model's (1 for TF-slim's background class)."""
@@ -129,16 +117,27 @@ def make_eval_fn(model, config, mesh):
                  out_shardings=NamedSharding(mesh, P()))
 
 
-def _score(config, model, mesh, weights):
-  """{prefix: (params, batch_stats)} scored on the validation split, results flattened."""
-  batches, _ = data.eval_batches(data.load_split(config.data, "val"), config)
-  eval_fn = make_eval_fn(model, config, mesh)
-  offset = importers.label_offset(config)
+def state_weights(state, config):
+  """{prefix: (params, batch_stats)} to evaluate: the raw weights, and the EMA when kept."""
+  weights = {"": (state.params, state.batch_stats)}
+  if config.training.ema_decay:
+    weights["ema/"] = (state.ema_params, state.ema_batch_stats)
+  return weights
+
+
+def score(eval_fn, batches, mesh, weights, label_offset):
+  """Every {prefix: (params, batch_stats)} evaluated; results keyed prefix + metric."""
   results = {}
   for prefix, variables in weights.items():
-    for key, value in evaluate(eval_fn, batches, mesh, variables, offset).items():
+    for key, value in evaluate(eval_fn, batches, mesh, variables, label_offset).items():
       results[prefix + key] = value
   return results
+
+
+def _score_on_val(config, model, mesh, weights):
+  batches, _ = data.eval_batches(data.load_split(config.data, "val"), config)
+  return score(make_eval_fn(model, config, mesh), batches, mesh, weights,
+               importers.label_offset(config))
 
 
 def restore_for_inference(config, model, mesh, workdir):
@@ -159,10 +158,8 @@ def evaluate_checkpoint(config, workdir):
   config_lib.validate(config)
   mesh, model = make_mesh(config), models.build_model(config)
   state = restore_for_inference(config, model, mesh, workdir)
-  weights = {"": (state.params, state.batch_stats)}
-  if config.training.ema_decay:
-    weights["ema/"] = (state.ema_params, state.ema_batch_stats)
-  return {"step": int(state.step), **_score(config, model, mesh, weights)}
+  return {"step": int(state.step),
+          **_score_on_val(config, model, mesh, state_weights(state, config))}
 
 
 def import_weights(config, model):
@@ -202,7 +199,7 @@ def evaluate_imported(config):
   config_lib.validate(config)
   mesh, model = make_mesh(config), models.build_model(config)
   imported = import_weights(config, model)
-  return _score(config, model, mesh, {"": (imported.params, imported.batch_stats)})
+  return _score_on_val(config, model, mesh, {"": (imported.params, imported.batch_stats)})
 
 
 def train_and_evaluate(config, workdir):
@@ -210,8 +207,8 @@ def train_and_evaluate(config, workdir):
   config_lib.validate(config)
   os.makedirs(workdir, exist_ok=True)
   summary_path = os.path.join(workdir, "summary.json")
-  if os.path.exists(summary_path) and _read_json(summary_path).get("status") == "finished":
-    summary = _read_json(summary_path)
+  if os.path.exists(summary_path) and tracking.read_json(summary_path).get("status") == "finished":
+    summary = tracking.read_json(summary_path)
     print(f"{workdir} is already finished (top1={summary.get('top1')}); nothing to do. "
           "Use a new --workdir to train again.")
     return summary
@@ -276,13 +273,8 @@ def train_and_evaluate(config, workdir):
                                                meta=ocp.args.JsonSave(meta)), force=force)
 
   def run_eval(step):
-    results = {}
-    for prefix, variables in (("eval", (state.params, state.batch_stats)),
-                              ("eval/ema", (state.ema_params, state.ema_batch_stats))):
-      if prefix == "eval/ema" and not config.training.ema_decay:
-        continue
-      for key, value in evaluate(eval_fn, eval_batches, mesh, variables, label_offset).items():
-        results[f"{prefix}/{key}"] = value
+    results = {f"eval/{key}": value for key, value in score(
+        eval_fn, eval_batches, mesh, state_weights(state, config), label_offset).items()}
     writer.log(step, results)
     return results
 
@@ -344,7 +336,7 @@ def train_and_evaluate(config, workdir):
     raise TrainingError(f"evaluated {summary['eval_count']} examples, expected {eval_count}")
   writer.finish(summary)
   if jax.process_index() == 0:
-    _write_json(summary_path, summary)
+    tracking.write_json(summary_path, summary)
   print(f"{status}: step {summary['steps']}, top1 {summary['top1']}, "
         f"{summary['images_per_second']:.1f} img/s" if summary["images_per_second"] else status)
   return summary
@@ -355,11 +347,11 @@ def _check_same_config(config, workdir):
   path = os.path.join(workdir, "config.json")
   resolved = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
-    previous = _read_json(path)
+    previous = tracking.read_json(path)
     changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
     if changed:
       raise config_lib.ConfigError(
           f"{workdir} holds a run with another config (groups {changed} differ); use a new "
           "--workdir, or the original config to resume it")
   elif jax.process_index() == 0:
-    _write_json(path, resolved)
+    tracking.write_json(path, resolved)

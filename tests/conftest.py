@@ -1,4 +1,4 @@
-import os
+import importlib.util
 import pathlib
 
 import pytest
@@ -17,3 +17,8 @@ def needs_artifacts(*parts):
   """Skips (with the reason) on a fresh clone, where ../shared/ is absent; CI has it."""
   path = ARTIFACTS.joinpath(*parts)
   return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (present in CI, not in a fresh clone)")
+
+
+# The messages that ask for TensorFlow can only be seen where it is missing (CI, a fresh clone).
+without_tensorflow = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,
+                                        reason="TensorFlow is installed here")

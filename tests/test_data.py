@@ -6,6 +6,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mobilenet_jax import data, prepare_data, trainer
+from tests.conftest import without_tensorflow
 from tests.test_training import tiny_config
 
 
@@ -71,12 +72,8 @@ def test_prepared_tfds_dataset_trains_through_data_source(tmp_path):
   assert summary["top1"] > 0.8  # stripes: chance is 0.5
 
 
+@without_tensorflow
 def test_tfds_image_datasets_without_tensorflow_ask_for_it(tmp_path):
-  try:
-    import tensorflow  # noqa: F401
-    pytest.skip("TensorFlow is installed, so TFDS can encode images here")
-  except ModuleNotFoundError:
-    pass
   with pytest.raises(data.DataError, match="pip install tensorflow-cpu"):
     prepare_data.prepare("tiny_photos", str(tmp_path))
 

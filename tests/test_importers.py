@@ -4,12 +4,11 @@ import csv
 import os
 
 import h5py
-import jax
 import numpy as np
 import pytest
 
 from mobilenet_jax import importers, trainer
-from tests.conftest import ARTIFACTS, load_config, needs_artifacts
+from tests.conftest import ARTIFACTS, load_config, needs_artifacts, without_tensorflow
 
 V1_TFJS = ARTIFACTS / "mobilenet_v1_0.75_224_keras_tfjs"
 V2_NPY = ARTIFACTS / "mobilenet_v2_1.0_224_tfslim_float_npy"
@@ -121,11 +120,7 @@ def test_unknown_init_kind_is_a_config_error():
     config_lib.validate(config)
 
 
+@without_tensorflow
 def test_slim_checkpoint_without_tensorflow_says_how_to_read_it(tmp_path):
-  try:
-    import tensorflow  # noqa: F401
-    pytest.skip("TensorFlow is installed, so TF-slim checkpoints are read here")
-  except ModuleNotFoundError:
-    pass
   with pytest.raises(importers.WeightsError, match=r"needs TensorFlow .*pip install tensorflow-cpu"):
     importers.read_slim_ckpt(str(tmp_path / "model.ckpt"))

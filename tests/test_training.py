@@ -16,7 +16,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
-from mobilenet_jax import optim, presets, trainer
+from mobilenet_jax import optim, trainer
 from tests.conftest import REPO, load_config
 
 TINY_OVERRIDES = {"wandb.mode": "disabled"}
