@@ -16,6 +16,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from mobilenet_jax import config as config_lib
+from mobilenet_jax import runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:arg].", lock_config=True)
 _MODE = flags.DEFINE_enum(
@@ -133,4 +134,5 @@ def _write_and_print_report(report):
 
 
 if __name__ == "__main__":
+  runtime.reexec_with_huge_pages()
   app.run(main, flags_parser=_parse_flags)

@@ -24,6 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 
 from mobilenet_jax import models, optim, tables, train_step  # noqa: E402
 from mobilenet_jax import config as config_lib  # noqa: E402
+from mobilenet_jax import runtime  # noqa: E402
 
 CONFIGS = {"v1": "configs/mobilenet_v1.py", "v2": "configs/mobilenet_v2.py"}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,7 +123,11 @@ def main():
   parser.add_argument("--iters", type=int, default=5)
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--no_torch", action="store_true")
+  parser.add_argument("--no_huge_pages", action="store_true",
+                      help="skip the launcher's glibc huge-page tunable (mobilenet_jax/runtime.py)")
   args = parser.parse_args()
+  if not args.no_huge_pages:
+    runtime.reexec_with_huge_pages()
   rows = []
   for point in args.points.split(","):
     arch, width, res, batch = point.split(":")
@@ -147,7 +152,8 @@ def main():
     print(tables.markdown_table(["point", "implementation", "train img/s", "infer img/s",
                                  "batch-1 ms"], rows[-len(results) - 1:]), flush=True)
   print()
-  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs")
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, "
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
   print(tables.markdown_table(["point", "implementation", "train img/s", "infer img/s",
                                "batch-1 ms"], rows))
 

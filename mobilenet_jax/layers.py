@@ -62,6 +62,18 @@ def _shifted_correlation(padded, kernel, stride, out_h, out_w):
   return out
 
 
+def channel_sums(*arrays):
+  """Per-channel sums of NHWC arrays, computed in one pass over them.
+
+  XLA:CPU reduces a (N, H, W, C) array over (0, 1, 2) several times slower than over H alone
+  (benchmarks/README.md); one variadic reduce over H reads all operands once (the depthwise
+  kernel gradient's nine taps share their input), then the small (N, W, C) sums finish it.
+  """
+  zeros = tuple(jnp.zeros((), a.dtype) for a in arrays)
+  partial = lax.reduce(arrays, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (1,))
+  return jnp.stack([jnp.sum(p, axis=(0, 1)) for p in partial])
+
+
 def _depthwise_geometry(x_shape, k, stride):
   _, h, w, _ = x_shape
   (out_h, pad_h), (out_w, pad_w) = same_padding(h, k, stride), same_padding(w, k, stride)
@@ -83,7 +95,8 @@ def _depthwise_shifted_bwd(stride, residuals, grad):
   """Autodiff of the windows is ~9x the forward's cost on CPU; these two passes cost ~1x each.
 
   d/dx: the output gradient, dilated by the stride and padded, correlated with the flipped
-  kernel at stride 1. d/dkernel: each tap's window of the padded input times the gradient.
+  kernel at stride 1. d/dkernel: each tap's window of the padded input times the gradient,
+  summed per channel for all taps in one pass.
   """
   x, kernel = residuals
   k = kernel.shape[0]
@@ -98,20 +111,41 @@ def _depthwise_shifted_bwd(stride, residuals, grad):
                    ((0, 0, 0), grad_pads(h, out_h, pads[1][0]), grad_pads(w, out_w, pads[2][0]),
                     (0, 0, 0)))
   grad_x = _shifted_correlation(spread, kernel[::-1, ::-1], 1, h, w)
-  taps = {(i, j): jnp.sum(window * grad, axis=(0, 1, 2), dtype=jnp.float32)
-          for i, j, window in _windows(jnp.pad(x, pads), k, stride, out_h, out_w)}
-  grad_kernel = jnp.stack([jnp.stack([taps[i, j] for j in range(k)]) for i in range(k)])
-  return grad_x, grad_kernel[:, :, None, :].astype(kernel.dtype)
+  products = [(window * grad).astype(jnp.float32)
+              for _, _, window in _windows(jnp.pad(x, pads), k, stride, out_h, out_w)]
+  grad_kernel = channel_sums(*products).reshape(k, k, 1, -1)
+  return grad_x, grad_kernel.astype(kernel.dtype)
 
 
 depthwise_shifted.defvjp(_depthwise_shifted_fwd, _depthwise_shifted_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def pointwise_matmul(x, kernel, stride):
   """1x1 conv as a matmul; with k = 1, 'SAME' never pads, so a stride is a plain subsample."""
   if stride > 1:
     x = x[:, ::stride, ::stride]
   return jnp.dot(x, kernel[0, 0])
+
+
+def _pointwise_matmul_fwd(x, kernel, stride):
+  return pointwise_matmul(x, kernel, stride), (x, kernel)
+
+
+def _pointwise_matmul_bwd(stride, residuals, grad):
+  """Autodiff lets XLA:CPU fuse the kernel gradient's transpose into the producer of `grad`
+  (BN's backward), writing it column by column: 35 ms for one V2 block. Contracting the
+  pixels of `grad` against the pixels of x keeps both operands in their own layout."""
+  x, kernel = residuals
+  sub = x[:, ::stride, ::stride]
+  grad_2d = grad.reshape(-1, grad.shape[-1])
+  grad_kernel = lax.dot_general(grad_2d, sub.reshape(-1, sub.shape[-1]), (((0,), (0,)), ((), ())))
+  grad_sub = jnp.dot(grad, kernel[0, 0].T)
+  grad_x = grad_sub if stride == 1 else jnp.zeros_like(x).at[:, ::stride, ::stride].set(grad_sub)
+  return grad_x, grad_kernel.T[None, None].astype(kernel.dtype)
+
+
+pointwise_matmul.defvjp(_pointwise_matmul_fwd, _pointwise_matmul_bwd)
 
 
 def conv_function(impl, kernel_size, depthwise):
