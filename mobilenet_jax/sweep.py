@@ -86,13 +86,21 @@ class _Running:
     self.member, self.process, self.log = member, process, log
 
 
+COMPILATION_CACHE = "compilation_cache"
+
+
 def run(sweep, workdir, extra_overrides=(), jobs=1, out=sys.stdout):
   """Runs every unfinished member, `jobs` at a time; returns {member name: status}.
 
   SIGTERM or Ctrl-C is passed on to the running members, which checkpoint and stop; running
-  the same command again resumes them and skips the finished ones.
+  the same command again resumes them and skips the finished ones. Members share one JAX
+  compilation cache in the sweep's workdir (unless JAX_COMPILATION_CACHE_DIR says otherwise),
+  so members that differ only by seed, and resumed members, skip XLA's compiles.
   """
   os.makedirs(workdir, exist_ok=True)
+  env = dict(os.environ)
+  env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(workdir),
+                                                           COMPILATION_CACHE))
   statuses = {m.name: member_status(workdir, m) for m in sweep.members}
   todo = [m for m in sweep.members if statuses[m.name] != "finished"]
   for name, status in statuses.items():
@@ -116,7 +124,8 @@ def run(sweep, workdir, extra_overrides=(), jobs=1, out=sys.stdout):
         command = member_command(sweep, member, workdir, extra_overrides)
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
         running.append(_Running(member, process, log))
         print(f"[{sweep.name}] {member.name}: started", file=out, flush=True)
       time.sleep(0.2)

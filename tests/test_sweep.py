@@ -49,6 +49,8 @@ def test_sweep_isolates_failures_resumes_after_a_kill_and_reports(tmp_path):
   finished = json.load(open(workdir / "alpha1_res16" / "summary.json"))
   assert finished["status"] == "finished", output
   metrics_before = (workdir / "alpha1_res16" / "metrics.jsonl").read_text()
+  cached = [f.name for f in (workdir / sweep.COMPILATION_CACHE).iterdir()]
+  assert any(name.startswith("jit_train_step") for name in cached), cached  # shared by members
 
   second = launch_sweep(sweep_file, workdir)
   output = second.communicate(timeout=300)[0]
