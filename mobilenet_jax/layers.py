@@ -5,8 +5,9 @@ layout: (k, k, C_in, C_out), depthwise (k, k, 1, C)), with TF 'SAME' padding as 
 TF code and its released checkpoints. Which one runs is a speed choice only:
 
 - 'xla': `lax.conv_general_dilated` for everything, depthwise via `feature_group_count`.
-- 'shifted': depthwise as k*k shifted multiply-adds, 1x1 as a matmul. XLA's CPU lowering of
-  grouped convolutions is an order of magnitude slower than this (see benchmarks/README.md).
+- 'shifted': depthwise as k*k shifted multiply-adds, 1x1 as a matmul, both with hand-written
+  VJPs. XLA's CPU lowering of grouped convolutions is an order of magnitude slower, and
+  autodiff's backward of these forms is slower too (see benchmarks/README.md).
 """
 
 import functools
@@ -141,7 +142,10 @@ def _pointwise_matmul_bwd(stride, residuals, grad):
   grad_2d = grad.reshape(-1, grad.shape[-1])
   grad_kernel = lax.dot_general(grad_2d, sub.reshape(-1, sub.shape[-1]), (((0,), (0,)), ((), ())))
   grad_sub = jnp.dot(grad, kernel[0, 0].T)
-  grad_x = grad_sub if stride == 1 else jnp.zeros_like(x).at[:, ::stride, ::stride].set(grad_sub)
+  # Back onto the strided pixels: interior padding spreads them, end padding restores the size.
+  spread = [(0, size - ((out - 1) * stride + 1), stride - 1)
+            for size, out in zip(x.shape[1:3], grad.shape[1:3])]
+  grad_x = lax.pad(grad_sub, jnp.zeros((), grad_sub.dtype), [(0, 0, 0), *spread, (0, 0, 0)])
   return grad_x, grad_kernel.T[None, None].astype(kernel.dtype)
 
 
