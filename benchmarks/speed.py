@@ -5,10 +5,11 @@
 
 For each (arch, alpha, resolution, batch) point: training-step img/s (forward, backward and a
 TF1-RMSprop update; jitted with donated state here, eager in PyTorch), inference img/s and
-batch-1 latency, each the median of --repeats timings after a warm-up, for every JAX conv
-implementation and PyTorch in NCHW and channels_last. The last row of each point is the
-speed-up of the best JAX implementation over the best PyTorch layout (> 1: JAX is faster; for
-latency that is PyTorch's milliseconds over JAX's).
+batch-1 latency, for every JAX conv implementation and PyTorch in NCHW and channels_last. Each
+is the median of --repeats timings after a warm-up, and the contenders take turns within every
+repeat, so a shared machine's slow spells fall on all of them alike. The last row of each point
+is the speed-up of the best JAX implementation over the best PyTorch layout (> 1: JAX is
+faster; for latency that is PyTorch's milliseconds over JAX's).
 """
 
 import argparse
@@ -30,19 +31,29 @@ CONFIGS = {"v1": "configs/mobilenet_v1.py", "v2": "configs/mobilenet_v2.py"}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def timed(fn, iters, repeats):
-  """Median seconds per call of fn over `repeats` timings of `iters` calls, after a warm-up."""
-  fn()
-  times = []
+def time_in_turns(contenders, iters, repeats):
+  """{name: {measure: median seconds per call}} for {name: {measure: fn}}.
+
+  Every repeat times each contender's measures once, in turn, rather than one contender's
+  repeats back to back. Each turn starts with an untimed call: the first JAX step after
+  PyTorch has run takes ~1.5x a steady one (fresh huge pages for memory PyTorch churned), a
+  cost that training, one step after another, never pays.
+  """
+  times = {name: {measure: [] for measure in fns} for name, fns in contenders.items()}
   for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(iters):
-      fn()
-    times.append((time.perf_counter() - start) / iters)
-  return statistics.median(times)
+    for name, fns in contenders.items():
+      for measure, fn in fns.items():
+        calls = iters * 4 if measure == "latency" else iters
+        fn()
+        start = time.perf_counter()
+        for _ in range(calls):
+          fn()
+        times[name][measure].append((time.perf_counter() - start) / calls)
+  return {name: {measure: statistics.median(ts) for measure, ts in measures.items()}
+          for name, measures in times.items()}
 
 
-def jax_point(arch, width, res, batch, impl, iters, repeats):
+def jax_contender(arch, width, res, batch, impl):
   config = config_lib.load_config_file(f"{os.path.join(REPO, CONFIGS[arch])}:width={width},res={res}")
   config.model.conv_impl = impl
   config.data.batch_size = batch
@@ -63,11 +74,10 @@ def jax_point(arch, width, res, batch, impl, iters, repeats):
 
   forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
   one = images[:1]
-  train_s = timed(train, iters, repeats)
-  variables = {"params": holder[0].params, "batch_stats": holder[0].batch_stats}
-  infer_s = timed(lambda: forward(variables, images).block_until_ready(), iters, repeats)
-  latency_s = timed(lambda: forward(variables, one).block_until_ready(), iters * 4, repeats)
-  return batch / train_s, batch / infer_s, latency_s * 1e3
+  variables = lambda: {"params": holder[0].params, "batch_stats": holder[0].batch_stats}
+  return {"train": train,
+          "infer": lambda: forward(variables(), images).block_until_ready(),
+          "latency": lambda: forward(variables(), one).block_until_ready()}
 
 
 def torch_model(arch, width):
@@ -90,7 +100,7 @@ def torch_model(arch, width):
                              torch.nn.Linear(cin, 1000))
 
 
-def torch_point(arch, width, res, batch, channels_last, iters, repeats):
+def torch_contender(arch, width, res, batch, channels_last):
   import torch
   model = torch_model(arch, width)
   fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -101,18 +111,18 @@ def torch_point(arch, width, res, batch, channels_last, iters, repeats):
   loss_fn = torch.nn.CrossEntropyLoss()
 
   def train():
+    model.train()
     opt.zero_grad(set_to_none=True)
     loss_fn(model(images), labels).backward()
     opt.step()
 
-  model.train()
-  train_s = timed(train, iters, repeats)
-  model.eval()
+  def forward(x):
+    model.eval()
+    with torch.inference_mode():
+      model(x)
+
   one = images[:1].contiguous(memory_format=fmt)
-  with torch.inference_mode():
-    infer_s = timed(lambda: model(images), iters, repeats)
-    latency_s = timed(lambda: model(one), iters * 4, repeats)
-  return batch / train_s, batch / infer_s, latency_s * 1e3
+  return {"train": train, "infer": lambda: forward(images), "latency": lambda: forward(one)}
 
 
 def main():
@@ -132,14 +142,14 @@ def main():
   for point in args.points.split(","):
     arch, width, res, batch = point.split(":")
     width, res, batch = float(width), int(res), int(batch)
-    results = {}
-    for impl in args.impls.split(","):
-      results[f"jax {impl}"] = jax_point(arch, width, res, batch, impl, args.iters, args.repeats)
+    contenders = {f"jax {impl}": jax_contender(arch, width, res, batch, impl)
+                  for impl in args.impls.split(",")}
     if not args.no_torch:
       for channels_last in (False, True):
         name = "torch channels_last" if channels_last else "torch NCHW"
-        results[name] = torch_point(arch, width, res, batch, channels_last, args.iters,
-                                    args.repeats)
+        contenders[name] = torch_contender(arch, width, res, batch, channels_last)
+    results = {name: (batch / t["train"], batch / t["infer"], t["latency"] * 1e3)
+               for name, t in time_in_turns(contenders, args.iters, args.repeats).items()}
     best = lambda prefix, i, pick: pick(v[i] for k, v in results.items() if k.startswith(prefix))
     for name, (train, infer, latency) in results.items():
       rows.append([f"{arch} {width}-{res} b{batch}", name, round(train, 1), round(infer, 1),

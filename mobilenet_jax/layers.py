@@ -152,6 +152,46 @@ def _pointwise_matmul_bwd(stride, residuals, grad):
 pointwise_matmul.defvjp(_pointwise_matmul_fwd, _pointwise_matmul_bwd)
 
 
+def _normalize(x, mean, var, scale, bias, activation, epsilon):
+  """activation((x - mean) / sqrt(var + epsilon) * scale + bias), as x * a + b per channel.
+
+  The same function as nn.BatchNorm's (x - mean) * a + bias, but autodiff of that form keeps
+  x - mean as one more full-size array for the backward pass; this form keeps only x, and
+  trains MobileNets 13% faster on CPU (benchmarks/README.md).
+  """
+  multiplier = scale * lax.rsqrt(var + epsilon)
+  z = x.astype(jnp.float32) * multiplier + (bias - mean * multiplier)
+  return activation(z) if activation else z
+
+
+class BatchNormActivation(nn.Module):
+  """nn.BatchNorm (the same variables, initialisers, 'fast' batch variance E[x^2] - E[x]^2 and
+  running-average update), then the activation (None: linear), computed in float32."""
+  activation: Optional[Callable] = None
+  momentum: float = 0.99
+  epsilon: float = 1e-5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train):
+    features = (x.shape[-1],)
+    running_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
+    running_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
+    scale = self.param("scale", nn.initializers.ones, features, jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, features, jnp.float32)
+    if train:
+      x32 = x.astype(jnp.float32)
+      axes = tuple(range(x.ndim - 1))
+      mean = jnp.mean(x32, axes)
+      var = jnp.maximum(0.0, jnp.mean(jnp.square(x32), axes) - jnp.square(mean))
+      if not self.is_initializing():
+        running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
+        running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
+    else:
+      mean, var = running_mean.value, running_var.value
+    return _normalize(x, mean, var, scale, bias, self.activation, self.epsilon).astype(self.dtype)
+
+
 def conv_function(impl, kernel_size, depthwise):
   if impl == "shifted" and depthwise:
     return depthwise_shifted
@@ -194,8 +234,7 @@ class ConvBN(nn.Module):
   @nn.compact
   def __call__(self, x, train):
     x = self.conv(self.features, self.kernel_size, self.stride, self.depthwise, name="conv")(x)
-    x = self.norm(name="bn")(x, use_running_average=not train)
-    return self.activation(x) if self.activation else x
+    return self.norm(activation=self.activation, name="bn")(x, train)
 
 
 class FullConvBlock(nn.Module):
@@ -250,6 +289,6 @@ BLOCKS = {
 def layer_factory(activation, bn_momentum, bn_epsilon, dtype, impl):
   """ConvBN with the model-wide settings bound, so blocks only say what differs per layer."""
   conv = functools.partial(Conv, impl=impl, dtype=dtype)
-  norm = functools.partial(nn.BatchNorm, momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype,
-                           param_dtype=jnp.float32)
+  norm = functools.partial(BatchNormActivation, momentum=bn_momentum, epsilon=bn_epsilon,
+                           dtype=dtype)
   return functools.partial(ConvBN, conv=conv, norm=norm, activation=ACTIVATIONS[activation])

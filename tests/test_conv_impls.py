@@ -1,5 +1,6 @@
 """Every conv implementation computes the same outputs and gradients from the same parameters."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,3 +59,38 @@ def test_auto_picks_by_backend():
   assert layers.resolve_conv_impl("auto", "cpu") == "shifted"
   assert layers.resolve_conv_impl("auto", "gpu") == "xla"
   assert layers.resolve_conv_impl("xla", "cpu") == "xla"
+
+
+@pytest.mark.parametrize("activation", [None, "relu6"])
+def test_batch_norm_activation_matches_flax(activation):
+  """BatchNormActivation is nn.BatchNorm then the activation: same variables, outputs, gradients
+  (input, scale, bias) and running statistics, in training and in inference."""
+  act = layers.ACTIVATIONS.get(activation)
+  x = 3.0 * jax.random.normal(jax.random.key(0), (4, 6, 5, 7)) + 1.0
+  ours = layers.BatchNormActivation(activation=act, momentum=0.9, epsilon=1e-3)
+  reference = nn.BatchNorm(momentum=0.9, epsilon=1e-3)
+  variables = ours.init(jax.random.key(1), x, train=False)
+  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+      jnp.shape, reference.init(jax.random.key(1), x, use_running_average=True))
+  variables = {"params": {"scale": jnp.linspace(0.5, 2.0, 7), "bias": jnp.linspace(-1.0, 1.0, 7)},
+               "batch_stats": {"mean": jnp.linspace(0.0, 1.0, 7), "var": jnp.linspace(1.0, 3.0, 7)}}
+  activate = act or (lambda y: y)
+
+  def apply_ours(v, x, train):
+    return ours.apply(v, x, train, mutable=["batch_stats"])
+
+  def apply_reference(v, x, train):
+    y, updates = reference.apply(v, x, use_running_average=not train, mutable=["batch_stats"])
+    return activate(y), updates
+
+  for train in (True, False):
+    def loss(apply):
+      def fn(params, x):
+        y, updates = apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train)
+        return jnp.sum(jnp.sin(3.0 * y)), (y, updates["batch_stats"])
+      return jax.grad(fn, (0, 1), has_aux=True)(variables["params"], x)
+
+    (grads, (y, stats)), (grads_ref, (y_ref, stats_ref)) = loss(apply_ours), loss(apply_reference)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves((grads, stats)), jax.tree.leaves((grads_ref, stats_ref))):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
