@@ -207,8 +207,8 @@ def train_and_evaluate(config, workdir):
   config_lib.validate(config)
   os.makedirs(workdir, exist_ok=True)
   summary_path = os.path.join(workdir, "summary.json")
-  if os.path.exists(summary_path) and tracking.read_json(summary_path).get("status") == "finished":
-    summary = tracking.read_json(summary_path)
+  summary = tracking.read_json(summary_path) if os.path.exists(summary_path) else {}
+  if summary.get("status") == "finished":
     print(f"{workdir} is already finished (top1={summary.get('top1')}); nothing to do. "
           "Use a new --workdir to train again.")
     return summary
