@@ -66,12 +66,13 @@ def _shifted_correlation(padded, kernel, stride, out_h, out_w):
 def channel_sums(*arrays):
   """Per-channel sums of NHWC arrays, computed in one pass over them.
 
-  XLA:CPU reduces a (N, H, W, C) array over (0, 1, 2) several times slower than over H alone
-  (benchmarks/README.md); one variadic reduce over H reads all operands once (the depthwise
-  kernel gradient's nine taps share their input), then the small (N, W, C) sums finish it.
+  XLA:CPU reduces a (N, H, W, C) array over (0, 1, 2) several times slower than over one axis,
+  and over W faster than over H or N (benchmarks/README.md); one variadic reduce over W reads
+  all operands once (the depthwise kernel gradient's nine taps share their input), then the
+  small (N, H, C) sums finish it.
   """
   zeros = tuple(jnp.zeros((), a.dtype) for a in arrays)
-  partial = lax.reduce(arrays, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (1,))
+  partial = lax.reduce(arrays, zeros, lambda a, b: tuple(u + v for u, v in zip(a, b)), (2,))
   return jnp.stack([jnp.sum(p, axis=(0, 1)) for p in partial])
 
 
@@ -92,26 +93,61 @@ def _depthwise_shifted_fwd(x, kernel, stride):
   return depthwise_shifted(x, kernel, stride), (x, kernel)
 
 
+def _phase_taps(size, k, stride, pad_low):
+  """Per input phase p (the positions stride*u + p), the (tap, output offset) pairs reaching it.
+
+  Input position stride*u + p meets tap i at output u + d, d = (p + pad_low - i) / stride,
+  when that division is exact.
+  """
+  return [[(i, (p + pad_low - i) // stride) for i in range(k) if (p + pad_low - i) % stride == 0]
+          for p in range(min(stride, size))]
+
+
+def _depthwise_input_grad(grad, kernel, stride, x_shape, pads):
+  """The output gradient correlated with the flipped kernel, one input phase at a time.
+
+  Dilating the gradient by the stride and correlating at stride 1 would multiply zeros: at
+  stride 2 each 3x3 tap reaches one phase of four, so the phases together cost 9/4 of a
+  full-resolution tap sum instead of 9 (benchmarks/README.md). The phases are interleaved by
+  a stack and a reshape that XLA fuses into one pass.
+  """
+  n, h, w, c = x_shape
+  k = kernel.shape[0]
+  rows, cols = (_phase_taps(size, k, stride, pad[0]) for size, pad in zip((h, w), pads[1:3]))
+  phase_h, phase_w = -(-h // stride), -(-w // stride)
+
+  def grad_pad(phases, phase_size, out):
+    offsets = [d for taps in phases for _, d in taps]
+    return max(0, -min(offsets)), max(0, phase_size - 1 + max(offsets) - (out - 1))
+
+  (low_h, high_h), (low_w, high_w) = (grad_pad(rows, phase_h, grad.shape[1]),
+                                      grad_pad(cols, phase_w, grad.shape[2]))
+  padded = jnp.pad(grad, ((0, 0), (low_h, high_h), (low_w, high_w), (0, 0)))
+
+  def phase(row_taps, col_taps):
+    terms = [lax.slice(padded, (0, low_h + d_h, low_w + d_w, 0),
+                       (n, low_h + d_h + phase_h, low_w + d_w + phase_w, c)) * kernel[i, j, 0]
+             for i, d_h in reversed(row_taps) for j, d_w in reversed(col_taps)]
+    return functools.reduce(jnp.add, terms) if terms else jnp.zeros((n, phase_h, phase_w, c),
+                                                                    grad.dtype)
+
+  if stride == 1:
+    return phase(rows[0], cols[0])
+  phases = jnp.stack([jnp.stack([phase(r, q) for q in cols], axis=3) for r in rows], axis=2)
+  interleaved = phases.reshape(n, phase_h * len(rows), phase_w * len(cols), c)
+  return interleaved[:, :h, :w]
+
+
 def _depthwise_shifted_bwd(stride, residuals, grad):
   """Autodiff of the windows is ~9x the forward's cost on CPU; these two passes cost ~1x each.
 
-  d/dx: the output gradient, dilated by the stride and padded, correlated with the flipped
-  kernel at stride 1. d/dkernel: each tap's window of the padded input times the gradient,
-  summed per channel for all taps in one pass.
+  d/dx: `_depthwise_input_grad`. d/dkernel: each tap's window of the padded input times the
+  gradient, summed per channel for all taps in one pass.
   """
   x, kernel = residuals
   k = kernel.shape[0]
-  _, h, w, _ = x.shape
   out_h, out_w, pads = _depthwise_geometry(x.shape, k, stride)
-
-  def grad_pads(size, out, pad_low):
-    low = k - 1 - pad_low
-    return (low, size + k - 1 - low - ((out - 1) * stride + 1), stride - 1)
-
-  spread = lax.pad(grad, jnp.zeros((), grad.dtype),
-                   ((0, 0, 0), grad_pads(h, out_h, pads[1][0]), grad_pads(w, out_w, pads[2][0]),
-                    (0, 0, 0)))
-  grad_x = _shifted_correlation(spread, kernel[::-1, ::-1], 1, h, w)
+  grad_x = _depthwise_input_grad(grad, kernel, stride, x.shape, pads)
   products = [(window * grad).astype(jnp.float32)
               for _, _, window in _windows(jnp.pad(x, pads), k, stride, out_h, out_w)]
   grad_kernel = channel_sums(*products).reshape(k, k, 1, -1)
