@@ -53,8 +53,12 @@ def time_in_turns(contenders, iters, repeats):
           for name, measures in times.items()}
 
 
+def load_config(arch, width, res):
+  return config_lib.load_config_file(f"{os.path.join(REPO, CONFIGS[arch])}:width={width},res={res}")
+
+
 def jax_contender(arch, width, res, batch, impl):
-  config = config_lib.load_config_file(f"{os.path.join(REPO, CONFIGS[arch])}:width={width},res={res}")
+  config = load_config(arch, width, res)
   config.model.conv_impl = impl
   config.data.batch_size = batch
   model = models.build_model(config)
@@ -80,11 +84,12 @@ def jax_contender(arch, width, res, batch, impl):
           "latency": lambda: forward(variables(), one).block_until_ready()}
 
 
-def torch_model(arch, width):
+def torch_model(arch, width, dropout_rate):
+  """The same architecture in PyTorch, with the config's dropout before the classifier."""
   import torch
   import torchvision
   if arch == "v2":
-    return torchvision.models.mobilenet_v2(width_mult=width)
+    return torchvision.models.mobilenet_v2(width_mult=width, dropout=dropout_rate)
   # torchvision has no V1: the paper's Table 1 from torchvision's conv-BN-ReLU6 parts.
   block = torchvision.ops.Conv2dNormActivation
   act = torch.nn.ReLU6
@@ -97,12 +102,12 @@ def torch_model(arch, width):
                block(cin, c(ch), 1, activation_layer=act)]
     cin = c(ch)
   return torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                             torch.nn.Linear(cin, 1000))
+                             torch.nn.Dropout(dropout_rate), torch.nn.Linear(cin, 1000))
 
 
 def torch_contender(arch, width, res, batch, channels_last):
   import torch
-  model = torch_model(arch, width)
+  model = torch_model(arch, width, load_config(arch, width, res).model.dropout_rate)
   fmt = torch.channels_last if channels_last else torch.contiguous_format
   model = model.to(memory_format=fmt)
   images = torch.randn(batch, 3, res, res).to(memory_format=fmt)
