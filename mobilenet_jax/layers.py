@@ -125,6 +125,8 @@ def _depthwise_input_grad(grad, kernel, stride, x_shape, pads):
   padded = jnp.pad(grad, ((0, 0), (low_h, high_h), (low_w, high_w), (0, 0)))
 
   def phase(row_taps, col_taps):
+    # Windows in increasing offset, the order of memory and of the flipped kernel: at stride 1
+    # the sums are bit-identical to correlating the padded gradient with kernel[::-1, ::-1].
     terms = [lax.slice(padded, (0, low_h + d_h, low_w + d_w, 0),
                        (n, low_h + d_h + phase_h, low_w + d_w + phase_w, c)) * kernel[i, j, 0]
              for i, d_h in reversed(row_taps) for j, d_w in reversed(col_taps)]
