@@ -109,7 +109,8 @@ def _depthwise_input_grad(grad, kernel, stride, x_shape, pads):
   Dilating the gradient by the stride and correlating at stride 1 would multiply zeros: at
   stride 2 each 3x3 tap reaches one phase of four, so the phases together cost 9/4 of a
   full-resolution tap sum instead of 9 (benchmarks/README.md). The phases are interleaved by
-  a stack and a reshape that XLA fuses into one pass.
+  a stack and a reshape that XLA fuses into one pass (at stride 1, one phase: no-ops). Every
+  phase has a tap since the kernel is at least as wide as the stride (3 against 1 or 2).
   """
   n, h, w, c = x_shape
   k = kernel.shape[0]
@@ -127,14 +128,11 @@ def _depthwise_input_grad(grad, kernel, stride, x_shape, pads):
   def phase(row_taps, col_taps):
     # Windows in increasing offset, the order of memory and of the flipped kernel: at stride 1
     # the sums are bit-identical to correlating the padded gradient with kernel[::-1, ::-1].
-    terms = [lax.slice(padded, (0, low_h + d_h, low_w + d_w, 0),
-                       (n, low_h + d_h + phase_h, low_w + d_w + phase_w, c)) * kernel[i, j, 0]
-             for i, d_h in reversed(row_taps) for j, d_w in reversed(col_taps)]
-    return functools.reduce(jnp.add, terms) if terms else jnp.zeros((n, phase_h, phase_w, c),
-                                                                    grad.dtype)
+    return functools.reduce(jnp.add, [
+        lax.slice(padded, (0, low_h + d_h, low_w + d_w, 0),
+                  (n, low_h + d_h + phase_h, low_w + d_w + phase_w, c)) * kernel[i, j, 0]
+        for i, d_h in reversed(row_taps) for j, d_w in reversed(col_taps)])
 
-  if stride == 1:
-    return phase(rows[0], cols[0])
   phases = jnp.stack([jnp.stack([phase(r, q) for q in cols], axis=3) for r in rows], axis=2)
   interleaved = phases.reshape(n, phase_h * len(rows), phase_w * len(cols), c)
   return interleaved[:, :h, :w]
