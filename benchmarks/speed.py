@@ -2,14 +2,23 @@
 
   pip install -r benchmarks/requirements.txt
   python benchmarks/speed.py --points=v1:0.5:128:32,v2:0.5:128:32
+  python benchmarks/speed.py --points=v2:1.0:224:256 --dtype=bfloat16   # on a GPU
 
 For each (arch, alpha, resolution, batch) point: training-step img/s (forward, backward and a
 TF1-RMSprop update; jitted with donated state here, eager in PyTorch), inference img/s and
-batch-1 latency, for every JAX conv implementation and PyTorch in NCHW and channels_last. Each
-is the median of --repeats timings after a warm-up, and the contenders take turns within every
-repeat, so a shared machine's slow spells fall on all of them alike. The last row of each point
-is the speed-up of the best JAX implementation over the best PyTorch layout (> 1: JAX is
-faster; for latency that is PyTorch's milliseconds over JAX's).
+batch-1 latency, for every JAX conv implementation and PyTorch in NCHW and channels_last, on
+JAX's default backend (PyTorch on CUDA when that is a GPU). Each is the median of --repeats
+timings after a warm-up, and the contenders take turns within every repeat, so a shared
+machine's slow spells fall on all of them alike. The last row of each point is the speed-up of
+the best JAX implementation over the best PyTorch layout (> 1: JAX is faster; for latency that
+is PyTorch's milliseconds over JAX's).
+
+--dtype=bfloat16 is mixed precision on both sides: float32 parameters, BN statistics and
+optimizer, bfloat16 convolutions (config.model.dtype here, torch.autocast there).
+
+A second table puts each JAX training step against the memory roofline: the bytes XLA's cost
+analysis says the compiled step reads and writes, over the step's time, as a fraction of the
+bandwidth that one elementwise pass over a 1 GiB array reaches on the same device.
 """
 
 import argparse
@@ -19,6 +28,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# PyTorch shares the GPU with JAX in this process: JAX must not claim 75% of it up front.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -53,35 +65,53 @@ def time_in_turns(contenders, iters, repeats):
           for name, measures in times.items()}
 
 
+def copy_bandwidth(nbytes=1 << 30, calls=10):
+  """Bytes per second that one elementwise pass over an nbytes array moves (read plus write):
+  the memory roofline this device reaches in practice, measured beside the models."""
+  add_one = jax.jit(lambda a: a + 1)
+  x = jnp.zeros(nbytes // 4, jnp.float32)
+  add_one(x).block_until_ready()
+  times = []
+  for _ in range(calls):
+    start = time.perf_counter()
+    add_one(x).block_until_ready()
+    times.append(time.perf_counter() - start)
+  return 2 * nbytes / statistics.median(times)
+
+
 def load_config(arch, width, res):
   return config_lib.load_config_file(f"{os.path.join(REPO, CONFIGS[arch])}:width={width},res={res}")
 
 
-def jax_contender(arch, width, res, batch, impl):
+def jax_contender(arch, width, res, batch, impl, dtype):
+  """The contender's measures, and the bytes XLA's cost analysis gives for one training step."""
   config = load_config(arch, width, res)
   config.model.conv_impl = impl
+  config.model.dtype = dtype
   config.data.batch_size = batch
   model = models.build_model(config)
   tx, schedule, _ = optim.make_optimizer(
       config, jax.eval_shape(model.init, jax.random.key(0),
                              jnp.zeros(models.input_shape(config)))["params"], 100)
   state0 = train_step.init_state(model, tx, config, jax.random.key(0))
-  step = jax.jit(train_step.make_train_step(model, tx, config, schedule), donate_argnums=0)
   images = jax.random.normal(jax.random.key(1), models.input_shape(config, batch))
   labels = jnp.zeros((batch,), jnp.int32)
   rng = jax.random.key(2)
+  step = jax.jit(train_step.make_train_step(model, tx, config, schedule),
+                 donate_argnums=0).lower(state0, images, labels, rng).compile()
   holder = [state0]
 
   def train():
     holder[0], metrics = step(holder[0], images, labels, rng)
-    jax.block_until_ready(metrics["train/loss"])
+    jax.block_until_ready((holder[0], metrics))
 
   forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
   one = images[:1]
   variables = lambda: {"params": holder[0].params, "batch_stats": holder[0].batch_stats}
-  return {"train": train,
-          "infer": lambda: forward(variables(), images).block_until_ready(),
-          "latency": lambda: forward(variables(), one).block_until_ready()}
+  measures = {"train": train,
+              "infer": lambda: forward(variables(), images).block_until_ready(),
+              "latency": lambda: forward(variables(), one).block_until_ready()}
+  return measures, step.cost_analysis()["bytes accessed"]
 
 
 def torch_model(arch, width, dropout_rate):
@@ -105,26 +135,39 @@ def torch_model(arch, width, dropout_rate):
                              torch.nn.Dropout(dropout_rate), torch.nn.Linear(cin, 1000))
 
 
-def torch_contender(arch, width, res, batch, channels_last):
+def torch_contender(arch, width, res, batch, channels_last, dtype, compiled=False):
+  """PyTorch on CUDA when JAX runs on a GPU (cuDNN autotuned, as XLA autotunes), else the CPU;
+  bfloat16 as AMP: torch.autocast over float32 parameters; `compiled`: the model through
+  torch.compile (compiled on the first timed turn's untimed call, once per train/eval mode and
+  input shape)."""
   import torch
+  device = "cuda" if jax.default_backend() == "gpu" else "cpu"
+  torch.backends.cudnn.benchmark = True
   model = torch_model(arch, width, load_config(arch, width, res).model.dropout_rate)
   fmt = torch.channels_last if channels_last else torch.contiguous_format
-  model = model.to(memory_format=fmt)
-  images = torch.randn(batch, 3, res, res).to(memory_format=fmt)
-  labels = torch.zeros(batch, dtype=torch.long)
+  model = model.to(device, memory_format=fmt)
+  run_model = torch.compile(model) if compiled else model
+  images = torch.randn(batch, 3, res, res, device=device).to(memory_format=fmt)
+  labels = torch.zeros(batch, dtype=torch.long, device=device)
   opt = torch.optim.RMSprop(model.parameters(), lr=0.045, alpha=0.9, eps=1.0, momentum=0.9)
   loss_fn = torch.nn.CrossEntropyLoss()
+  autocast = lambda: torch.autocast(device, torch.bfloat16, enabled=dtype == "bfloat16")
+  wait = torch.cuda.synchronize if device == "cuda" else lambda: None
 
   def train():
     model.train()
     opt.zero_grad(set_to_none=True)
-    loss_fn(model(images), labels).backward()
+    with autocast():
+      loss = loss_fn(run_model(images), labels)
+    loss.backward()
     opt.step()
+    wait()
 
   def forward(x):
     model.eval()
-    with torch.inference_mode():
-      model(x)
+    with torch.inference_mode(), autocast():
+      run_model(x)
+    wait()
 
   one = images[:1].contiguous(memory_format=fmt)
   return {"train": train, "infer": lambda: forward(images), "latency": lambda: forward(one)}
@@ -135,26 +178,41 @@ def main():
   parser.add_argument("--points", default="v1:0.5:128:32,v2:0.5:128:32",
                       help="comma-separated arch:alpha:resolution:batch")
   parser.add_argument("--impls", default="xla,shifted")
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                      help="the convolutions' dtype (mixed precision when bfloat16)")
   parser.add_argument("--iters", type=int, default=5)
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--no_torch", action="store_true")
+  parser.add_argument("--torch_compile", action="store_true",
+                      help="also PyTorch channels_last through torch.compile")
   parser.add_argument("--no_huge_pages", action="store_true",
                       help="skip the launcher's glibc huge-page tunable (mobilenet_jax/runtime.py)")
   args = parser.parse_args()
   if not args.no_huge_pages:
     runtime.reexec_with_huge_pages()
-  rows = []
+  bandwidth = copy_bandwidth()
+  rows, roofline_rows = [], []
   for point in args.points.split(","):
     arch, width, res, batch = point.split(":")
     width, res, batch = float(width), int(res), int(batch)
-    contenders = {f"jax {impl}": jax_contender(arch, width, res, batch, impl)
-                  for impl in args.impls.split(",")}
+    contenders, step_bytes = {}, {}
+    for impl in args.impls.split(","):
+      contenders[f"jax {impl}"], step_bytes[f"jax {impl}"] = jax_contender(
+          arch, width, res, batch, impl, args.dtype)
     if not args.no_torch:
       for channels_last in (False, True):
         name = "torch channels_last" if channels_last else "torch NCHW"
-        contenders[name] = torch_contender(arch, width, res, batch, channels_last)
+        contenders[name] = torch_contender(arch, width, res, batch, channels_last, args.dtype)
+      if args.torch_compile:
+        contenders["torch channels_last compiled"] = torch_contender(
+            arch, width, res, batch, True, args.dtype, compiled=True)
+    medians = time_in_turns(contenders, args.iters, args.repeats)
     results = {name: (batch / t["train"], batch / t["infer"], t["latency"] * 1e3)
-               for name, t in time_in_turns(contenders, args.iters, args.repeats).items()}
+               for name, t in medians.items()}
+    for name, nbytes in step_bytes.items():
+      achieved = nbytes / medians[name]["train"]
+      roofline_rows.append([f"{arch} {width}-{res} b{batch}", name, round(nbytes / 1e9, 2),
+                            round(achieved / 1e9, 1), round(achieved / bandwidth, 3)])
     best = lambda prefix, i, pick: pick(v[i] for k, v in results.items() if k.startswith(prefix))
     for name, (train, infer, latency) in results.items():
       rows.append([f"{arch} {width}-{res} b{batch}", name, round(train, 1), round(infer, 1),
@@ -167,10 +225,14 @@ def main():
     print(tables.markdown_table(["point", "implementation", "train img/s", "infer img/s",
                                  "batch-1 ms"], rows[-len(results) - 1:]), flush=True)
   print()
-  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, "
-        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
+  torch_version = "" if args.no_torch else f"torch {__import__('torch').__version__}, "
+  print(f"jax {jax.__version__}, {torch_version}on {jax.devices()[0].device_kind}, "
+        f"{os.cpu_count()} CPUs, {args.dtype}, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
   print(tables.markdown_table(["point", "implementation", "train img/s", "infer img/s",
                                "batch-1 ms"], rows))
+  print(f"\nTraining step against the memory roofline (copy bandwidth {bandwidth / 1e9:,.1f} GB/s):")
+  print(tables.markdown_table(["point", "implementation", "GB per step (XLA)", "achieved GB/s",
+                               "fraction of copy bandwidth"], roofline_rows))
 
 
 if __name__ == "__main__":
