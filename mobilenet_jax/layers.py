@@ -27,7 +27,9 @@ def resolve_conv_impl(name, backend=None):
   if name != "auto":
     return name
   backend = backend or jax.default_backend()
-  # Measured on CPU only (benchmarks/README.md); accelerators keep XLA's native convolutions.
+  # Measured (benchmarks/README.md): on CPU the shifted forms train ~11x faster than XLA's
+  # convolutions; on an H100 XLA's (cuDNN) train 1.5x faster than them. TPU is unmeasured and
+  # keeps XLA's native convolutions too.
   return "shifted" if backend == "cpu" else "xla"
 
 
