@@ -41,6 +41,7 @@ from mobilenet_jax import runtime  # noqa: E402
 
 CONFIGS = {"v1": "configs/mobilenet_v1.py", "v2": "configs/mobilenet_v2.py"}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEED_COLUMNS = ["point", "implementation", "train img/s", "infer img/s", "batch-1 ms"]
 
 
 def time_in_turns(contenders, iters, repeats):
@@ -188,6 +189,8 @@ def main():
   parser.add_argument("--no_huge_pages", action="store_true",
                       help="skip the launcher's glibc huge-page tunable (mobilenet_jax/runtime.py)")
   args = parser.parse_args()
+  if args.no_torch and args.torch_compile:
+    parser.error("--torch_compile adds a PyTorch contender; it cannot go with --no_torch")
   if not args.no_huge_pages:
     runtime.reexec_with_huge_pages()
   bandwidth = copy_bandwidth()
@@ -214,23 +217,25 @@ def main():
       roofline_rows.append([f"{arch} {width}-{res} b{batch}", name, round(nbytes / 1e9, 2),
                             round(achieved / 1e9, 1), round(achieved / bandwidth, 3)])
     best = lambda prefix, i, pick: pick(v[i] for k, v in results.items() if k.startswith(prefix))
-    for name, (train, infer, latency) in results.items():
-      rows.append([f"{arch} {width}-{res} b{batch}", name, round(train, 1), round(infer, 1),
-                   round(latency, 2)])
+    point_rows = [[f"{arch} {width}-{res} b{batch}", name, round(train, 1), round(infer, 1),
+                   round(latency, 2)] for name, (train, infer, latency) in results.items()]
     if not args.no_torch:
-      rows.append([f"{arch} {width}-{res} b{batch}", "speed-up, best jax vs best torch",
-                   round(best("jax", 0, max) / best("torch", 0, max), 2),
-                   round(best("jax", 1, max) / best("torch", 1, max), 2),
-                   round(best("torch", 2, min) / best("jax", 2, min), 2)])
-    print(tables.markdown_table(["point", "implementation", "train img/s", "infer img/s",
-                                 "batch-1 ms"], rows[-len(results) - 1:]), flush=True)
+      point_rows.append([f"{arch} {width}-{res} b{batch}", "speed-up, best jax vs best torch",
+                         round(best("jax", 0, max) / best("torch", 0, max), 2),
+                         round(best("jax", 1, max) / best("torch", 1, max), 2),
+                         round(best("torch", 2, min) / best("jax", 2, min), 2)])
+    print(tables.markdown_table(SPEED_COLUMNS, point_rows), flush=True)
+    rows += point_rows
   print()
-  torch_version = "" if args.no_torch else f"torch {__import__('torch').__version__}, "
-  print(f"jax {jax.__version__}, {torch_version}on {jax.devices()[0].device_kind}, "
-        f"{os.cpu_count()} CPUs, {args.dtype}, GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
-  print(tables.markdown_table(["point", "implementation", "train img/s", "infer img/s",
-                               "batch-1 ms"], rows))
-  print(f"\nTraining step against the memory roofline (copy bandwidth {bandwidth / 1e9:,.1f} GB/s):")
+  versions = f"jax {jax.__version__}, "
+  if not args.no_torch:
+    import torch
+    versions += f"torch {torch.__version__}, "
+  print(f"{versions}on {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, {args.dtype}, "
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
+  print(tables.markdown_table(SPEED_COLUMNS, rows))
+  print(f"\nTraining step against the memory roofline "
+        f"(copy bandwidth {bandwidth / 1e9:,.1f} GB/s):")
   print(tables.markdown_table(["point", "implementation", "GB per step (XLA)", "achieved GB/s",
                                "fraction of copy bandwidth"], roofline_rows))
 
