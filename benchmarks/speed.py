@@ -71,13 +71,8 @@ def copy_bandwidth(nbytes=1 << 30, calls=10):
   the memory roofline this device reaches in practice, measured beside the models."""
   add_one = jax.jit(lambda a: a + 1)
   x = jnp.zeros(nbytes // 4, jnp.float32)
-  add_one(x).block_until_ready()
-  times = []
-  for _ in range(calls):
-    start = time.perf_counter()
-    add_one(x).block_until_ready()
-    times.append(time.perf_counter() - start)
-  return 2 * nbytes / statistics.median(times)
+  one_pass = {"copy": {"pass": lambda: add_one(x).block_until_ready()}}
+  return 2 * nbytes / time_in_turns(one_pass, iters=1, repeats=calls)["copy"]["pass"]
 
 
 def load_config(arch, width, res):
@@ -198,6 +193,7 @@ def main():
   for point in args.points.split(","):
     arch, width, res, batch = point.split(":")
     width, res, batch = float(width), int(res), int(batch)
+    label = f"{arch} {width}-{res} b{batch}"
     contenders, step_bytes = {}, {}
     for impl in args.impls.split(","):
       contenders[f"jax {impl}"], step_bytes[f"jax {impl}"] = jax_contender(
@@ -214,13 +210,13 @@ def main():
                for name, t in medians.items()}
     for name, nbytes in step_bytes.items():
       achieved = nbytes / medians[name]["train"]
-      roofline_rows.append([f"{arch} {width}-{res} b{batch}", name, round(nbytes / 1e9, 2),
-                            round(achieved / 1e9, 1), round(achieved / bandwidth, 3)])
+      roofline_rows.append([label, name, round(nbytes / 1e9, 2), round(achieved / 1e9, 1),
+                            round(achieved / bandwidth, 3)])
     best = lambda prefix, i, pick: pick(v[i] for k, v in results.items() if k.startswith(prefix))
-    point_rows = [[f"{arch} {width}-{res} b{batch}", name, round(train, 1), round(infer, 1),
-                   round(latency, 2)] for name, (train, infer, latency) in results.items()]
+    point_rows = [[label, name, round(train, 1), round(infer, 1), round(latency, 2)]
+                  for name, (train, infer, latency) in results.items()]
     if not args.no_torch:
-      point_rows.append([f"{arch} {width}-{res} b{batch}", "speed-up, best jax vs best torch",
+      point_rows.append([label, "speed-up, best jax vs best torch",
                          round(best("jax", 0, max) / best("torch", 0, max), 2),
                          round(best("jax", 1, max) / best("torch", 1, max), 2),
                          round(best("torch", 2, min) / best("jax", 2, min), 2)])
