@@ -29,6 +29,9 @@ class LayerCount:
   layer_type: str  # 'conv 1x1', 'depthwise 3x3', 'conv 3x3' or 'fully connected'
   madds: int
   kernel_params: int
+  input_shape: tuple  # at batch 1; a conv's is NHWC
+  kernel_shape: tuple  # a conv's is HWIO
+  stride: int
 
 
 @dataclasses.dataclass
@@ -71,14 +74,16 @@ def _conv_count(eqn):
     layer_type = f"depthwise {size}"
   else:
     layer_type = f"conv {size}"
-  return layer_type, math.prod(out) * math.prod(spatial) * in_per_group, math.prod(rhs)
+  return (layer_type, math.prod(out) * math.prod(spatial) * in_per_group, math.prod(rhs), lhs,
+          rhs, eqn.params["window_strides"][0])
 
 
 def _dot_count(eqn):
   lhs, rhs = (v.aval.shape for v in eqn.invars)
   (lhs_contract, _), _ = eqn.params["dimension_numbers"]
   contracted = math.prod(lhs[d] for d in lhs_contract)
-  return FULLY_CONNECTED, math.prod(eqn.outvars[0].aval.shape) * contracted, math.prod(rhs)
+  return (FULLY_CONNECTED, math.prod(eqn.outvars[0].aval.shape) * contracted, math.prod(rhs),
+          lhs, rhs, 1)
 
 
 _COUNTERS = {"conv_general_dilated": _conv_count, "dot_general": _dot_count}
@@ -88,9 +93,8 @@ def _walk(jaxpr, prefix=""):
   for eqn in jaxpr.eqns:
     scope = "/".join(filter(None, [prefix, str(eqn.source_info.name_stack)]))
     if eqn.primitive.name in _COUNTERS:
-      layer_type, madds, kernel = _COUNTERS[eqn.primitive.name](eqn)
       # Drop the root module's name: scopes start at the block.
-      yield LayerCount(scope.partition("/")[2] or scope, layer_type, madds, kernel)
+      yield LayerCount(scope.partition("/")[2] or scope, *_COUNTERS[eqn.primitive.name](eqn))
     for sub in jax_core.jaxprs_in_params(eqn.params):
       yield from _walk(sub, scope)
 

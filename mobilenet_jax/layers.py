@@ -7,7 +7,8 @@ TF code and its released checkpoints. Which one runs is a speed choice only:
 - 'xla': `lax.conv_general_dilated` for everything, depthwise via `feature_group_count`.
 - 'shifted': depthwise as k*k shifted multiply-adds, 1x1 as a matmul, both with hand-written
   VJPs. XLA's CPU lowering of grouped convolutions is an order of magnitude slower, and
-  autodiff's backward of these forms is slower too (see benchmarks/README.md).
+  autodiff's backward of these forms is slower too (see benchmarks/README.md). A full conv
+  over an RGB image (the stem) runs as broadcast multiply-adds in inference.
 """
 
 import functools
@@ -78,7 +79,7 @@ def channel_sums(*arrays):
   return jnp.stack([jnp.sum(p, axis=(0, 1)) for p in partial])
 
 
-def _depthwise_geometry(x_shape, k, stride):
+def _window_geometry(x_shape, k, stride):
   _, h, w, _ = x_shape
   (out_h, pad_h), (out_w, pad_w) = same_padding(h, k, stride), same_padding(w, k, stride)
   return out_h, out_w, ((0, 0), pad_h, pad_w, (0, 0))
@@ -87,7 +88,7 @@ def _depthwise_geometry(x_shape, k, stride):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def depthwise_shifted(x, kernel, stride):
   """Depthwise conv as a sum of k*k strided windows of the padded input times one kernel tap."""
-  out_h, out_w, pads = _depthwise_geometry(x.shape, kernel.shape[0], stride)
+  out_h, out_w, pads = _window_geometry(x.shape, kernel.shape[0], stride)
   return _shifted_correlation(jnp.pad(x, pads), kernel, stride, out_h, out_w)
 
 
@@ -148,7 +149,7 @@ def _depthwise_shifted_bwd(stride, residuals, grad):
   """
   x, kernel = residuals
   k = kernel.shape[0]
-  out_h, out_w, pads = _depthwise_geometry(x.shape, k, stride)
+  out_h, out_w, pads = _window_geometry(x.shape, k, stride)
   grad_x = _depthwise_input_grad(grad, kernel, stride, x.shape, pads)
   products = [(window * grad).astype(jnp.float32)
               for _, _, window in _windows(jnp.pad(x, pads), k, stride, out_h, out_w)]
@@ -230,12 +231,48 @@ class BatchNormActivation(nn.Module):
     return _normalize(x, mean, var, scale, bias, self.activation, self.epsilon).astype(self.dtype)
 
 
+# Measured in isolation (benchmarks/README.md): 3x3 over 3 channels, 27 terms, as broadcast
+# multiply-adds takes 0.4-0.7x XLA:CPU's convolution; over 8 channels, 72 terms, 1.9x.
+MAX_BROADCAST_TERMS = 27
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_broadcast(x, kernel, stride):
+  """A full conv as k*k*C_in window channels times kernel rows, when that is at most
+  MAX_BROADCAST_TERMS terms (an RGB stem's 3x3); XLA's convolution otherwise.
+
+  Differentiated, it is XLA's convolution and its autodiff: the V1 training step with the
+  broadcast form's forward ran 1.02-1.06x as long (same-process A/B), inference 0.88-0.94x.
+  """
+  k, _, in_features, _ = kernel.shape
+  if k * k * in_features > MAX_BROADCAST_TERMS:
+    return conv_xla(x, kernel, stride)
+  out_h, out_w, pads = _window_geometry(x.shape, k, stride)
+  out = None
+  for i, j, window in _windows(jnp.pad(x, pads), k, stride, out_h, out_w):
+    for c in range(in_features):
+      term = window[..., c:c + 1] * kernel[i, j, c]
+      out = term if out is None else out + term
+  return out
+
+
+def _conv_broadcast_fwd(x, kernel, stride):
+  return conv_xla(x, kernel, stride), (x, kernel)
+
+
+def _conv_broadcast_bwd(stride, residuals, grad):
+  return jax.vjp(functools.partial(conv_xla, stride=stride), *residuals)[1](grad)
+
+
+conv_broadcast.defvjp(_conv_broadcast_fwd, _conv_broadcast_bwd)
+
+
 def conv_function(impl, kernel_size, depthwise):
-  if impl == "shifted" and depthwise:
+  if impl != "shifted":
+    return conv_xla
+  if depthwise:
     return depthwise_shifted
-  if impl == "shifted" and kernel_size == 1:
-    return pointwise_matmul
-  return conv_xla
+  return pointwise_matmul if kernel_size == 1 else conv_broadcast
 
 
 class Conv(nn.Module):

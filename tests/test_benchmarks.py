@@ -1,6 +1,8 @@
 """The speed benchmark's timing discipline (the speeds themselves live in benchmarks/README.md)."""
 
+from benchmarks import layers as layer_benchmark
 from benchmarks import speed
+from tests.conftest import load_config
 
 
 def test_contenders_take_turns_within_each_repeat():
@@ -15,3 +17,17 @@ def test_contenders_take_turns_within_each_repeat():
   assert calls == one_repeat * 3
   assert set(medians) == {"jax", "torch"}
   assert all(seconds > 0 for measures in medians.values() for seconds in measures.values())
+
+
+def test_layer_benchmark_takes_every_convolution_with_its_shapes():
+  """V1 (the paper's Table 1) at alpha 0.5, 128 px: the stem, then 13 depthwise-pointwise pairs,
+  each with its input (batch 1), HWIO kernel and stride."""
+  convs = layer_benchmark.conv_layers(load_config("mobilenet_v1", "width=0.5,res=128"))
+  assert len(convs) == 27
+  assert [(c.layer_type, c.input_shape, c.kernel_shape, c.stride) for c in convs[:4]] == [
+      ("conv 3x3", (1, 128, 128, 3), (3, 3, 3, 16), 2),
+      ("depthwise 3x3", (1, 64, 64, 16), (3, 3, 1, 16), 1),
+      ("conv 1x1", (1, 64, 64, 16), (1, 1, 16, 32), 1),
+      ("depthwise 3x3", (1, 64, 64, 32), (3, 3, 1, 32), 2)]
+  assert [(c.input_shape, c.kernel_shape) for c in convs[-2:]] == [
+      ((1, 4, 4, 512), (3, 3, 1, 512)), ((1, 4, 4, 512), (1, 1, 512, 512))]

@@ -36,6 +36,23 @@ def test_pointwise_matmul_matches_xla(stride):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape,stride", [((2, 9, 9, 3), 2), ((1, 8, 10, 3), 2),
+                                          ((2, 7, 7, 3), 1), ((2, 8, 8, 8), 1)])
+def test_conv_broadcast_matches_xla(shape, stride):
+  """Broadcast multiply-adds up to MAX_BROADCAST_TERMS (3 input channels here), XLA's convolution
+  past it (8); either way the same outputs, and XLA's convolution's own gradients."""
+  x = jax.random.normal(jax.random.key(0), shape)
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 6))
+  jaxpr = str(jax.make_jaxpr(layers.conv_broadcast, static_argnums=2)(x, kernel, stride))
+  assert ("conv_general_dilated" in jaxpr) == (9 * shape[-1] > layers.MAX_BROADCAST_TERMS)
+  np.testing.assert_allclose(layers.conv_broadcast(x, kernel, stride),
+                             layers.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
+  loss = lambda fn: lambda x, k: jnp.sum(jnp.sin(fn(x, k, stride)))
+  for a, b in zip(jax.grad(loss(layers.conv_broadcast), (0, 1))(x, kernel),
+                  jax.grad(loss(layers.conv_xla), (0, 1))(x, kernel)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2"])
 def test_whole_model_same_parameters_and_logits(arch):
   """Same parameter tree and the same logits (training-mode BN included) for both."""
