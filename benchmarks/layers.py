@@ -36,9 +36,8 @@ def conv_layers(config):
 
 
 def jax_measures(layer, batch, impl, input_grad):
-  k, _, _, out_channels = layer.kernel_shape
   depthwise = layer.layer_type.startswith("depthwise")
-  conv = layers.conv_function(impl, k, depthwise)
+  conv = layers.conv_function(impl, layer.kernel_shape[0], depthwise)
   x = jax.random.normal(jax.random.key(0), (batch, *layer.input_shape[1:]))
   kernel = jax.random.normal(jax.random.key(1), layer.kernel_shape)
   forward = jax.jit(lambda x, kernel: conv(x, kernel, layer.stride))
