@@ -248,12 +248,12 @@ def conv_broadcast(x, kernel, stride):
   if k * k * in_features > MAX_BROADCAST_TERMS:
     return conv_xla(x, kernel, stride)
   out_h, out_w, pads = _window_geometry(x.shape, k, stride)
-  out = None
-  for i, j, window in _windows(jnp.pad(x, pads), k, stride, out_h, out_w):
-    for c in range(in_features):
-      term = window[..., c:c + 1] * kernel[i, j, c]
-      out = term if out is None else out + term
-  return out
+  padded = jnp.pad(x, pads)
+  # Per input channel, a depthwise correlation whose one-channel windows broadcast against
+  # the kernel's output rows.
+  return functools.reduce(jnp.add, [
+      _shifted_correlation(padded[..., c:c + 1], kernel[:, :, c:c + 1], stride, out_h, out_w)
+      for c in range(in_features)])
 
 
 def _conv_broadcast_fwd(x, kernel, stride):
