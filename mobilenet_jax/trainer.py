@@ -164,8 +164,8 @@ def evaluate_checkpoint(config, workdir):
 
 def import_weights(config, model):
   """config.init_from's weights, checked against a fresh init of `model`."""
-  variables = jax.jit(model.init)(jax.random.key(config.seed),
-                                  jnp.zeros(models.input_shape(config)))
+  variables = jax.jit(model.init, compiler_options=models.INIT_COMPILER_OPTIONS)(
+      jax.random.key(config.seed), jnp.zeros(models.input_shape(config)))
   imported = importers.load(config, variables)
   if jax.process_index() == 0:
     print(importers.describe(imported))
@@ -242,7 +242,8 @@ def train_and_evaluate(config, workdir):
     state, meta = restore_latest(manager, abstract_state, state_sharding)
     print(f"Resumed {workdir} at step {int(state.step)}.")
   else:
-    state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
+    state = jax.jit(init, out_shardings=state_sharding,
+                    compiler_options=models.INIT_COMPILER_OPTIONS)(jax.random.key(config.seed))
     if config.init_from:
       imported = import_weights(config, model)
       state = jax.device_put(state.replace(

@@ -61,7 +61,8 @@ def test_whole_model_same_parameters_and_logits(arch):
   outputs = {}
   for impl in ("xla", "shifted"):
     model = models.build_model(config, conv_impl=impl)
-    variables = model.init(jax.random.key(1), x)
+    variables = jax.jit(model.init, compiler_options=models.INIT_COMPILER_OPTIONS)(
+        jax.random.key(1), x)
     logits, _ = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"],
                                                  rngs={"dropout": jax.random.key(2)}))(variables, x)
     outputs[impl] = (variables, logits)
