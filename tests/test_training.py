@@ -163,8 +163,9 @@ def final_params(workdir):
 def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(tmp_path):
   steps = ["--config.training.num_steps=60", "--config.training.log_every_steps=5",
            "--config.training.checkpoint_every_steps=1000"]
-  interrupted = str(tmp_path / "interrupted")
+  interrupted, straight = str(tmp_path / "interrupted"), str(tmp_path / "straight")
   process = launch(interrupted, *steps)
+  reference = launch(straight, *steps)  # alongside: it does not depend on the other runs
   deadline = time.time() + 240
   while time.time() < deadline and process.poll() is None:
     path = os.path.join(interrupted, "metrics.jsonl")
@@ -180,8 +181,7 @@ def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(tmp_path):
   output = resumed.communicate(timeout=300)[0]
   assert resumed.returncode == 0 and "Resumed" in output, output
 
-  straight = str(tmp_path / "straight")
-  output = launch(straight, *steps).communicate(timeout=300)[0]
+  output = reference.communicate(timeout=300)[0]
   step_a, params_a = final_params(interrupted)
   step_b, params_b = final_params(straight)
   assert step_a == step_b == 60, output
