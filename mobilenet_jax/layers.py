@@ -241,8 +241,10 @@ def conv_broadcast(x, kernel, stride):
   """A full conv as k*k*C_in window channels times kernel rows, when that is at most
   MAX_BROADCAST_TERMS terms (an RGB stem's 3x3); XLA's convolution otherwise.
 
-  Differentiated, it is XLA's convolution and its autodiff: the V1 training step with the
-  broadcast form's forward ran 1.02-1.06x as long (same-process A/B), inference 0.88-0.94x.
+  Differentiated, it is XLA's convolution and its autodiff. With the broadcast form's forward
+  in training too, same-process A/Bs of the V1 step gave 1.03-1.06x in one session and
+  0.94-0.99x (behind an optimization barrier) in the next, inside the spread of the machine
+  (benchmarks/README.md); inference with it takes 0.88-0.94x.
   """
   k, _, in_features, _ = kernel.shape
   if k * k * in_features > MAX_BROADCAST_TERMS:
