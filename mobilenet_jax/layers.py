@@ -22,6 +22,23 @@ from jax import lax
 _DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 ACTIVATIONS = {"relu6": jax.nn.relu6, "relu": jax.nn.relu}
 
+# config.model.kernel_init: (conv kernel initializer, classifier kernel initializer). Kernels are
+# HWIO, so fans count k*k taps times channels: a depthwise (k, k, 1, C) kernel has fan-in k*k and
+# fan-out k*k*C. BN follows every conv, and a scale-invariant layer's effective learning rate
+# falls with the square of its kernel's norm, so the scale decides how fast a conv layer learns.
+KERNEL_INITS = {
+    # torchvision and timm MobileNets: kaiming_normal_(mode='fan_out'), Linear N(0, 0.01).
+    "he_fan_out": (nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+                   nn.initializers.normal(0.01)),
+    # The papers' TF-slim arg scopes: truncated_normal(stddev=0.09) for every conv and the
+    # logits, truncated at 2 stddev without rescaling (the drawn stddev is 0.0792).
+    "slim": (nn.initializers.truncated_normal(0.09), nn.initializers.truncated_normal(0.09)),
+    # He over the fan-in, rescaled for the truncation: a depthwise kernel starts sqrt(C) times
+    # larger than under he_fan_out.
+    "he_fan_in": (nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal"),
+                  nn.initializers.normal(0.01)),
+}
+
 
 def resolve_conv_impl(name, backend=None):
   """Maps 'auto' to the implementation measured fastest on the backend."""
@@ -284,6 +301,7 @@ class Conv(nn.Module):
   stride: int = 1
   depthwise: bool = False
   impl: str = "xla"
+  kernel_init: str = "he_fan_out"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -291,9 +309,7 @@ class Conv(nn.Module):
     in_features = x.shape[-1]
     k = self.kernel_size
     shape = (k, k, 1, in_features) if self.depthwise else (k, k, in_features, self.features)
-    # He-normal on the true fan-in (k*k for depthwise); BN follows, so the scale matters little.
-    kernel = self.param("kernel", nn.initializers.variance_scaling(
-        2.0, "fan_in", "truncated_normal", in_axis=(0, 1, 2), out_axis=3), shape, jnp.float32)
+    kernel = self.param("kernel", KERNEL_INITS[self.kernel_init][0], shape, jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     return conv_function(self.impl, k, self.depthwise)(x, kernel, self.stride)
 
@@ -363,9 +379,9 @@ BLOCKS = {
 }
 
 
-def layer_factory(activation, bn_momentum, bn_epsilon, dtype, impl):
+def layer_factory(activation, bn_momentum, bn_epsilon, dtype, impl, kernel_init):
   """ConvBN with the model-wide settings bound, so blocks only say what differs per layer."""
-  conv = functools.partial(Conv, impl=impl, dtype=dtype)
+  conv = functools.partial(Conv, impl=impl, kernel_init=kernel_init, dtype=dtype)
   norm = functools.partial(BatchNormActivation, momentum=bn_momentum, epsilon=bn_epsilon,
                            dtype=dtype)
   return functools.partial(ConvBN, conv=conv, norm=norm, activation=ACTIVATIONS[activation])

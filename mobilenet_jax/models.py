@@ -75,12 +75,13 @@ class MobileNet(nn.Module):
   bn_epsilon: float = 1e-3
   dtype: str = "float32"
   conv_impl: str = "xla"
+  kernel_init: str = "he_fan_out"
 
   @nn.compact
   def __call__(self, x, train=False):
     dtype = jnp.dtype(self.dtype)
     layer = layers.layer_factory(self.activation, self.bn_momentum, self.bn_epsilon, dtype,
-                                 self.conv_impl)
+                                 self.conv_impl, self.kernel_init)
     for plan in self.plan:
       x = layers.BLOCKS[plan.block](plan, layer, name=plan.name)(x, train)
       self.sow("intermediates", "features", x)
@@ -90,7 +91,7 @@ class MobileNet(nn.Module):
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
     self.sow("intermediates", "pre_logits", x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, kernel_init=nn.initializers.normal(0.01),
+    return nn.Dense(self.num_classes, kernel_init=layers.KERNEL_INITS[self.kernel_init][1],
                     name="classifier")(x)
 
 
@@ -107,7 +108,8 @@ def build_model(config, conv_impl=None):
       bn_momentum=model.bn_momentum,
       bn_epsilon=model.bn_epsilon,
       dtype=model.dtype,
-      conv_impl=layers.resolve_conv_impl(conv_impl or model.conv_impl))
+      conv_impl=layers.resolve_conv_impl(conv_impl or model.conv_impl),
+      kernel_init=model.kernel_init)
 
 
 def input_shape(config, batch_size=1):

@@ -1,7 +1,8 @@
-"""Shapes and channel counts of the config-built models (traced, never compiled)."""
+"""Shapes, channel counts and initialisation of the config-built models."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from mobilenet_jax import models
@@ -80,3 +81,58 @@ def test_tf_same_padding_is_asymmetric_for_stride_2():
   assert same_padding(224, 3, 2) == (112, (0, 1))
   assert same_padding(7, 3, 2) == (4, (1, 1))
   assert same_padding(56, 3, 1) == (56, (1, 1))
+
+
+def _kernels_by_kind(params):
+  """{'full conv' | 'depthwise' | 'pointwise' | 'dense': [kernel, ...]} of a params tree."""
+  kinds = {}
+  for path, kernel in jax.tree_util.tree_flatten_with_path(params)[0]:
+    name = jax.tree_util.keystr(path, simple=True, separator="/")
+    if not name.endswith("kernel"):
+      continue
+    kind = ("dense" if kernel.ndim == 2 else "depthwise" if "depthwise/" in name
+            else "pointwise" if kernel.shape[0] == 1 else "full conv")
+    kinds.setdefault(kind, []).append(np.asarray(kernel))
+  return kinds
+
+
+# The standard deviation of N(0, 1) truncated to [-2, 2], as TF-slim's initializer draws it.
+TRUNCATED_STD = 0.8796256610342398
+# Intended stddev of an HWIO kernel (k, k, C_in or 1, C_out) or a dense (C_in, C_out) kernel.
+INTENDED_STD = {
+    "he_fan_out": {"full conv": lambda k: np.sqrt(2 / (9 * k.shape[3])),
+                   "depthwise": lambda k: np.sqrt(2 / (9 * k.shape[3])),
+                   "pointwise": lambda k: np.sqrt(2 / k.shape[3]),
+                   "dense": lambda k: 0.01},
+    "slim": dict.fromkeys(("full conv", "depthwise", "pointwise", "dense"),
+                          lambda k: 0.09 * TRUNCATED_STD),
+    "he_fan_in": {"full conv": lambda k: np.sqrt(2 / (9 * k.shape[2])),
+                  "depthwise": lambda k: np.sqrt(2 / 9),
+                  "pointwise": lambda k: np.sqrt(2 / k.shape[2]),
+                  "dense": lambda k: 0.01},
+}
+
+
+@pytest.mark.parametrize("kernel_init", sorted(INTENDED_STD))
+def test_kernel_init_gives_the_intended_std_per_kernel_kind(kernel_init):
+  config = load_config("mobilenet_v1", "res=32")
+  config.model.kernel_init = kernel_init
+  model = models.build_model(config)
+  params = jax.jit(model.init, compiler_options=models.INIT_COMPILER_OPTIONS)(
+      jax.random.key(0), jnp.zeros(models.input_shape(config)))["params"]
+  kinds = _kernels_by_kind(params)
+  assert {kind: len(kernels) for kind, kernels in kinds.items()} == {
+      "full conv": 1, "depthwise": 13, "pointwise": 13, "dense": 1}
+  for kind, kernels in kinds.items():
+    for kernel in kernels:
+      # The sample stddev of n draws is within 6 / sqrt(2n) of the true one (relative).
+      assert kernel.std() == pytest.approx(INTENDED_STD[kernel_init][kind](kernel),
+                                           rel=6 / np.sqrt(2 * kernel.size)), (kind, kernel.shape)
+      assert abs(kernel.mean()) < 6 * kernel.std() / np.sqrt(kernel.size)
+
+
+def test_presets_state_their_kernel_init():
+  assert load_config("mobilenet_v2").model.kernel_init == "slim"  # paper_v2: TF-slim's
+  assert load_config("mobilenet_v1", "preset=paper_v1").model.kernel_init == "slim"
+  assert load_config("mobilenet_v2", "preset=modern").model.kernel_init == "he_fan_out"
+  assert load_config("mobilenet_v2", "preset=short").model.kernel_init == "he_fan_out"
