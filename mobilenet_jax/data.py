@@ -1,19 +1,22 @@
 """One input pipeline for every source: grain MapDatasets, a pure function of (seed, step).
 
-Sources (config.data.dataset): 'digits' (scikit-learn's 8x8 digits, no download),
+Sources (config.data.dataset): 'digits' (scikit-learn's 8x8 digits, no download), 'glyphs'
+(letters rendered from the fonts that ship with matplotlib, no download),
 'folder:PATH' (PATH/{train,val}/<class>/*.jpg) and 'tfds:NAME' (a prepared tensorflow-datasets
 dataset read through `tfds.data_source`, no TensorFlow at run time). Every source is random
 access, so the batch of step t is `batches[t]`: resuming needs the step and nothing else.
 """
 
 import dataclasses
+import functools
 import os
 import pathlib
 
 import grain
 import jax
+import matplotlib
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -83,6 +86,51 @@ def _digits(split):
                tuple(str(d) for d in range(10)))
 
 
+GLYPH_CLASSES = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# matplotlib's text fonts: DejaVu Sans, Sans Mono and Serif, STIX and Computer Modern; upright,
+# bold and slanted. The same letter differs more between them than at 8 or 32 pixels.
+GLYPH_FONTS = (
+    "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+    "DejaVuSans-BoldOblique.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf", "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
+    "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf",
+    "cmr10.ttf", "cmss10.ttf", "cmtt10.ttf", "cmb10.ttf", "cmti10.ttf")
+GLYPH_SIZE = 32
+GLYPH_SPLITS = {"train": (10_000, 1), "val": (2_000, 2)}  # (images, seed of their rendering)
+
+
+@functools.lru_cache(maxsize=2)
+def render_glyphs(count, seed, size=GLYPH_SIZE):
+  """`count` uint8 (size, size) images of random capital letters and their labels: a random
+  font, height 5/8 to 7/8 of the image, rotated by up to 15 degrees and shifted by up to 3
+  pixels; a pure function of (count, seed, size) and matplotlib's fonts."""
+  rng = np.random.default_rng(seed)
+  font_dir = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+  fonts = {}
+  labels = rng.integers(0, len(GLYPH_CLASSES), count)
+  images = np.zeros((count, size, size), np.uint8)
+  for i, label in enumerate(labels):
+    key = (GLYPH_FONTS[rng.integers(len(GLYPH_FONTS))],
+           int(rng.integers(size * 5 // 8, size * 7 // 8 + 1)))
+    if key not in fonts:
+      fonts[key] = ImageFont.truetype(os.path.join(font_dir, key[0]), key[1])
+    # Drawn on a canvas twice the size, so the rotation never clips the letter.
+    canvas = Image.new("L", (2 * size, 2 * size), 0)
+    center = size + rng.uniform(-3, 3), size + rng.uniform(-3, 3)
+    ImageDraw.Draw(canvas).text(center, GLYPH_CLASSES[label], font=fonts[key], fill=255,
+                                anchor="mm")
+    canvas = canvas.rotate(rng.uniform(-15, 15), resample=Image.BILINEAR)
+    images[i] = np.asarray(canvas)[size // 2:size // 2 + size, size // 2:size // 2 + size]
+  return images, labels
+
+
+def _glyphs(split):
+  images, labels = render_glyphs(*GLYPH_SPLITS[split])
+  return Split(ArraySource(np.repeat(images[..., None], 3, axis=-1), labels),
+               len(GLYPH_CLASSES), GLYPH_CLASSES)
+
+
 def read_class_names(path):
   with open(path) as f:
     return tuple(line.strip() for line in f if line.strip())
@@ -140,11 +188,13 @@ def load_split(data_config, split):
   kind, _, arg = dataset.partition(":")
   if dataset == "digits":
     return _digits(split)
+  if dataset == "glyphs":
+    return _glyphs(split)
   if kind == "folder" and arg:
     return _folder(arg, split, data_config.class_names)
   if kind == "tfds" and arg:
     return _tfds(arg, split, data_config.data_dir)
-  raise DataError(f"config.data.dataset={dataset!r}; allowed: 'digits', 'folder:PATH', "
+  raise DataError(f"config.data.dataset={dataset!r}; allowed: 'digits', 'glyphs', 'folder:PATH', "
                   "'tfds:NAME' (e.g. tfds:imagenet2012, tfds:imagenette, tfds:cifar10)")
 
 

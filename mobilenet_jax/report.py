@@ -10,6 +10,7 @@ import os
 import statistics
 
 import ml_collections
+from scipy import stats
 
 from mobilenet_jax import paper
 from mobilenet_jax import tables
@@ -133,6 +134,15 @@ def grid_table(table_rows):
   return tables.markdown_table(("top-1 % (M mult-adds)", *map(str, resolutions)), lines)
 
 
+def madds_rank_correlation(table_rows):
+  """Spearman's rank correlation of mult-adds and top-1 over the configurations (seed-averaged),
+  and how many there are; None below three. The papers' trade-off is this being near 1."""
+  points = [(r["madds"], r["top1"]) for r in table_rows if r["top1"] is not None]
+  if len(points) < 3:
+    return None, len(points)
+  return float(stats.spearmanr(*zip(*points)).statistic), len(points)
+
+
 def results_table(table_rows):
   header = ("member", "arch", "α", "res", "M mult-adds", "M params", "top-1", "top-5", "EMA top-1",
             "train img/s", "latency ms (batch 1)", "status")
@@ -216,6 +226,10 @@ def write(workdir):
                "not compared; mult-adds and params are."), "",
            "## Results", "", results_table(table_rows), "",
            "## Top-1 over width multiplier α × resolution", "", grid_table(table_rows), ""]
+  correlation, count = madds_rank_correlation(table_rows)
+  if correlation is not None:
+    parts += [f"Spearman rank correlation of mult-adds and top-1 over the {count} "
+              f"configurations: {correlation:.3f}.", ""]
   published = paper_table(table_rows, compare)
   if published:
     parts += ["## Beside the papers (V1 Tables 4-7, 9; V2 Table 4 and the TF-slim grids)", "",

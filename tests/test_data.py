@@ -120,3 +120,19 @@ def test_eval_batches_cover_every_example_once():
   masks = [batches[b][2] for b in range(len(batches))]
   assert count == 360 and len(batches) == 6 and sum(m.sum() for m in masks) == 360
   assert masks[-1][:360 - 5 * 64].all() and not masks[-1][360 - 5 * 64:].any()
+
+
+def test_glyphs_are_rendered_letters_a_pure_function_of_the_split():
+  import ml_collections
+  config = ml_collections.ConfigDict({"dataset": "glyphs"})
+  train, val = data.load_split(config, "train"), data.load_split(config, "val")
+  assert (len(train), len(val)) == (10_000, 2_000)
+  assert train.num_classes == 26 and train.class_names[:3] == ("A", "B", "C")
+  image, label = val.source[0]
+  assert image.shape == (32, 32, 3) and image.dtype == np.uint8 and 0 <= label < 26
+  assert (image[..., 0] == image[..., 2]).all()  # gray, as RGB
+  assert image.max() == 255 and (image == 0).mean() > 0.5  # a white letter on black
+  assert set(np.unique(val.source.labels)) == set(range(26))
+  fresh = data.render_glyphs.__wrapped__(*data.GLYPH_SPLITS["val"])
+  assert np.array_equal(fresh[0], val.source.images[..., 0])
+  assert not np.array_equal(train.source.images[:100], val.source.images[:100])

@@ -85,7 +85,7 @@ def test_dry_run_prints_one_command_per_member(tmp_path):
   assert not os.listdir(tmp_path)  # a dry run writes nothing
 
 
-@pytest.mark.parametrize("name,count", [("quickstart", 6), ("v1_tradeoff", 16),
+@pytest.mark.parametrize("name,count", [("quickstart", 9), ("v1_tradeoff", 16),
                                         ("v1_ablations", 4), ("v2_tradeoff", 21),
                                         ("imagenette_tradeoff", 9)])
 def test_experiment_members_are_valid_configs(name, count):
@@ -138,3 +138,33 @@ def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
       ["mobilenet_v1 0.5-160", "59.0 ± 1.4", "TF-slim 2018_02_22", f"{cell.slim.top1:g}",
        "76.5 / 77", "1.338 / 1.34", "ok"]]
   assert Image.open(tmp_path / "tradeoff.png").text["published_points"] == "2"
+
+
+def test_report_states_the_rank_correlation_of_mult_adds_and_top1(tmp_path):
+  config = load_config("tiny")
+  config.wandb.mode = "disabled"
+  # Mult-adds grow with α; top-1 follows except for one swapped pair: 1 - 6 * 2 / (4 * 15).
+  for alpha, top1 in ((0.25, 0.5), (0.5, 0.7), (0.75, 0.6), (1.0, 0.8)):
+    config.model.width_multiplier = alpha
+    write_member(tmp_path, f"alpha{alpha}", config, top1)
+  rows = report.write(str(tmp_path))
+  assert report.madds_rank_correlation(rows) == (pytest.approx(0.8), 4)
+  assert ("Spearman rank correlation of mult-adds and top-1 over the 4 configurations: 0.800."
+          in (tmp_path / "report.md").read_text())
+  assert report.madds_rank_correlation(rows[:2]) == (None, 2)
+
+
+def test_quickstart_grid_is_the_one_the_readme_states():
+  from experiments import quickstart
+  definition = sweep.load_sweep(str(REPO / "experiments" / "quickstart.py"))
+  grid = {(dict(m.overrides)["model.width_multiplier"], dict(m.overrides)["resolution"])
+          for m in definition.members}
+  assert grid == {(a, r) for a in (0.25, 0.5, 1.0) for r in (8, 16, 32)}
+  for member in definition.members:
+    assert member.config == "configs/tiny.py:preset=short"
+    assert dict(member.overrides)["data.dataset"] == "glyphs"
+    assert dict(member.overrides)["training.num_steps"] == 300
+  readme = (REPO / "README.md").read_text()
+  stated = (f"α ∈ {{{', '.join(f'{a:g}' for a in quickstart.WIDTHS)}}} × resolution ∈ "
+            f"{{{', '.join(map(str, quickstart.RESOLUTIONS))}}}")
+  assert stated in readme
