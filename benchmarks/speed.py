@@ -110,13 +110,15 @@ def jax_contender(arch, width, res, batch, impl, dtype):
   return measures, step.cost_analysis()["bytes accessed"]
 
 
-def torch_model(arch, width, dropout_rate):
+def torch_model(arch, width, dropout_rate, num_classes=1000):
   """The same architecture in PyTorch, with the config's dropout before the classifier."""
   import torch
   import torchvision
   if arch == "v2":
-    return torchvision.models.mobilenet_v2(width_mult=width, dropout=dropout_rate)
-  # torchvision has no V1: the paper's Table 1 from torchvision's conv-BN-ReLU6 parts.
+    return torchvision.models.mobilenet_v2(width_mult=width, dropout=dropout_rate,
+                                           num_classes=num_classes)
+  # torchvision has no V1: the paper's Table 1 from torchvision's conv-BN-ReLU6 parts, initialised
+  # as torchvision initialises its MobileNetV2.
   block = torchvision.ops.Conv2dNormActivation
   act = torch.nn.ReLU6
   c = lambda ch: max(int(ch * width), 8)
@@ -127,8 +129,15 @@ def torch_model(arch, width, dropout_rate):
     layers += [block(cin, cin, 3, stride, groups=cin, activation_layer=act),
                block(cin, c(ch), 1, activation_layer=act)]
     cin = c(ch)
-  return torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                             torch.nn.Dropout(dropout_rate), torch.nn.Linear(cin, 1000))
+  model = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Dropout(dropout_rate), torch.nn.Linear(cin, num_classes))
+  for module in model.modules():
+    if isinstance(module, torch.nn.Conv2d):
+      torch.nn.init.kaiming_normal_(module.weight, mode="fan_out")
+    elif isinstance(module, torch.nn.Linear):
+      torch.nn.init.normal_(module.weight, 0, 0.01)
+      torch.nn.init.zeros_(module.bias)
+  return model
 
 
 def torch_contender(arch, width, res, batch, channels_last, dtype, compiled=False):

@@ -16,6 +16,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
+from mobilenet_jax import config as config_lib
 from mobilenet_jax import optim, trainer
 from tests.conftest import REPO, load_config
 
@@ -139,10 +140,11 @@ def test_weight_decay_mask_excludes_depthwise_bn_and_biases():
 
 
 def test_unknown_preset_and_dataset_are_refused(tmp_path):
-  with pytest.raises(Exception, match=r"allowed presets: \['modern', 'paper_v1', 'paper_v2'\]"):
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"allowed presets: \['modern', 'paper_v1', 'paper_v2', 'short'\]"):
     load_config("mobilenet_v2", "preset=fast")
   from mobilenet_jax import data
-  with pytest.raises(data.DataError, match="allowed: 'digits', 'folder:PATH', 'tfds:NAME'"):
+  with pytest.raises(data.DataError, match="allowed: 'digits', 'glyphs', 'folder:PATH', 'tfds:NAME'"):
     trainer.train_and_evaluate(tiny_config(**{"data.dataset": "mnist"}), str(tmp_path / "x"))
 
 
@@ -193,6 +195,15 @@ def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(tmp_path):
   assert logged == sorted(set(logged))  # nothing logged twice across the resume
 
 
+def assert_same_loss_curve(actual, desired):
+  """Cross-device sums add in another order: equal to float rounding for the first steps, then
+  training amplifies the difference about tenfold a step from step 5 (measured with the tiny
+  config's TF-slim init: 3e-6 at step 5, 4e-4 at step 7, 2e-3 at step 10)."""
+  assert len(actual) == len(desired) == 10
+  np.testing.assert_allclose(actual[:5], desired[:5], rtol=1e-5)
+  np.testing.assert_allclose(actual, desired, rtol=1e-2)
+
+
 def test_eight_devices_give_the_same_loss_curve(tmp_path):
   steps = ["--config.training.num_steps=10", "--config.training.log_every_steps=1",
            "--config.wandb.mode=disabled"]
@@ -205,11 +216,7 @@ def test_eight_devices_give_the_same_loss_curve(tmp_path):
   losses = {name: [m["train/loss"] for m in metrics(str(tmp_path / name)) if "train/loss" in m]
             for name in ("one", "eight")}
   assert json.load(open(tmp_path / "eight" / "summary.json"))["devices"] == 8
-  assert len(losses["one"]) == 10
-  # Cross-device sums add in another order: equal to float rounding at first, then training
-  # amplifies the difference a little each step (measured: 1e-7 at step 1, 2.5e-4 at step 10).
-  np.testing.assert_allclose(losses["eight"][:3], losses["one"][:3], rtol=1e-5)
-  np.testing.assert_allclose(losses["eight"], losses["one"], rtol=1e-3)
+  assert_same_loss_curve(losses["eight"], losses["one"])
 
   # The checkpoint written on 8 devices restores on this process's single device.
   assert jax.device_count() == 1
@@ -241,5 +248,4 @@ def test_two_processes_train_and_agree_with_one(tmp_path):
   assert summary["processes"] == 2 and summary["status"] == "finished"
   two = [m["train/loss"] for m in metrics(workdir) if "train/loss" in m]
   one = [m["train/loss"] for m in metrics(str(tmp_path / "single")) if "train/loss" in m]
-  np.testing.assert_allclose(two[:3], one[:3], rtol=1e-5)
-  np.testing.assert_allclose(two, one, rtol=1e-3)
+  assert_same_loss_curve(two, one)
