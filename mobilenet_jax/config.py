@@ -62,8 +62,8 @@ def base_config():
   # parameters. 'auto' picks the fastest measured one for the backend (see layers.py).
   config.model.conv_impl = "auto"
   # Conv and classifier initialisation (layers.KERNEL_INITS): 'he_fan_out' as torchvision and
-  # timm (the default: it matched torchvision's accuracy, benchmarks/README.md), 'slim' as the
-  # papers' TF-slim code, 'he_fan_in'.
+  # timm (the default: the init of the reference benchmarks/accuracy.py compares with), 'slim'
+  # as the papers' TF-slim code, 'he_fan_in'.
   config.model.kernel_init = "he_fan_out"
 
   config.data = ml_collections.ConfigDict()
