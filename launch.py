@@ -114,6 +114,8 @@ def _sweep_or_report():
     return _write_and_print_report(report)
   if _MODE.value != "train":
     sys.exit(f"error: --sweep runs training; --mode={_MODE.value} does not apply to it")
+  if _JOBS.value < 1:
+    sys.exit(f"error: --jobs={_JOBS.value}; allowed: integers >= 1 (sweep members run at once)")
   definition = sweep.load_sweep(_SWEEP.value)
   if _DRY_RUN.value:
     return sweep.dry_run(definition, _WORKDIR.value, _SWEEP_OVERRIDES)

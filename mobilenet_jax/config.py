@@ -249,6 +249,21 @@ def validate(config):
                       "preset=NAME)")
   if config.training.num_steps < 1:
     raise ConfigError(f"config.training.num_steps={config.training.num_steps}; allowed: >= 1")
+  for key, why in (("log_every_steps", "steps between logged metrics"),
+                   ("checkpoint_every_steps", "steps between checkpoints"),
+                   ("keep_checkpoints", "0 would delete every checkpoint, the trained model's too")):
+    if config.training[key] < 1:
+      raise ConfigError(f"config.training.{key}={config.training[key]}; allowed: integers >= 1 "
+                        f"({why})")
+  for key, zero in (("training.eval_every_steps", "only at the end"),
+                    ("data.max_eval_examples", "the whole split")):
+    group, name = key.split(".")
+    if config[group][name] < 0:
+      raise ConfigError(f"config.{key}={config[group][name]}; allowed: integers >= 0 "
+                        f"(0 = {zero})")
+  if "data" not in [name for name, _ in config.mesh]:
+    raise ConfigError(f"config.mesh={tuple(map(tuple, config.mesh))} has no 'data' axis; the "
+                      "batch is split over the axis named 'data', e.g. (('data', -1),)")
   if config.init_from:
     from mobilenet_jax import importers
     try:

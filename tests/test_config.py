@@ -37,6 +37,23 @@ def test_unknown_block_type():
   refused(config, "config.model.blocks[10]", "'fused_mbconv'", "'inverted_residual'")
 
 
+@pytest.mark.parametrize("key,value,fragment", [
+    ("training.keep_checkpoints", 0, "delete every checkpoint"),
+    ("training.log_every_steps", 0, ">= 1"),
+    ("training.checkpoint_every_steps", 0, ">= 1"),
+    ("training.eval_every_steps", -1, ">= 0"),
+    ("data.max_eval_examples", -5, "0 = the whole split"),
+    ("mesh", (("batch", -1),), "no 'data' axis"),
+])
+def test_values_that_would_lose_work_or_divide_by_zero(key, value, fragment):
+  config = load_config("tiny")
+  config.update_from_flattened_dict({key: value})
+  with pytest.raises(config_lib.ConfigError, match=f"config.{key}="):
+    config_lib.validate(config)
+  with pytest.raises(config_lib.ConfigError, match=fragment):
+    config_lib.validate(config)
+
+
 def test_unknown_key_with_suggestion():
   config = load_config("mobilenet_v2")
   config.model.unlock()

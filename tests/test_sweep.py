@@ -72,6 +72,16 @@ def test_sweep_isolates_failures_resumes_after_a_kill_and_reports(tmp_path):
   assert "Not ImageNet" in (workdir / "report.md").read_text()
 
 
+def test_zero_jobs_is_refused_before_anything_runs(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "launch.py", "--sweep=experiments/quickstart.py",
+       f"--workdir={tmp_path / 'sweep'}", "--jobs=0"],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  assert "error: --jobs=0; allowed: integers >= 1" in result.stderr
+  assert "Traceback" not in result.stderr and not (tmp_path / "sweep").exists()
+
+
 def test_dry_run_prints_one_command_per_member(tmp_path):
   result = subprocess.run(
       [sys.executable, "launch.py", "--sweep=experiments/v2_tradeoff.py",
