@@ -15,13 +15,15 @@ images. Results are kept per (side, seed) in OUT/results.json, so a rerun resume
 as mean ± std per side with their difference; parity means the JAX mean is at least the
 reference's mean minus its standard deviation.
 
---jax_override key=value (repeatable) changes the JAX side only and names it apart, e.g.
-`--jax_override=model.kernel_init=he_fan_in` for today's alternatives.
+--override key=value (repeatable) changes the recipe of both sides (e.g.
+`--override=optimizer.learning_rate=0.05`) and names the point apart; --jax_override changes
+the JAX side only and names that side apart, e.g. `--jax_override=model.kernel_init=he_fan_in`.
 """
 
 import argparse
 import ast
 import os
+import re
 import statistics
 import sys
 import time
@@ -123,12 +125,21 @@ def train_torch(config, arch, width):
   return {"top1": correct / count, "images_per_second": images_per_second}
 
 
-def side_name(side, overrides):
-  return side + "".join(f"[{k}={v}]" for k, v in overrides)
+def parse_overrides(items):
+  return tuple((k, parse_value(v)) for k, _, v in (o.partition("=") for o in items))
+
+
+def labelled(name, overrides):
+  return name + "".join(f"[{k}={v}]" for k, v in overrides)
+
+
+def point_name(args):
+  return labelled(f"{args.arch} {args.width:g}-{args.res} {args.preset}",
+                  parse_overrides(args.override))
 
 
 def summarize(results, args):
-  prefix = f"{args.arch} {args.width:g}-{args.res} {args.preset}"
+  prefix = point_name(args)
   rows, means = [], {}
   for name in sorted({key.split("|")[1] for key in results if key.startswith(prefix + "|")}):
     runs = {int(k.split("|")[2]): v for k, v in results.items()
@@ -163,6 +174,8 @@ def main():
   parser.add_argument("--data", default=os.path.join(
       os.path.dirname(REPO), "shared", "artifacts", "datasets", "imagenette2_224"),
       help="an image folder with train/ and val/ (10 classes)")
+  parser.add_argument("--override", action="append", default=[],
+                      help="key=value applied to both sides (names the point apart)")
   parser.add_argument("--jax_override", action="append", default=[],
                       help="key=value applied to the JAX side only (names it apart)")
   parser.add_argument("--out", default=os.path.join(REPO, "runs", "accuracy"))
@@ -170,23 +183,20 @@ def main():
   os.makedirs(args.out, exist_ok=True)
   results_path = os.path.join(args.out, "results.json")
   results = tracking.read_json(results_path) if os.path.exists(results_path) else {}
-  jax_overrides = tuple((k, parse_value(v)) for k, _, v in
-                        (o.partition("=") for o in args.jax_override))
-  prefix = f"{args.arch} {args.width:g}-{args.res} {args.preset}"
+  recipe, jax_overrides = parse_overrides(args.override), parse_overrides(args.jax_override)
+  prefix = point_name(args)
   for seed in (int(s) for s in args.seeds.split(",")):
     for side in args.sides.split(","):
       overrides = jax_overrides if side == "jax" else ()
-      name = side_name(side, overrides)
+      name = labelled(side, overrides)
       key = f"{prefix}|{name}|{seed}"
       if key in results:
         continue
-      config = make_config(args, seed, overrides)
+      config = make_config(args, seed, recipe + overrides)
       print(f"== {key}: {config.training.num_steps} steps", flush=True)
       start = time.perf_counter()
       if side == "jax":
-        workdir = os.path.join(args.out, f"{args.arch}_{args.width:g}_{args.res}_{args.preset}_"
-                               f"{name}_seed{seed}".replace("/", "_"))
-        result = train_jax(config, workdir)
+        result = train_jax(config, os.path.join(args.out, re.sub(r"[^\w.=-]+", "_", key)))
       else:
         result = train_torch(config, args.arch, args.width)
       result["minutes"] = (time.perf_counter() - start) / 60
