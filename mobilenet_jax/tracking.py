@@ -44,6 +44,30 @@ def run_tags(config):
                                     f"res={config.resolution}"]
 
 
+def logged_steps(path):
+  """The steps in a metrics.jsonl. A last line cut short (the disk filled, or the process died,
+  while it was written) is dropped from the file with a note; nothing else is changed."""
+  with open(path, "rb") as f:
+    lines = f.read().split(b"\n")
+  steps, tail = [], lines.pop()  # `tail` is empty when the file ends in a newline
+  if tail:
+    try:
+      steps.append(json.loads(tail)["step"])
+      with open(path, "ab") as f:  # complete but for its newline
+        f.write(b"\n")
+    except (ValueError, KeyError):
+      os.truncate(path, os.path.getsize(path) - len(tail))
+      print(f"note: {path} ended in a partial line ({len(tail)} bytes, written when the run "
+            "stopped); dropped it, the earlier lines are kept")
+  for number, line in enumerate(lines, 1):
+    if line.strip():
+      try:
+        steps.append(json.loads(line)["step"])
+      except (ValueError, KeyError):
+        print(f"note: {path} line {number} is not a metrics record; left as it is, skipped")
+  return steps
+
+
 class MetricWriter:
   """Appends one JSON object per logged step; after a resume, steps already in the file are
   skipped, so nothing written before is rewritten or duplicated."""
@@ -58,9 +82,7 @@ class MetricWriter:
     if not self.enabled:
       return
     if os.path.exists(self.path):
-      with open(self.path) as f:
-        steps = [json.loads(line)["step"] for line in f if line.strip()]
-      self.last_logged = max(steps, default=-1)
+      self.last_logged = max(logged_steps(self.path), default=-1)
     mode = wandb_mode(config.wandb.mode)
     if mode != "disabled":
       import wandb

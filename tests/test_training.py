@@ -249,3 +249,17 @@ def test_two_processes_train_and_agree_with_one(tmp_path):
   two = [m["train/loss"] for m in metrics(workdir) if "train/loss" in m]
   one = [m["train/loss"] for m in metrics(str(tmp_path / "single")) if "train/loss" in m]
   assert_same_loss_curve(two, one)
+
+
+def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
+  from mobilenet_jax import tracking
+  path = tmp_path / "metrics.jsonl"
+  good = '{"step": 25, "train/loss": 2.0}\n{"step": 50, "train/loss": 1.5}\n'
+  path.write_text(good + '{"st')
+  writer = tracking.MetricWriter(str(tmp_path), tiny_config(), {})
+  assert writer.last_logged == 50
+  assert path.read_text() == good
+  assert "metrics.jsonl ended in a partial line (4 bytes" in capsys.readouterr().out
+  path.write_text(good + '{"step": 75}')  # whole but for its newline: kept
+  assert tracking.MetricWriter(str(tmp_path), tiny_config(), {}).last_logged == 75
+  assert path.read_text() == good + '{"step": 75}\n'
