@@ -205,15 +205,14 @@ def evaluate_imported(config):
 def train_and_evaluate(config, workdir):
   """Trains and evaluates one run in `workdir`; returns the summary dict."""
   config_lib.validate(config)
-  os.makedirs(workdir, exist_ok=True)
   summary_path = os.path.join(workdir, "summary.json")
   summary = tracking.read_json(summary_path) if os.path.exists(summary_path) else {}
   if summary.get("status") == "finished":
     print(f"{workdir} is already finished (top1={summary.get('top1')}); nothing to do. "
           "Use a new --workdir to train again.")
     return summary
-  _check_same_config(config, workdir)
 
+  # Every check that can refuse the run comes before anything is written to the workdir.
   mesh = make_mesh(config)
   if config.data.batch_size % jax.device_count() or config.data.eval_batch_size % jax.device_count():
     raise config_lib.ConfigError(
@@ -225,6 +224,7 @@ def train_and_evaluate(config, workdir):
     raise config_lib.ConfigError(
         f"config.model.num_classes={config.model.num_classes} but {config.data.dataset} has "
         f"{train_split.num_classes} classes")
+  _claim_workdir(config, workdir)
   steps_per_epoch = max(len(train_split) // config.data.batch_size, 1)
 
   model = models.build_model(config)
@@ -343,16 +343,27 @@ def train_and_evaluate(config, workdir):
   return summary
 
 
-def _check_same_config(config, workdir):
-  """A workdir belongs to one config; resuming with another would silently mix two runs."""
+def _claim_workdir(config, workdir):
+  """A workdir belongs to one config once it holds a checkpoint: resuming with another would
+  silently mix two runs. Before its first checkpoint, a new config replaces the old one."""
   path = os.path.join(workdir, "config.json")
   resolved = json.loads(config.to_json_best_effort())
   if os.path.exists(path):
     previous = tracking.read_json(path)
     changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
-    if changed:
+    checkpoints = os.path.join(workdir, "checkpoints")
+    if changed and os.path.isdir(checkpoints) and any(
+        name.isdigit() for name in os.listdir(checkpoints)):
       raise config_lib.ConfigError(
           f"{workdir} holds a run with another config (groups {changed} differ); use a new "
           "--workdir, or the original config to resume it")
-  elif jax.process_index() == 0:
+    if not changed:
+      return
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    if jax.process_index() == 0 and os.path.exists(metrics):
+      # Logged under the replaced config: kept, under a name that says so.
+      os.replace(metrics, os.path.join(workdir, "metrics.replaced_config.jsonl"))
+    print(f"{workdir} has no checkpoint yet: its config.json is replaced by this run's")
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
     tracking.write_json(path, resolved)

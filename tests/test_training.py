@@ -263,3 +263,25 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
   path.write_text(good + '{"step": 75}')  # whole but for its newline: kept
   assert tracking.MetricWriter(str(tmp_path), tiny_config(), {}).last_logged == 75
   assert path.read_text() == good + '{"step": 75}\n'
+
+
+def test_a_refused_run_leaves_nothing_and_a_workdir_without_checkpoints_takes_a_new_config(
+    tmp_path):
+  workdir = tmp_path / "run"
+  with pytest.raises(config_lib.ConfigError, match="num_classes=5 but digits has 10 classes"):
+    trainer.train_and_evaluate(tiny_config(**{"model.num_classes": 5}), str(workdir))
+  assert not workdir.exists()
+  # A run that died before its first checkpoint: another config may take the workdir.
+  workdir.mkdir()
+  (workdir / "config.json").write_text(tiny_config(**{"seed": 7}).to_json_best_effort())
+  (workdir / "metrics.jsonl").write_text('{"step": 1, "train/loss": 2.3}\n')
+  config = tiny_config(**{"training.num_steps": 2, "training.log_every_steps": 1})
+  summary = trainer.train_and_evaluate(config, str(workdir))
+  assert summary["status"] == "finished"
+  assert json.loads((workdir / "config.json").read_text())["seed"] == 0
+  assert (workdir / "metrics.replaced_config.jsonl").read_text() == '{"step": 1, "train/loss": 2.3}\n'
+  assert [m["step"] for m in metrics(str(workdir)) if "train/loss" in m] == [1, 2]
+  # Once it holds a checkpoint, the workdir refuses another config (unfinished, to get there).
+  (workdir / "summary.json").unlink()
+  with pytest.raises(config_lib.ConfigError, match="holds a run with another config"):
+    trainer.train_and_evaluate(tiny_config(**{"seed": 7}), str(workdir))
