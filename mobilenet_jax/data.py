@@ -136,18 +136,36 @@ def read_class_names(path):
     return tuple(line.strip() for line in f if line.strip())
 
 
+def _folder_classes(root, class_names_file, present):
+  """One class list for both splits: the class_names file's lines, else the training split's
+  class folders (this split's `present` ones when there is no training split), so a class
+  missing from one split never shifts the other's labels."""
+  if class_names_file:
+    names = read_class_names(class_names_file)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+      raise DataError(f"config.data.class_names={class_names_file!r} lists {repeated} more than "
+                      "once; give each class folder name once per line")
+    return names
+  train_dir = pathlib.Path(root) / "train"
+  if not train_dir.is_dir():
+    return tuple(present)
+  return tuple(sorted(p.name for p in train_dir.iterdir() if p.is_dir()))
+
+
 def _folder(root, split, class_names_file):
   split_dir = pathlib.Path(root) / split
   if not split_dir.is_dir():
     raise DataError(f"config.data.dataset='folder:{root}': no directory {split_dir}; expected "
                     f"{root}/{{train,val}}/<class>/*.jpg")
   present = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-  class_names = read_class_names(class_names_file) if class_names_file else tuple(present)
+  class_names = _folder_classes(root, class_names_file, present)
   index = {name: i for i, name in enumerate(class_names)}
   unknown = [name for name in present if name not in index]
   if unknown:
-    raise DataError(f"class folders {unknown[:5]} of {split_dir} are not in "
-                    f"config.data.class_names={class_names_file!r}")
+    listed_in = (f"config.data.class_names={class_names_file!r}" if class_names_file
+                 else f"the training split's class folders ({pathlib.Path(root) / 'train'})")
+    raise DataError(f"class folders {unknown[:5]} of {split_dir} are not in {listed_in}")
   files, labels = [], []
   for name in present:
     for path in sorted((split_dir / name).iterdir()):

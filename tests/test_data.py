@@ -136,3 +136,21 @@ def test_glyphs_are_rendered_letters_a_pure_function_of_the_split():
   fresh = data.render_glyphs.__wrapped__(*data.GLYPH_SPLITS["val"])
   assert np.array_equal(fresh[0], val.source.images[..., 0])
   assert not np.array_equal(train.source.images[:100], val.source.images[:100])
+
+
+def test_folder_labels_come_from_one_class_list_for_both_splits(tmp_path):
+  write_folder(tmp_path, ["n01", "n02", "n03"], per_class=2)
+  config = tiny_config(**{"data.dataset": f"folder:{tmp_path}"})
+  for image in (tmp_path / "val" / "n02").iterdir():  # val lacks a class: labels keep their index
+    image.unlink()
+  (tmp_path / "val" / "n02").rmdir()
+  val = data.load_split(config.data, "val")
+  assert val.num_classes == 3 and sorted(set(val.source.labels)) == [0, 2]
+  (tmp_path / "val" / "n09").mkdir()  # val has a class the training split lacks
+  with pytest.raises(data.DataError, match=r"class folders \['n09'\] .* training split"):
+    data.load_split(config.data, "val")
+  names = tmp_path / "wnids.txt"
+  names.write_text("n01\nn02\nn02\nn03\n")
+  config.data.class_names = str(names)
+  with pytest.raises(data.DataError, match=r"lists \['n02'\] more than once"):
+    data.load_split(config.data, "train")
