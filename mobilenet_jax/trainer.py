@@ -152,10 +152,43 @@ def restore_for_inference(config, model, mesh, workdir):
                         param_shardings(mesh, abstract_state, config.param_sharding))[0]
 
 
+# What a checkpoint's scores depend on beyond its weights: the model and its preprocessing.
+TRAINED_KEYS = ("model", "resolution", "data.central_crop_fraction")
+
+
+def check_trained_config(config, workdir):
+  """Refuses to score `workdir`'s checkpoint with a model or preprocessing other than the one
+  its config.json records (another resolution would score another function of the weights)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  trained, given = tracking.read_json(path), json.loads(config.to_json_best_effort())
+
+  def leaves(tree, prefix):
+    if not isinstance(tree, dict):
+      return {prefix: tree}
+    return {k: v for key, sub in tree.items() for k, v in leaves(sub, f"{prefix}.{key}").items()}
+
+  def values(tree):
+    flat = leaves(tree, "config")
+    return {k: v for k, v in flat.items()
+            if any(k == f"config.{key}" or k.startswith(f"config.{key}.") for key in TRAINED_KEYS)}
+
+  trained_values, given_values = values(trained), values(given)
+  differ = sorted(k for k in set(trained_values) | set(given_values)
+                  if trained_values.get(k) != given_values.get(k))
+  if differ:
+    raise config_lib.ConfigError(
+        f"{workdir} was trained with other values of {differ} (its config.json: "
+        f"{', '.join(f'{k}={trained_values.get(k)!r}' for k in differ[:3])}); score it with the "
+        "config it was trained with")
+
+
 def evaluate_checkpoint(config, workdir):
   """Scores the latest checkpoint in `workdir` (raw and EMA weights) on this machine's devices,
   however many wrote it; returns {'step', 'top1', 'top5', 'loss', 'count', 'ema/top1', ...}."""
   config_lib.validate(config)
+  check_trained_config(config, workdir)
   mesh, model = make_mesh(config), models.build_model(config)
   state = restore_for_inference(config, model, mesh, workdir)
   return {"step": int(state.step),
@@ -183,6 +216,7 @@ def predict(config, image_path, workdir=None, top=5):
     variables = {"params": imported.params, "batch_stats": imported.batch_stats}
     names = names or imported.labels
   else:
+    check_trained_config(config, workdir)
     state = restore_for_inference(config, model, mesh, workdir)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
   image = data.load_image(image_path, config)

@@ -285,3 +285,15 @@ def test_a_refused_run_leaves_nothing_and_a_workdir_without_checkpoints_takes_a_
   (workdir / "summary.json").unlink()
   with pytest.raises(config_lib.ConfigError, match="holds a run with another config"):
     trainer.train_and_evaluate(tiny_config(**{"seed": 7}), str(workdir))
+
+
+def test_scoring_a_workdir_refuses_another_model_or_preprocessing(tmp_path):
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(tiny_config(**{"training.num_steps": 2}), workdir)
+  with pytest.raises(config_lib.ConfigError, match=r"\['config.resolution'\] .*=16"):
+    trainer.evaluate_checkpoint(tiny_config(**{"resolution": 32}), workdir)
+  with pytest.raises(config_lib.ConfigError, match="config.model.width_multiplier"):
+    trainer.predict(tiny_config(**{"model.width_multiplier": 0.5}), __file__, workdir)
+  # Other data settings (another dataset, fewer examples) are the user's to choose.
+  scored = trainer.evaluate_checkpoint(tiny_config(**{"data.max_eval_examples": 100}), workdir)
+  assert scored["step"] == 2 and scored["count"] == 100
