@@ -62,13 +62,19 @@ def checkpoint_manager(workdir, config):
 
 
 class Preemption:
-  """SIGTERM sets a flag; the loop saves a checkpoint at the next step boundary and stops."""
+  """SIGTERM or Ctrl-C (SIGINT) sets a flag; the loop saves a checkpoint at the next step
+  boundary and stops. A second Ctrl-C aborts at once, without the save."""
 
   def __init__(self):
     self.requested = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
 
-  def _handle(self, *_):
+  def _handle(self, signum, _):
+    if signum == signal.SIGINT:
+      if self.requested:
+        raise KeyboardInterrupt
+      print("\nCtrl-C: saving a checkpoint at the next step, then stopping (Ctrl-C again to "
+            "abort without it)", flush=True)
     self.requested = True
 
   def reached(self, step):
@@ -80,7 +86,8 @@ class Preemption:
     return self.requested
 
   def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
 
 
 def restore_latest(manager, abstract_state, state_sharding):

@@ -297,3 +297,15 @@ def test_scoring_a_workdir_refuses_another_model_or_preprocessing(tmp_path):
   # Other data settings (another dataset, fewer examples) are the user's to choose.
   scored = trainer.evaluate_checkpoint(tiny_config(**{"data.max_eval_examples": 100}), workdir)
   assert scored["step"] == 2 and scored["count"] == 100
+
+
+def test_ctrl_c_asks_for_a_checkpoint_and_a_second_one_aborts():
+  preemption = trainer.Preemption()
+  try:
+    os.kill(os.getpid(), signal.SIGINT)
+    assert preemption.reached(1)  # the loop saves at this step and stops
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+  finally:
+    preemption.restore()
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
