@@ -100,8 +100,9 @@ def main(argv):
   except config_lib.ConfigError as error:
     sys.exit(f"error: {error}")
   except Exception as error:  # data and training errors carry their own explanation
-    from mobilenet_jax import data, importers, trainer
-    if isinstance(error, (data.DataError, trainer.TrainingError, importers.WeightsError)):
+    from mobilenet_jax import data, importers, trainer, workdir_lock
+    if isinstance(error, (data.DataError, trainer.TrainingError, importers.WeightsError,
+                          workdir_lock.WorkdirBusy)):
       sys.exit(f"error: {error}")
     raise
 

@@ -6,6 +6,7 @@ members, each a config file and the overrides that make it differ. Each member r
 command lines are exactly what `--dry_run` prints for a cluster's array job.
 """
 
+import ctypes
 import dataclasses
 import importlib.util
 import itertools
@@ -17,7 +18,7 @@ import sys
 import time
 
 from mobilenet_jax import config as config_lib
-from mobilenet_jax import tracking
+from mobilenet_jax import tracking, workdir_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATUS_FILE = "sweep.json"
@@ -92,12 +93,23 @@ COMPILATION_CACHE = "compilation_cache"
 def run(sweep, workdir, extra_overrides=(), jobs=1, out=sys.stdout):
   """Runs every unfinished member, `jobs` at a time; returns {member name: status}.
 
-  SIGTERM or Ctrl-C is passed on to the running members, which checkpoint and stop; running
-  the same command again resumes them and skips the finished ones. Members share one JAX
-  compilation cache in the sweep's workdir (unless JAX_COMPILATION_CACHE_DIR says otherwise),
-  so members that differ only by seed, and resumed members, skip XLA's compiles.
+  The sweep holds its workdir exclusively while it runs. SIGTERM or Ctrl-C is passed on to the
+  running members, which checkpoint and stop, and a member whose launcher dies (kill -9
+  included) gets SIGTERM too; running the same command again resumes them and skips the
+  finished ones. Members share one JAX compilation cache in the sweep's workdir (unless
+  JAX_COMPILATION_CACHE_DIR says otherwise), so members that differ only by seed, and resumed
+  members, skip XLA's compiles.
   """
-  os.makedirs(workdir, exist_ok=True)
+  with workdir_lock.WorkdirLock(workdir):
+    return _run(sweep, workdir, extra_overrides, jobs, out)
+
+
+def _die_with_launcher():
+  """In the member, before exec: SIGTERM when the launcher's thread exits (PR_SET_PDEATHSIG)."""
+  ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+
+
+def _run(sweep, workdir, extra_overrides, jobs, out):
   env = dict(os.environ)
   env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(workdir),
                                                            COMPILATION_CACHE))
@@ -124,8 +136,9 @@ def run(sweep, workdir, extra_overrides=(), jobs=1, out=sys.stdout):
         command = member_command(sweep, member, workdir, extra_overrides)
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_launcher if sys.platform.startswith("linux") else None)
         running.append(_Running(member, process, log))
         print(f"[{sweep.name}] {member.name}: started", file=out, flush=True)
       time.sleep(0.2)

@@ -5,6 +5,7 @@ resumes from the latest one exactly (the input is a pure function of (seed, step
 workdir is reported, not re-run; metrics already logged are never rewritten.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from orbax.checkpoint.checkpoint_managers import preservation_policy, save_decision_policy
 
 from mobilenet_jax import accounting, data, importers, latency, models, optim, tracking, train_step
+from mobilenet_jax import workdir_lock
 from mobilenet_jax import config as config_lib
 
 
@@ -265,7 +267,13 @@ def train_and_evaluate(config, workdir):
     raise config_lib.ConfigError(
         f"config.model.num_classes={config.model.num_classes} but {config.data.dataset} has "
         f"{train_split.num_classes} classes")
-  _claim_workdir(config, workdir)
+  with workdir_lock.WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+    _claim_workdir(config, workdir)
+    return _train(config, workdir, mesh, train_split, val_split, summary_path)
+
+
+def _train(config, workdir, mesh, train_split, val_split, summary_path):
+  """The loop of train_and_evaluate, once the run may start and holds its workdir."""
   steps_per_epoch = max(len(train_split) // config.data.batch_size, 1)
 
   model = models.build_model(config)

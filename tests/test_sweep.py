@@ -178,3 +178,27 @@ def test_quickstart_grid_is_the_one_the_readme_states():
   stated = (f"α ∈ {{{', '.join(f'{a:g}' for a in quickstart.WIDTHS)}}} × resolution ∈ "
             f"{{{', '.join(map(str, quickstart.RESOLUTIONS))}}}")
   assert stated in readme
+
+
+def test_a_member_checkpoints_and_stops_when_its_launcher_is_killed(tmp_path):
+  sweep_file = tmp_path / "one_member.py"
+  sweep_file.write_text(
+      "from mobilenet_jax import sweep\n"
+      "def get_sweep():\n"
+      "  return sweep.Sweep('one', (sweep.Member('m', 'configs/tiny.py'),))\n")
+  workdir = tmp_path / "sweep"
+  launcher = launch_sweep(sweep_file, workdir, "--config.training.num_steps=100000")
+  metrics = workdir / "m" / "metrics.jsonl"
+  deadline = time.time() + 120
+  while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") > 1):
+    time.sleep(0.2)
+  assert launcher.poll() is None, launcher.communicate()[0]
+  second = launch_sweep(sweep_file, workdir)  # the workdir is held: refused in one line
+  output = second.communicate(timeout=120)[0]
+  assert second.returncode != 0 and "is in use by pid" in output and "Traceback" not in output
+  launcher.kill()  # kill -9: the member must not go on as an orphan
+  deadline = time.time() + 120
+  while time.time() < deadline and not (workdir / "m" / "summary.json").exists():
+    time.sleep(0.2)
+  summary = json.load(open(workdir / "m" / "summary.json"))
+  assert summary["status"] == "preempted" and 0 < summary["steps"] < 100000

@@ -309,3 +309,12 @@ def test_ctrl_c_asks_for_a_checkpoint_and_a_second_one_aborts():
   finally:
     preemption.restore()
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_workdir_in_use_is_refused_with_its_holder(tmp_path):
+  from mobilenet_jax import workdir_lock
+  workdir = str(tmp_path / "run")
+  with workdir_lock.WorkdirLock(workdir):
+    with pytest.raises(workdir_lock.WorkdirBusy, match=rf"in use by pid {os.getpid()} on "):
+      trainer.train_and_evaluate(tiny_config(), workdir)
+  assert not os.path.exists(os.path.join(workdir, "config.json"))
