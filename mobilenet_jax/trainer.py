@@ -165,31 +165,41 @@ def restore_for_inference(config, model, mesh, workdir):
 TRAINED_KEYS = ("model", "resolution", "data.central_crop_fraction")
 
 
+# Config keys added after runs had been written, with the value those runs used: a workdir's
+# config.json without them is read as having them, so it resumes and scores as before.
+ADDED_KEYS = {"config.model.kernel_init": "he_fan_in"}
+
+
+def _workdir_config(workdir):
+  """The workdir's config.json as {dotted key: value}, or None when it has none."""
+  path = os.path.join(workdir, "config.json")
+  return {**ADDED_KEYS, **_dotted(tracking.read_json(path))} if os.path.exists(path) else None
+
+
+def _dotted(tree, prefix="config"):
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  return {k: v for key, sub in tree.items() for k, v in _dotted(sub, f"{prefix}.{key}").items()}
+
+
+def _differences(recorded, config, keys=None):
+  """Sorted dotted keys (under `keys`' prefixes, if given) whose values differ."""
+  given = _dotted(json.loads(config.to_json_best_effort()))
+  within = lambda k: keys is None or any(k == f"config.{p}" or k.startswith(f"config.{p}.")
+                                         for p in keys)
+  return sorted(k for k in set(recorded) | set(given)
+                if within(k) and recorded.get(k) != given.get(k))
+
+
 def check_trained_config(config, workdir):
   """Refuses to score `workdir`'s checkpoint with a model or preprocessing other than the one
   its config.json records (another resolution would score another function of the weights)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  trained, given = tracking.read_json(path), json.loads(config.to_json_best_effort())
-
-  def leaves(tree, prefix):
-    if not isinstance(tree, dict):
-      return {prefix: tree}
-    return {k: v for key, sub in tree.items() for k, v in leaves(sub, f"{prefix}.{key}").items()}
-
-  def values(tree):
-    flat = leaves(tree, "config")
-    return {k: v for k, v in flat.items()
-            if any(k == f"config.{key}" or k.startswith(f"config.{key}.") for key in TRAINED_KEYS)}
-
-  trained_values, given_values = values(trained), values(given)
-  differ = sorted(k for k in set(trained_values) | set(given_values)
-                  if trained_values.get(k) != given_values.get(k))
+  recorded = _workdir_config(workdir)
+  differ = _differences(recorded, config, TRAINED_KEYS) if recorded else []
   if differ:
     raise config_lib.ConfigError(
         f"{workdir} was trained with other values of {differ} (its config.json: "
-        f"{', '.join(f'{k}={trained_values.get(k)!r}' for k in differ[:3])}); score it with the "
+        f"{', '.join(f'{k}={recorded.get(k)!r}' for k in differ[:3])}); score it with the "
         "config it was trained with")
 
 
@@ -396,16 +406,16 @@ def _claim_workdir(config, workdir):
   """A workdir belongs to one config once it holds a checkpoint: resuming with another would
   silently mix two runs. Before its first checkpoint, a new config replaces the old one."""
   path = os.path.join(workdir, "config.json")
-  resolved = json.loads(config.to_json_best_effort())
-  if os.path.exists(path):
-    previous = tracking.read_json(path)
-    changed = sorted(k for k in set(previous) | set(resolved) if previous.get(k) != resolved.get(k))
+  recorded = _workdir_config(workdir)
+  if recorded is not None:
+    changed = _differences(recorded, config)
     checkpoints = os.path.join(workdir, "checkpoints")
     if changed and os.path.isdir(checkpoints) and any(
         name.isdigit() for name in os.listdir(checkpoints)):
       raise config_lib.ConfigError(
-          f"{workdir} holds a run with another config (groups {changed} differ); use a new "
-          "--workdir, or the original config to resume it")
+          f"{workdir} holds a run with another config ({', '.join(changed[:5])} differ; its "
+          f"config.json has {', '.join(f'{k}={recorded.get(k)!r}' for k in changed[:3])}); use "
+          "a new --workdir, or the original config to resume it")
     if not changed:
       return
     metrics = os.path.join(workdir, "metrics.jsonl")
@@ -415,4 +425,4 @@ def _claim_workdir(config, workdir):
     print(f"{workdir} has no checkpoint yet: its config.json is replaced by this run's")
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
-    tracking.write_json(path, resolved)
+    tracking.write_json(path, json.loads(config.to_json_best_effort()))

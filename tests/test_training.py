@@ -318,3 +318,12 @@ def test_a_workdir_in_use_is_refused_with_its_holder(tmp_path):
     with pytest.raises(workdir_lock.WorkdirBusy, match=rf"in use by pid {os.getpid()} on "):
       trainer.train_and_evaluate(tiny_config(), workdir)
   assert not os.path.exists(os.path.join(workdir, "config.json"))
+
+
+def test_a_config_json_from_before_kernel_init_reads_as_he_fan_in(tmp_path):
+  old = json.loads(tiny_config().to_json_best_effort())
+  del old["model"]["kernel_init"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  trainer.check_trained_config(tiny_config(**{"model.kernel_init": "he_fan_in"}), str(tmp_path))
+  with pytest.raises(config_lib.ConfigError, match=r"config.model.kernel_init='he_fan_in'"):
+    trainer.check_trained_config(tiny_config(**{"model.kernel_init": "slim"}), str(tmp_path))
