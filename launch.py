@@ -16,7 +16,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from mobilenet_jax import config as config_lib
-from mobilenet_jax import runtime
+from mobilenet_jax import errors, runtime
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:arg].", lock_config=True)
 _MODE = flags.DEFINE_enum(
@@ -97,14 +97,8 @@ def main(argv):
       _initialize_distributed()
       from mobilenet_jax import trainer
       trainer.train_and_evaluate(config, _WORKDIR.value)
-  except config_lib.ConfigError as error:
+  except errors.UserError as error:  # config, data, weights and workdir errors explain themselves
     sys.exit(f"error: {error}")
-  except Exception as error:  # data and training errors carry their own explanation
-    from mobilenet_jax import data, importers, trainer, workdir_lock
-    if isinstance(error, (data.DataError, trainer.TrainingError, importers.WeightsError,
-                          workdir_lock.WorkdirBusy)):
-      sys.exit(f"error: {error}")
-    raise
 
 
 def _sweep_or_report():

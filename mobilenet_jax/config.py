@@ -13,6 +13,8 @@ import os
 
 import ml_collections
 
+from mobilenet_jax import errors
+
 BLOCK_TYPES = ("conv", "separable", "inverted_residual")
 CHOICES = {
     "model.block_types": BLOCK_TYPES,
@@ -28,7 +30,7 @@ CHOICES = {
 STRIDES = (1, 2)
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.UserError, ValueError):
   """A config value that cannot be used; the message names the key and the allowed values."""
 
 

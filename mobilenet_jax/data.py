@@ -18,10 +18,12 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from mobilenet_jax import errors
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-class DataError(ValueError):
+class DataError(errors.UserError, ValueError):
   """A dataset that cannot be read; the message says what to do."""
 
 

@@ -20,11 +20,13 @@ import os
 import jax
 import numpy as np
 
+from mobilenet_jax import errors
+
 KINDS = ("keras_h5", "keras_tfjs", "slim_ckpt", "slim_npy")
 _BN_KERAS = {"scale": "gamma", "bias": "beta", "mean": "moving_mean", "var": "moving_variance"}
 
 
-class WeightsError(ValueError):
+class WeightsError(errors.UserError, ValueError):
   """Weights that do not fit the configured model; the message lists every problem."""
 
 

@@ -12,7 +12,7 @@ import statistics
 import ml_collections
 from scipy import stats
 
-from mobilenet_jax import paper
+from mobilenet_jax import errors, paper
 from mobilenet_jax import tables
 from mobilenet_jax import tracking
 
@@ -210,9 +210,10 @@ def log_to_wandb(table_rows, workdir):
 
 def write(workdir):
   """Writes results.csv, report.md, tradeoff.png and latency.png in `workdir`; returns rows."""
-  table_rows = rows(collect(workdir))
+  table_rows = rows(collect(workdir)) if os.path.isdir(workdir) else []
   if not table_rows:
-    raise FileNotFoundError(f"{workdir} has no member directories with a summary.json")
+    raise errors.UserError(f"{workdir} has no member directories with a summary.json: run a "
+                           "sweep there first (--sweep=FILE --workdir=DIR)")
   compare = is_imagenet(table_rows)
   write_csv(os.path.join(workdir, "results.csv"), table_rows)
   plot(os.path.join(workdir, "tradeoff.png"), table_rows, "madds", "mult-adds", compare)

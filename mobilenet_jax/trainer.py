@@ -20,11 +20,11 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from orbax.checkpoint.checkpoint_managers import preservation_policy, save_decision_policy
 
 from mobilenet_jax import accounting, data, importers, latency, models, optim, tracking, train_step
-from mobilenet_jax import workdir_lock
+from mobilenet_jax import errors, workdir_lock
 from mobilenet_jax import config as config_lib
 
 
-class TrainingError(RuntimeError):
+class TrainingError(errors.UserError, RuntimeError):
   """A run that cannot go on (NaN loss, bad batch split); the message names the step."""
 
 

@@ -10,10 +10,12 @@ import fcntl
 import os
 import socket
 
+from mobilenet_jax import errors
+
 LOCK_FILE = ".lock"
 
 
-class WorkdirBusy(RuntimeError):
+class WorkdirBusy(errors.UserError, RuntimeError):
   """The workdir is held by another live process; the message names it."""
 
 

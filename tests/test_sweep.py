@@ -202,3 +202,15 @@ def test_a_member_checkpoints_and_stops_when_its_launcher_is_killed(tmp_path):
     time.sleep(0.2)
   summary = json.load(open(workdir / "m" / "summary.json"))
   assert summary["status"] == "preempted" and 0 < summary["steps"] < 100000
+
+
+@pytest.mark.parametrize("workdir", ["missing", "empty"])
+def test_report_on_a_directory_without_members_is_one_line(tmp_path, workdir):
+  (tmp_path / "empty").mkdir()
+  result = subprocess.run([sys.executable, "launch.py", "--mode=report",
+                           f"--workdir={tmp_path / workdir}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert result.stderr.strip() == (f"error: {tmp_path / workdir} has no member directories with "
+                                   "a summary.json: run a sweep there first "
+                                   "(--sweep=FILE --workdir=DIR)")
