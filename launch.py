@@ -45,6 +45,12 @@ def _parse_flags(argv):
     # A sweep has no single config file to parse overrides against: each member applies them.
     _SWEEP_OVERRIDES.extend(a for a in argv if a.startswith("--config."))
     argv = [a for a in argv if not a.startswith("--config.")]
+  specs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  if specs:  # loaded once here too, so a broken config file is one line, not absl's traceback
+    try:
+      config_lib.load_config_file(specs[-1])
+    except errors.UserError as error:
+      sys.exit(f"error: {error}")
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError, flags.Error) as error:

@@ -284,7 +284,13 @@ def load_config_file(spec):
   if module_spec is None or not os.path.exists(path):
     raise ConfigError(f"--config={spec}: no config file at {path!r}")
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as error:
+    raise ConfigError(f"--config={spec}: {path} line {error.lineno}: {error.msg}") from None
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"--config={spec}: {path} defines no get_config(arg) returning the "
+                      "config (see configs/mobilenet_v2.py)")
   return module.get_config(arg or None)
 
 

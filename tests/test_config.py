@@ -107,3 +107,19 @@ def test_cli_unknown_key_and_bad_type():
   assert "did you mean 'width_multiplier'" in result.stderr
   result = run_launch("--config=configs/mobilenet_v2.py", "--config.resolution=big", "--mode=profile")
   assert result.returncode != 0 and "config.resolution takes a int" in result.stderr
+
+
+@pytest.mark.parametrize("text,message", [
+    (None, "no config file at"),
+    ("def get_config(:\n", "line 1: invalid syntax"),
+    ("x = 1\n", "defines no get_config(arg)"),
+])
+def test_a_broken_config_file_is_one_line_naming_it(tmp_path, text, message):
+  path = tmp_path / "my_config.py"
+  if text is not None:
+    path.write_text(text)
+  result = subprocess.run([sys.executable, "launch.py", f"--config={path}", "--mode=profile"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1 and "Traceback" not in result.stderr
+  assert result.stderr.startswith(f"error: --config={path}: ") and message in result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1
