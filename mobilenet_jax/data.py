@@ -251,8 +251,11 @@ def central_crop(image, resolution, fraction):
 
 def load_image(path, config):
   """One image file, preprocessed exactly as evaluation preprocesses it."""
-  with Image.open(path) as image:
-    pixels = np.asarray(image.convert("RGB"))
+  try:
+    with Image.open(path) as image:
+      pixels = np.asarray(image.convert("RGB"))
+  except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for unreadable images
+    raise DataError(f"--image={path}: not a readable image ({error})") from None
   return _to_float(central_crop(pixels, config.resolution, config.data.central_crop_fraction))
 
 

@@ -52,7 +52,13 @@ def grid(config, name, axes, fixed=None):
   for values in itertools.product(*(axes[k] for k in keys)):
     fields = {k.rsplit(".", 1)[-1]: v for k, v in zip(keys, values)}
     overrides = tuple((fixed or {}).items()) + tuple(zip(keys, values))
-    members.append(Member(name.format(**fields), config, overrides))
+    try:
+      member_name = name.format(**fields)
+    except (KeyError, IndexError) as error:
+      raise config_lib.ConfigError(
+          f"sweep member name {name!r} names {error}, which is not an axis; axes: "
+          f"{sorted(fields)}") from None
+    members.append(Member(member_name, config, overrides))
   return tuple(members)
 
 
@@ -61,7 +67,10 @@ def load_sweep(path):
     raise config_lib.ConfigError(f"--sweep={path}: no such sweep file")
   spec = importlib.util.spec_from_file_location("_sweep_file", path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as error:
+    raise config_lib.ConfigError(f"--sweep={path} line {error.lineno}: {error.msg}") from None
   if not hasattr(module, "get_sweep"):
     raise config_lib.ConfigError(f"--sweep={path} defines no get_sweep()")
   return module.get_sweep()

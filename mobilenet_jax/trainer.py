@@ -151,6 +151,8 @@ def _score_on_val(config, model, mesh, weights):
 
 def restore_for_inference(config, model, mesh, workdir):
   """The latest TrainState in `workdir`, laid out for `mesh` whatever mesh wrote it."""
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):  # the manager would create it
+    raise TrainingError(f"--workdir={workdir} holds no checkpoints/ (is it the run's workdir?)")
   manager = checkpoint_manager(workdir, config)
   if manager.latest_step() is None:
     raise TrainingError(f"{workdir}/checkpoints holds no checkpoint")
@@ -229,6 +231,7 @@ def predict(config, image_path, workdir=None, top=5):
   the latest checkpoint in `workdir`. Preprocessed as in evaluation (central crop, resize)."""
   config_lib.validate(config)
   mesh, model = make_mesh(config), models.build_model(config)
+  image = data.load_image(image_path, config)  # before the restore: a bad file fails fast
   names = data.read_class_names(config.data.class_names) if config.data.class_names else ()
   if config.init_from:
     imported = import_weights(config, model)
@@ -238,7 +241,6 @@ def predict(config, image_path, workdir=None, top=5):
     check_trained_config(config, workdir)
     state = restore_for_inference(config, model, mesh, workdir)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-  image = data.load_image(image_path, config)
   logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, image[None])[0]
   probabilities = np.asarray(jax.nn.softmax(logits))
   offset = importers.label_offset(config)
@@ -273,6 +275,10 @@ def train_and_evaluate(config, workdir):
         f"{config.data.eval_batch_size} must be divisible by the {jax.device_count()} devices")
   train_split = data.load_split(config.data, "train")
   val_split = data.load_split(config.data, "val")
+  if config.data.batch_size > len(train_split):
+    raise config_lib.ConfigError(
+        f"config.data.batch_size={config.data.batch_size} is larger than the training split "
+        f"({len(train_split)} examples of {config.data.dataset}); every batch would repeat images")
   if train_split.num_classes > config.model.num_classes:
     raise config_lib.ConfigError(
         f"config.model.num_classes={config.model.num_classes} but {config.data.dataset} has "

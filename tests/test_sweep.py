@@ -214,3 +214,14 @@ def test_report_on_a_directory_without_members_is_one_line(tmp_path, workdir):
   assert result.stderr.strip() == (f"error: {tmp_path / workdir} has no member directories with "
                                    "a summary.json: run a sweep there first "
                                    "(--sweep=FILE --workdir=DIR)")
+
+
+def test_sweep_file_mistakes_are_config_errors(tmp_path):
+  from mobilenet_jax import config as config_lib
+  with pytest.raises(config_lib.ConfigError, match=r"names 'alpha', which is not an axis; "
+                                                   r"axes: \['resolution'\]"):
+    sweep.grid("configs/tiny.py", "a{alpha}", {"resolution": (8, 16)})
+  broken = tmp_path / "broken.py"
+  broken.write_text("def get_sweep(:\n")
+  with pytest.raises(config_lib.ConfigError, match=rf"--sweep={broken} line 1: invalid syntax"):
+    sweep.load_sweep(str(broken))

@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from mobilenet_jax import config as config_lib
-from mobilenet_jax import optim, trainer
+from mobilenet_jax import data, optim, trainer
 from tests.conftest import REPO, load_config
 
 TINY_OVERRIDES = {"wandb.mode": "disabled"}
@@ -327,3 +327,17 @@ def test_a_config_json_from_before_kernel_init_reads_as_he_fan_in(tmp_path):
   trainer.check_trained_config(tiny_config(**{"model.kernel_init": "he_fan_in"}), str(tmp_path))
   with pytest.raises(config_lib.ConfigError, match=r"config.model.kernel_init='he_fan_in'"):
     trainer.check_trained_config(tiny_config(**{"model.kernel_init": "slim"}), str(tmp_path))
+
+
+def test_user_errors_before_any_work_name_the_key_or_file(tmp_path):
+  with pytest.raises(config_lib.ConfigError, match=r"batch_size=2048 is larger than the "
+                                                   r"training split \(1437 examples"):
+    trainer.train_and_evaluate(tiny_config(**{"data.batch_size": 2048}), str(tmp_path / "a"))
+  missing = tmp_path / "does_not_exist"
+  with pytest.raises(trainer.TrainingError, match="holds no checkpoints/"):
+    trainer.evaluate_checkpoint(tiny_config(), str(missing))
+  assert not missing.exists()  # nothing created
+  (tmp_path / "empty.jpg").write_bytes(b"")
+  for image in (tmp_path / "empty.jpg", tmp_path / "absent.png", tmp_path):
+    with pytest.raises(data.DataError, match=rf"--image={image}: not a readable image"):
+      trainer.predict(tiny_config(), str(image), str(missing))  # before any restore
