@@ -93,12 +93,29 @@ class Preemption:
 
 
 def restore_latest(manager, abstract_state, state_sharding):
-  """The latest checkpoint laid out for this mesh, whatever mesh wrote it (8 devices -> 1)."""
+  """The newest intact checkpoint laid out for this mesh, whatever mesh wrote it (8 devices ->
+  1). A newer damaged one (a cut file, an emptied _METADATA) is moved to
+  WORKDIR/damaged_checkpoints/ with a note saying why, never deleted."""
   target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                         abstract_state, state_sharding)
-  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-  return restored.state, restored.meta
+  directory = str(manager.directory)
+  aside = os.path.join(os.path.dirname(directory), "damaged_checkpoints")
+  try:
+    for step in sorted(manager.all_steps(), reverse=True):
+      try:
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        return restored.state, restored.meta
+      except Exception as error:  # Orbax and its readers raise many kinds for a damaged step
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        if jax.process_index() == 0:
+          os.makedirs(aside, exist_ok=True)
+          os.replace(os.path.join(directory, str(step)), os.path.join(aside, str(step)))
+        print(f"note: checkpoint step {step} is damaged ({reason}); moved to {aside}/{step}, "
+              "trying the one before", flush=True)
+  finally:
+    manager.reload()
+  raise TrainingError(f"{directory} holds no intact checkpoint (damaged ones are in {aside})")
 
 
 def evaluate(eval_fn, batches, mesh, variables, label_offset=0):
