@@ -57,8 +57,46 @@ class FolderSource:
     return len(self.files)
 
   def __getitem__(self, index):
-    with Image.open(self.files[index]) as image:
-      return np.asarray(image.convert("RGB")), self.labels[index]
+    return read_image(self.files[index]), self.labels[index]
+
+
+# PIL's errors for a file that is not a whole image (cut, empty, not an image at all).
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError)
+
+
+def _decode(path):
+  with Image.open(path) as image:
+    return np.asarray(image.convert("RGB"))
+
+
+def read_image(path):
+  """The RGB pixels of an image file; a file PIL cannot read is a DataError naming it."""
+  try:
+    return _decode(path)
+  except IMAGE_ERRORS as error:
+    raise DataError(f"{path} is not a readable image ({error}); find every such file with: "
+                    f"python -m mobilenet_jax.prepare_data --check "
+                    f"--dataset=folder:{pathlib.Path(path).parents[2]}") from None
+
+
+def check_folder(root, threads=None):
+  """[(path, reason)] for every file of a folder dataset's splits that does not decode."""
+  import concurrent.futures
+  import tqdm
+  files = [f for split in ("train", "val") if (pathlib.Path(root) / split).is_dir()
+           for f in _folder(root, split, "").source.files]
+
+  def problem(path):
+    try:
+      _decode(path)
+    except IMAGE_ERRORS as error:
+      return path, str(error)
+    return None
+
+  with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count()) as pool:
+    found = list(tqdm.tqdm(pool.map(problem, files), total=len(files), unit="image",
+                           desc=f"checking {root}"))
+  return [p for p in found if p]
 
 
 class TfdsSource:
@@ -252,9 +290,8 @@ def central_crop(image, resolution, fraction):
 def load_image(path, config):
   """One image file, preprocessed exactly as evaluation preprocesses it."""
   try:
-    with Image.open(path) as image:
-      pixels = np.asarray(image.convert("RGB"))
-  except (OSError, SyntaxError, ValueError) as error:  # PIL's errors for unreadable images
+    pixels = _decode(path)
+  except IMAGE_ERRORS as error:
     raise DataError(f"--image={path}: not a readable image ({error})") from None
   return _to_float(central_crop(pixels, config.resolution, config.data.central_crop_fraction))
 

@@ -3,6 +3,7 @@
   python -m mobilenet_jax.prepare_data --dataset=tfds:imagenette [--data_dir=DIR]
   python -m mobilenet_jax.prepare_data --dataset=tfds:imagenet2012 --data_dir=DIR \
       [--manual_dir=DIR_WITH_ILSVRC2012_TARS]
+  python -m mobilenet_jax.prepare_data --check --dataset=folder:PATH   # every image decodes?
 
 Training reads the result through `tfds.data_source` with no TensorFlow; TFDS itself needs
 TensorFlow (`pip install tensorflow-cpu`) to encode images while preparing, and only then.
@@ -17,6 +18,8 @@ from mobilenet_jax import data
 
 _DATASET = flags.DEFINE_string("dataset", None, "tfds:NAME, e.g. tfds:imagenette.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: TFDS's, ~/tensorflow_datasets).")
+_CHECK = flags.DEFINE_bool("check", False, "With --dataset=folder:PATH: decode every image of "
+                           "its train/ and val/ and list the files that fail.")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "Where manually downloaded files are "
                                   "(imagenet2012: ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar).")
 
@@ -64,6 +67,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
   kind, _, name = (_DATASET.value or "").partition(":")
+  if _CHECK.value:
+    if kind != "folder" or not name:
+      raise app.UsageError(f"--check takes --dataset=folder:PATH, not {_DATASET.value!r}")
+    return _check(name)
   if kind != "tfds" or not name:
     raise app.UsageError(f"--dataset={_DATASET.value!r}: expected tfds:NAME (digits and "
                          "folder: datasets need no preparation)")
@@ -74,6 +81,18 @@ def main(argv):
   print(f"Prepared {name} in {builder.data_dir}; train with "
         f"--config.data.dataset=tfds:{name}"
         + (f" --config.data.data_dir={_DATA_DIR.value}" if _DATA_DIR.value else ""))
+
+
+def _check(root):
+  try:
+    bad = data.check_folder(root)
+  except data.DataError as error:
+    raise SystemExit(f"error: {error}") from None
+  for path, reason in bad:
+    print(f"{path}: {reason}")
+  if bad:
+    raise SystemExit(f"error: {len(bad)} unreadable images in {root}; remove or replace them")
+  print(f"{root}: every image decodes")
 
 
 if __name__ == "__main__":

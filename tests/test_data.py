@@ -154,3 +154,14 @@ def test_folder_labels_come_from_one_class_list_for_both_splits(tmp_path):
   config.data.class_names = str(names)
   with pytest.raises(data.DataError, match=r"lists \['n02'\] more than once"):
     data.load_split(config.data, "train")
+
+
+def test_an_unreadable_image_is_named_in_training_and_found_by_the_check(tmp_path):
+  write_folder(tmp_path / "images", ["n01", "n02"], per_class=40)
+  bad = tmp_path / "images" / "train" / "n02" / "cut.jpg"
+  bad.write_bytes(b"")
+  assert [path for path, _ in data.check_folder(str(tmp_path / "images"))] == [str(bad)]
+  config = tiny_config(**{"data.dataset": f"folder:{tmp_path / 'images'}", "data.batch_size": 80,
+                          "training.num_steps": 3})
+  with pytest.raises(data.DataError, match=rf"{bad} is not a readable image .* --check"):
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
