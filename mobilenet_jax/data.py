@@ -172,8 +172,12 @@ def _glyphs(split):
 
 
 def read_class_names(path):
-  with open(path) as f:
-    return tuple(line.strip() for line in f if line.strip())
+  try:
+    with open(path) as f:
+      return tuple(line.strip() for line in f if line.strip())
+  except OSError as error:
+    raise DataError(f"config.data.class_names={path!r}: {error.strerror}; give a file with one "
+                    "class folder name per line") from None
 
 
 def _folder_classes(root, class_names_file, present):

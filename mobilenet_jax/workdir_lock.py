@@ -16,7 +16,7 @@ LOCK_FILE = ".lock"
 
 
 class WorkdirBusy(errors.UserError, RuntimeError):
-  """The workdir is held by another live process; the message names it."""
+  """The workdir is held by another live process, or cannot be written; the message says which."""
 
 
 class WorkdirLock:
@@ -26,8 +26,13 @@ class WorkdirLock:
     self._file = None
 
   def __enter__(self):
-    os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    handle = open(self.path, "a+")
+    workdir = os.path.dirname(self.path)
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      handle = open(self.path, "a+")
+    except OSError as error:  # a file in its place, no permission, a read-only filesystem
+      raise WorkdirBusy(f"--workdir={workdir} cannot hold a run: {error.strerror} "
+                        f"({error.filename}); choose a directory you can write") from None
     try:
       fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -357,3 +357,16 @@ def test_a_damaged_latest_checkpoint_is_moved_aside_and_the_one_before_used(tmp_
   summary = trainer.train_and_evaluate(config, str(workdir))
   assert summary["status"] == "finished" and summary["steps"] == 4
   assert "Resumed" in capsys.readouterr().out
+
+
+def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path):
+  from mobilenet_jax import workdir_lock
+  (tmp_path / "a_file").write_text("")
+  with pytest.raises(workdir_lock.WorkdirBusy, match=r"--workdir=.*a_file/run cannot hold a run"):
+    trainer.train_and_evaluate(tiny_config(), str(tmp_path / "a_file" / "run"))
+  (tmp_path / "train").mkdir()
+  (tmp_path / "val").mkdir()
+  with pytest.raises(data.DataError, match=r"class_names='/nonexistent.txt': No such file"):
+    trainer.train_and_evaluate(tiny_config(**{"data.dataset": f"folder:{tmp_path}",
+                                              "data.class_names": "/nonexistent.txt"}),
+                               str(tmp_path / "run"))
