@@ -68,18 +68,19 @@ def read_keras_tfjs(path):
   tensors = {}
   for group in manifest:
     buffer = b"".join(open(os.path.join(folder, p), "rb").read() for p in group["paths"])
-    offset = 0
     for weight in group["weights"]:
       if weight["dtype"] != "float32":
         raise WeightsError(f"{path}: tensor {weight['name']} is {weight['dtype']}; only float32 "
                            "TF.js weights are supported (not quantized ones)")
-      size = int(np.prod(weight["shape"])) * 4
+    sizes = [int(np.prod(weight["shape"])) * 4 for weight in group["weights"]]
+    if sum(sizes) != len(buffer):  # a cut or padded shard: checked before any reshape
+      raise WeightsError(f"{path}: group {group['paths']} has {len(buffer)} bytes, the manifest "
+                         f"describes {sum(sizes)}")
+    offset = 0
+    for weight, size in zip(group["weights"], sizes):
       tensors[weight["name"]] = np.frombuffer(buffer[offset:offset + size], "<f4").reshape(
           weight["shape"])
       offset += size
-    if offset != len(buffer):
-      raise WeightsError(f"{path}: group {group['paths']} has {len(buffer)} bytes, the manifest "
-                         f"describes {offset}")
   return tensors
 
 
@@ -114,7 +115,14 @@ def read_slim_npy(path):
   files = sorted(glob.glob(os.path.join(path, "*.npy")))
   if not files:
     raise WeightsError(f"config.init_from=slim_npy:{path}: no .npy files there")
-  return {os.path.basename(f)[:-4]: np.load(f) for f in files}
+  tensors = {}
+  for f in files:
+    try:
+      tensors[os.path.basename(f)[:-4]] = np.load(f)
+    except (OSError, ValueError, EOFError) as error:  # cut in its header or its data
+      raise WeightsError(f"config.init_from=slim_npy:{path}: {f} is not a whole .npy file "
+                         f"({error})") from None
+  return tensors
 
 
 # --- names: our parameter path -> the source's tensor name -----------------------------------
@@ -182,7 +190,13 @@ def load(config, variables):
                        f"config.model.name is {arch!r}")
   reader = {"keras_h5": read_keras_h5, "keras_tfjs": read_keras_tfjs,
             "slim_ckpt": read_slim_ckpt, "slim_npy": read_slim_npy}[kind]
-  tensors = reader(path)
+  try:
+    tensors = reader(path)
+  except WeightsError:
+    raise
+  except (OSError, ValueError, KeyError) as error:  # a folder for a file, a missing model.json
+    raise WeightsError(f"config.init_from={spec!r}: cannot read {kind} weights from {path} "
+                       f"({type(error).__name__}: {error})") from None
   name_of = _keras_v1_name if kind.startswith("keras") else _slim_name(arch)
   report = {"missing": [], "unexpected": [], "misshaped": [], "substituted": [], "defaulted": []}
   used = set()

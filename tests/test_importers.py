@@ -1,6 +1,7 @@
 """Official weights, imported: they must give the original models' accuracy on real images."""
 
 import csv
+import json
 import os
 
 import h5py
@@ -124,3 +125,26 @@ def test_unknown_init_kind_is_a_config_error():
 def test_slim_checkpoint_without_tensorflow_says_how_to_read_it(tmp_path):
   with pytest.raises(importers.WeightsError, match=r"needs TensorFlow .*pip install tensorflow-cpu"):
     importers.read_slim_ckpt(str(tmp_path / "model.ckpt"))
+
+
+def test_unreadable_weight_files_are_named_in_one_line(tmp_path):
+  config = load_config("mobilenet_v1")
+
+  def refused(spec, pattern):
+    config.init_from = spec
+    with pytest.raises(importers.WeightsError, match=pattern):
+      importers.load(config, None)
+
+  refused(f"keras_h5:{tmp_path}", rf"cannot read keras_h5 weights from {tmp_path} \(")
+  refused(f"keras_tfjs:{tmp_path}", r"cannot read keras_tfjs weights .*model.json")
+  (tmp_path / "model.json").write_text(json.dumps({"weightsManifest": [
+      {"paths": ["shard"], "weights": [{"name": "w", "shape": [2, 2], "dtype": "float32"}]}]}))
+  (tmp_path / "shard").write_bytes(b"\0" * 12)  # a cut shard: 12 of 16 bytes
+  refused(f"keras_tfjs:{tmp_path}", r"\['shard'\] has 12 bytes, the manifest describes 16")
+  npy = tmp_path / "npy"
+  npy.mkdir()
+  np.save(npy / "Conv_weights.npy", np.zeros((3, 3, 3, 32), np.float32))
+  whole = (npy / "Conv_weights.npy").read_bytes()
+  for cut in (40, len(whole) - 100):  # inside the header, inside the data
+    (npy / "Conv_weights.npy").write_bytes(whole[:cut])
+    refused(f"slim_npy:{npy}", rf"{npy / 'Conv_weights.npy'} is not a whole .npy file")
