@@ -261,8 +261,12 @@ def predict(config, image_path, workdir=None, top=5):
   logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, image[None])[0]
   probabilities = np.asarray(jax.nn.softmax(logits))
   offset = importers.label_offset(config)
+  if not names:
+    print("note: no class names (neither config.data.class_names nor the weights give them); "
+          "labels are the dataset's class indices", flush=True)
+  # Dataset class indices, as config.data.class_names counts them: a background slot is not one.
   label = lambda i: ("background" if i < offset else names[i - offset]
-                     if i - offset < len(names) else f"class {i}")
+                     if i - offset < len(names) else f"class index {i - offset}")
   return [(label(int(i)), float(probabilities[i])) for i in np.argsort(-probabilities)[:top]]
 
 

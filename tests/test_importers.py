@@ -148,3 +148,13 @@ def test_unreadable_weight_files_are_named_in_one_line(tmp_path):
   for cut in (40, len(whole) - 100):  # inside the header, inside the data
     (npy / "Conv_weights.npy").write_bytes(whole[:cut])
     refused(f"slim_npy:{npy}", rf"{npy / 'Conv_weights.npy'} is not a whole .npy file")
+
+
+@needs_artifacts("mobilenet_v2_1.0_224_tfslim_float_npy")
+def test_predict_without_class_names_gives_dataset_class_indices(capsys):
+  config = load_config("mobilenet_v2")
+  config.init_from = f"slim_npy:{V2_NPY}"
+  config.model.num_classes = 1001
+  top5 = trainer.predict(config, str(SAMPLE / "n01440764_tench.JPEG"))
+  assert top5[0][0] == "class index 0"  # tench, not TF-slim's raw index 1
+  assert "note: no class names" in capsys.readouterr().out
