@@ -356,8 +356,14 @@ def _train(config, workdir, mesh, train_split, val_split, summary_path):
 
   def save(step, force=False):
     meta = {"wandb_run_id": writer.run_id, "step": step}
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               meta=ocp.args.JsonSave(meta)), force=force)
+    try:
+      manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                 meta=ocp.args.JsonSave(meta)), force=force)
+    except OSError as error:  # a full disk, a quota, a filesystem gone read-only
+      raise TrainingError(
+          f"saving the checkpoint of step {step} failed: {error.strerror or error}; the earlier "
+          f"checkpoints in {workdir}/checkpoints are kept (latest: step "
+          f"{manager.latest_step()}), free space and run the same command to resume") from None
 
   def run_eval(step):
     results = {f"eval/{key}": value for key, value in score(

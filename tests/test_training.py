@@ -370,3 +370,21 @@ def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path):
     trainer.train_and_evaluate(tiny_config(**{"data.dataset": f"folder:{tmp_path}",
                                               "data.class_names": "/nonexistent.txt"}),
                                str(tmp_path / "run"))
+
+
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints_before(tmp_path,
+                                                                               monkeypatch):
+  workdir = tmp_path / "run"
+  config = tiny_config(**{"training.num_steps": 4, "training.checkpoint_every_steps": 2})
+  save = ocp.CheckpointManager.save
+
+  def disk_full_at_step_4(self, step, *args, **kwargs):
+    if step == 4:
+      raise OSError(28, "No space left on device")
+    return save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", disk_full_at_step_4)
+  with pytest.raises(trainer.TrainingError, match=r"step 4 failed: No space left on device; "
+                                                  r"the earlier checkpoints .* \(latest: step 2\)"):
+    trainer.train_and_evaluate(config, str(workdir))
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2"]
