@@ -92,10 +92,11 @@ class Preemption:
       signal.signal(signum, handler)
 
 
-def restore_latest(manager, abstract_state, state_sharding):
+def restore_latest(manager, abstract_state, state_sharding, move_damaged=False):
   """The newest intact checkpoint laid out for this mesh, whatever mesh wrote it (8 devices ->
-  1). A newer damaged one (a cut file, an emptied _METADATA) is moved to
-  WORKDIR/damaged_checkpoints/ with a note saying why, never deleted."""
+  1). A newer damaged one (a cut file, an emptied _METADATA) is skipped with a note saying why;
+  with `move_damaged` (training, which will save that step again) it is moved to
+  WORKDIR/damaged_checkpoints/, never deleted."""
   target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                         abstract_state, state_sharding)
   directory = str(manager.directory)
@@ -108,14 +109,16 @@ def restore_latest(manager, abstract_state, state_sharding):
         return restored.state, restored.meta
       except Exception as error:  # Orbax and its readers raise many kinds for a damaged step
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        if jax.process_index() == 0:
+        if move_damaged and jax.process_index() == 0:
           os.makedirs(aside, exist_ok=True)
           os.replace(os.path.join(directory, str(step)), os.path.join(aside, str(step)))
-        print(f"note: checkpoint step {step} is damaged ({reason}); moved to {aside}/{step}, "
-              "trying the one before", flush=True)
+        print(f"note: checkpoint step {step} cannot be restored ({reason}); "
+              + (f"moved to {aside}/{step}, " if move_damaged else "") + "trying the one before",
+              flush=True)
   finally:
     manager.reload()
-  raise TrainingError(f"{directory} holds no intact checkpoint (damaged ones are in {aside})")
+  raise TrainingError(f"{directory} holds no checkpoint that can be restored (the notes above say "
+                      "why)")
 
 
 def evaluate(eval_fn, batches, mesh, variables, label_offset=0):
@@ -325,7 +328,7 @@ def _train(config, workdir, mesh, train_split, val_split, summary_path):
   manager = checkpoint_manager(workdir, config)
   meta = {}
   if manager.latest_step() is not None:
-    state, meta = restore_latest(manager, abstract_state, state_sharding)
+    state, meta = restore_latest(manager, abstract_state, state_sharding, move_damaged=True)
     print(f"Resumed {workdir} at step {int(state.step)}.")
   else:
     state = jax.jit(init, out_shardings=state_sharding,

@@ -344,19 +344,19 @@ def test_user_errors_before_any_work_name_the_key_or_file(tmp_path):
       trainer.predict(tiny_config(), str(image), str(missing))  # before any restore
 
 
-def test_a_damaged_latest_checkpoint_is_moved_aside_and_the_one_before_used(tmp_path, capsys):
+def test_a_damaged_latest_checkpoint_is_skipped_and_the_one_before_used(tmp_path, capsys):
   workdir = tmp_path / "run"
   config = tiny_config(**{"training.num_steps": 4, "training.checkpoint_every_steps": 2})
   trainer.train_and_evaluate(config, str(workdir))
   shutil.rmtree(workdir / "checkpoints" / "4" / "state")
-  assert trainer.evaluate_checkpoint(config, str(workdir))["step"] == 2
-  assert "note: checkpoint step 4 is damaged" in capsys.readouterr().out
-  assert (workdir / "damaged_checkpoints" / "4").is_dir()
-  assert sorted(os.listdir(workdir / "checkpoints")) == ["2"]
+  assert trainer.evaluate_checkpoint(config, str(workdir))["step"] == 2  # eval changes nothing
+  assert "note: checkpoint step 4 cannot be restored" in capsys.readouterr().out
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
   (workdir / "summary.json").unlink()  # as if the run had died after the damaged save
   summary = trainer.train_and_evaluate(config, str(workdir))
   assert summary["status"] == "finished" and summary["steps"] == 4
   assert "Resumed" in capsys.readouterr().out
+  assert (workdir / "damaged_checkpoints" / "4").is_dir()  # kept, out of the manager's way
 
 
 def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path):
