@@ -16,6 +16,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from PIL import Image
 
 from mobilenet_jax import config as config_lib
 from mobilenet_jax import data, optim, trainer
@@ -293,8 +294,10 @@ def test_scoring_a_workdir_refuses_another_model_or_preprocessing(tmp_path):
   trainer.train_and_evaluate(tiny_config(**{"training.num_steps": 2}), workdir)
   with pytest.raises(config_lib.ConfigError, match=r"\['config.resolution'\] .*=16"):
     trainer.evaluate_checkpoint(tiny_config(**{"resolution": 32}), workdir)
+  image = tmp_path / "digit.png"
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
   with pytest.raises(config_lib.ConfigError, match="config.model.width_multiplier"):
-    trainer.predict(tiny_config(**{"model.width_multiplier": 0.5}), __file__, workdir)
+    trainer.predict(tiny_config(**{"model.width_multiplier": 0.5}), str(image), workdir)
   # Other data settings (another dataset, fewer examples) are the user's to choose.
   scored = trainer.evaluate_checkpoint(tiny_config(**{"data.max_eval_examples": 100}), workdir)
   assert scored["step"] == 2 and scored["count"] == 100
