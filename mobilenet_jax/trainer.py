@@ -454,11 +454,15 @@ def _claim_workdir(config, workdir):
           "a new --workdir, or the original config to resume it")
     if not changed:
       return
-    metrics = os.path.join(workdir, "metrics.jsonl")
-    if jax.process_index() == 0 and os.path.exists(metrics):
-      # Logged under the replaced config: kept, under a name that says so.
-      os.replace(metrics, os.path.join(workdir, "metrics.replaced_config.jsonl"))
-    print(f"{workdir} has no checkpoint yet: its config.json is replaced by this run's")
+    if jax.process_index() == 0:
+      # The replaced config and what was logged under it are kept, under names that say so.
+      for name in ("config.json", "metrics.jsonl"):
+        if os.path.exists(os.path.join(workdir, name)):
+          stem, ext = os.path.splitext(name)
+          os.replace(os.path.join(workdir, name),
+                     os.path.join(workdir, f"{stem}.replaced_config{ext}"))
+    print(f"{workdir} has no checkpoint yet: this run's config replaces config.json (the old "
+          "one is kept as config.replaced_config.json)")
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     tracking.write_json(path, json.loads(config.to_json_best_effort()))

@@ -282,6 +282,7 @@ def test_a_refused_run_leaves_nothing_and_a_workdir_without_checkpoints_takes_a_
   assert summary["status"] == "finished"
   assert json.loads((workdir / "config.json").read_text())["seed"] == 0
   assert (workdir / "metrics.replaced_config.jsonl").read_text() == '{"step": 1, "train/loss": 2.3}\n'
+  assert json.loads((workdir / "config.replaced_config.json").read_text())["seed"] == 7
   assert [m["step"] for m in metrics(str(workdir)) if "train/loss" in m] == [1, 2]
   # Once it holds a checkpoint, the workdir refuses another config (unfinished, to get there).
   (workdir / "summary.json").unlink()
