@@ -195,18 +195,14 @@ ADDED_KEYS = {"config.model.kernel_init": "he_fan_in"}
 def _workdir_config(workdir):
   """The workdir's config.json as {dotted key: value}, or None when it has none."""
   path = os.path.join(workdir, "config.json")
-  return {**ADDED_KEYS, **_dotted(tracking.read_json(path))} if os.path.exists(path) else None
-
-
-def _dotted(tree, prefix="config"):
-  if not isinstance(tree, dict):
-    return {prefix: tree}
-  return {k: v for key, sub in tree.items() for k, v in _dotted(sub, f"{prefix}.{key}").items()}
+  if not os.path.exists(path):
+    return None
+  return {**ADDED_KEYS, **tracking.flatten(tracking.read_json(path), "config.")}
 
 
 def _differences(recorded, config, keys=None):
   """Sorted dotted keys (under `keys`' prefixes, if given) whose values differ."""
-  given = _dotted(json.loads(config.to_json_best_effort()))
+  given = tracking.flatten(json.loads(config.to_json_best_effort()), "config.")
   within = lambda k: keys is None or any(k == f"config.{p}" or k.startswith(f"config.{p}.")
                                          for p in keys)
   return sorted(k for k in set(recorded) | set(given)
