@@ -128,7 +128,7 @@ def _digits(split):
 
 GLYPH_CLASSES = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # matplotlib's text fonts: DejaVu Sans, Sans Mono and Serif, STIX and Computer Modern; upright,
-# bold and slanted. The same letter differs more between them than at 8 or 32 pixels.
+# bold and slanted, so each letter must be recognised across typefaces.
 GLYPH_FONTS = (
     "DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
     "DejaVuSans-BoldOblique.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
