@@ -8,15 +8,24 @@
   python launch.py --config=configs/tiny.py --mode=eval --workdir=runs/tiny
 """
 
+import json
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
+from mobilenet_jax import runtime
 
-from mobilenet_jax import config as config_lib
-from mobilenet_jax import errors, runtime
+if __name__ == "__main__":
+  # glibc reads its tunables when a process starts: re-execute before JAX and XLA load.
+  runtime.reexec_with_huge_pages()
+
+import jax  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from mobilenet_jax import command_line, errors, evaluate, profile_report, report, sweep  # noqa: E402
+from mobilenet_jax import config as config_lib  # noqa: E402
+from mobilenet_jax import trainer  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:arg].", lock_config=True)
 _MODE = flags.DEFINE_enum(
@@ -48,21 +57,20 @@ def _parse_flags(argv):
   specs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
   if specs:  # loaded once here too, so a broken config file is one line, not absl's traceback
     try:
-      config_lib.load_config_file(specs[-1])
+      command_line.load_config_file(specs[-1])
     except errors.UserError as error:
       sys.exit(f"error: {error}")
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError, flags.Error) as error:
     try:
-      config_lib.check_overrides(argv)
-    except config_lib.ConfigError as explained:
+      command_line.check_overrides(argv)
+    except errors.ConfigError as explained:
       sys.exit(f"error: {explained}")
     sys.exit(f"error: {error}")
 
 
 def _initialize_distributed():
-  import jax
   if _NUM_PROCESSES.value and _NUM_PROCESSES.value > 1:
     # CPU processes exchange collectives over gloo; GPUs and TPUs use their own.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -83,36 +91,31 @@ def main(argv):
       if not (config.init_from or _WORKDIR.value):
         sys.exit(f"error: --mode={_MODE.value} needs --config.init_from=KIND:PATH or "
                  "--workdir=DIR (a run with checkpoints)")
-      import json
-      from mobilenet_jax import trainer
       if _MODE.value == "predict":
         if not _IMAGE.value:
           sys.exit("error: --mode=predict needs --image=PATH")
-        for label, probability in trainer.predict(config, _IMAGE.value, _WORKDIR.value):
+        for label, probability in evaluate.predict(config, _IMAGE.value, _WORKDIR.value):
           print(f"{probability:7.2%}  {label}")
       elif config.init_from:
-        print(json.dumps(trainer.evaluate_imported(config)))
+        print(json.dumps(evaluate.evaluate_imported(config)))
       else:
-        print(json.dumps(trainer.evaluate_checkpoint(config, _WORKDIR.value)))
+        print(json.dumps(evaluate.evaluate_checkpoint(config, _WORKDIR.value)))
     elif _MODE.value == "profile":
-      from mobilenet_jax import profile_report
       profile_report.run(config)
     elif _MODE.value == "train":
       if not _WORKDIR.value:
         sys.exit("error: --mode=train needs --workdir=DIR")
       _initialize_distributed()
-      from mobilenet_jax import trainer
       trainer.train_and_evaluate(config, _WORKDIR.value)
   except errors.UserError as error:  # config, data, weights and workdir errors explain themselves
     sys.exit(f"error: {error}")
 
 
 def _sweep_or_report():
-  from mobilenet_jax import report, sweep
   if not _WORKDIR.value:
     sys.exit("error: --sweep and --mode=report need --workdir=DIR")
   if _MODE.value == "report":
-    return _write_and_print_report(report)
+    return _write_and_print_report()
   if _MODE.value != "train":
     sys.exit(f"error: --sweep runs training; --mode={_MODE.value} does not apply to it")
   if _JOBS.value < 1:
@@ -122,7 +125,7 @@ def _sweep_or_report():
     return sweep.dry_run(definition, _WORKDIR.value, _SWEEP_OVERRIDES)
   statuses = sweep.run(definition, _WORKDIR.value, _SWEEP_OVERRIDES, jobs=_JOBS.value)
   if "finished" in statuses.values():
-    _write_and_print_report(report)
+    _write_and_print_report()
   unfinished = {n: s for n, s in statuses.items() if s != "finished"}
   print(f"sweep {definition.name}: {len(statuses) - len(unfinished)}/{len(statuses)} finished"
         + "".join(f"\n  {n}: {s}" for n, s in unfinished.items()))
@@ -130,12 +133,11 @@ def _sweep_or_report():
     sys.exit(1)
 
 
-def _write_and_print_report(report):
+def _write_and_print_report():
   report.write(_WORKDIR.value)
   with open(f"{_WORKDIR.value}/report.md") as f:
     print(f.read())
 
 
 if __name__ == "__main__":
-  runtime.reexec_with_huge_pages()
   app.run(main, flags_parser=_parse_flags)

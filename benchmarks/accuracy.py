@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import speed  # noqa: E402
 from mobilenet_jax import config as config_lib  # noqa: E402
-from mobilenet_jax import data, optim, tables, tracking  # noqa: E402
+from mobilenet_jax import command_line, data, optim, tables, tracking, trainer  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,7 +45,7 @@ def parse_value(text):
 
 
 def make_config(args, seed, overrides=()):
-  config = config_lib.load_config_file(
+  config = command_line.load_config_file(
       f"{os.path.join(REPO, speed.CONFIGS[args.arch])}:width={args.width},res={args.res},"
       f"preset={args.preset}")
   config.update_from_flattened_dict({
@@ -59,7 +59,6 @@ def make_config(args, seed, overrides=()):
 
 
 def train_jax(config, workdir):
-  from mobilenet_jax import trainer
   summary = trainer.train_and_evaluate(config, workdir)
   return {"top1": summary["top1"], "images_per_second": summary["images_per_second"]}
 

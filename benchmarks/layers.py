@@ -23,7 +23,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import speed  # noqa: E402
-from mobilenet_jax import accounting, layers, runtime, tables  # noqa: E402
+from mobilenet_jax import accounting, convolutions, runtime, tables  # noqa: E402
 
 COLUMNS = ["layer", "type", "input", "stride", "jax fwd ms", "torch fwd ms", "jax fwd+bwd ms",
            "torch fwd+bwd ms", "fwd speed-up", "fwd+bwd speed-up"]
@@ -37,7 +37,7 @@ def conv_layers(config):
 
 def jax_measures(layer, batch, impl, input_grad):
   depthwise = layer.layer_type.startswith("depthwise")
-  conv = layers.conv_function(impl, layer.kernel_shape[0], depthwise)
+  conv = convolutions.conv_function(impl, layer.kernel_shape[0], depthwise)
   x = jax.random.normal(jax.random.key(0), (batch, *layer.input_shape[1:]))
   kernel = jax.random.normal(jax.random.key(1), layer.kernel_shape)
   forward = jax.jit(lambda x, kernel: conv(x, kernel, layer.stride))
@@ -92,7 +92,7 @@ def main():
   import torch
   arch, width, res, batch = args.point.split(":")
   batch = int(batch)
-  impl = layers.resolve_conv_impl(args.conv_impl)
+  impl = convolutions.resolve_conv_impl(args.conv_impl)
   rows, totals = [], [0.0] * 4
   for index, layer in enumerate(conv_layers(speed.load_config(arch, float(width), int(res)))):
     contenders = {"jax": jax_measures(layer, batch, impl, input_grad=index > 0),

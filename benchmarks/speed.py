@@ -36,7 +36,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from mobilenet_jax import models, optim, tables, train_step  # noqa: E402
-from mobilenet_jax import config as config_lib  # noqa: E402
+from mobilenet_jax import command_line  # noqa: E402
 from mobilenet_jax import runtime  # noqa: E402
 
 CONFIGS = {"v1": "configs/mobilenet_v1.py", "v2": "configs/mobilenet_v2.py"}
@@ -76,7 +76,7 @@ def copy_bandwidth(nbytes=1 << 30, calls=10):
 
 
 def load_config(arch, width, res):
-  return config_lib.load_config_file(f"{os.path.join(REPO, CONFIGS[arch])}:width={width},res={res}")
+  return command_line.load_config_file(f"{os.path.join(REPO, CONFIGS[arch])}:width={width},res={res}")
 
 
 def jax_contender(arch, width, res, batch, impl, dtype):

@@ -1,6 +1,6 @@
 """A four-block V2-style net on the embedded digits at 16 pixels: the smoke-test config.
 
-  python launch.py --config=configs/tiny.py --workdir=runs/tiny   # ~20 s on 2 CPU cores
+  python launch.py --config=configs/tiny.py --workdir=runs/tiny
 """
 
 from configs import mobilenet_v2

@@ -7,17 +7,15 @@ names the key and what it may be.
 """
 
 import difflib
-import importlib.util
 import math
-import os
 
 import ml_collections
 
-from mobilenet_jax import errors
+from mobilenet_jax import blocks, errors, presets
 
-BLOCK_TYPES = ("conv", "separable", "inverted_residual")
+# config.init_from = 'KIND:PATH': the weight formats importers.py reads.
+WEIGHT_KINDS = ("keras_h5", "keras_tfjs", "slim_ckpt", "slim_npy")
 CHOICES = {
-    "model.block_types": BLOCK_TYPES,
     "model.channel_rounding": ("truncate", "make_divisible"),
     "model.activation": ("relu6", "relu"),
     "model.dtype": ("float32", "bfloat16"),
@@ -30,12 +28,9 @@ CHOICES = {
 STRIDES = (1, 2)
 
 
-class ConfigError(errors.UserError, ValueError):
-  """A config value that cannot be used; the message names the key and the allowed values."""
-
 
 def base_config():
-  """All config keys with their defaults (a MobileNet V2 1.0 body is the default model)."""
+  """All config keys with their defaults; a config file adds the model's block table."""
   config = ml_collections.ConfigDict()
   config.seed = 0
   # Input pixels per side; rho = resolution / 224 in the papers' notation.
@@ -61,7 +56,7 @@ def base_config():
   config.model.bn_epsilon = 1e-3
   config.model.dtype = "float32"
   # How depthwise and 1x1 convolutions are computed; all give the same numbers and the same
-  # parameters. 'auto' picks the fastest measured one for the backend (see layers.py).
+  # parameters. 'auto' picks the fastest measured one for the backend (convolutions.py).
   config.model.conv_impl = "auto"
   # Conv and classifier initialisation (layers.KERNEL_INITS): 'he_fan_out' as torchvision and
   # timm (the default: the init of the reference benchmarks/accuracy.py compares with), 'slim'
@@ -138,13 +133,13 @@ def parse_arg(arg, **defaults):
   for item in filter(None, (arg or "").split(",")):
     key, sep, value = item.partition("=")
     if not sep or key not in defaults:
-      raise ConfigError(
+      raise errors.ConfigError(
           f"config argument {item!r}: expected key=value with key one of {sorted(defaults)}")
     kind = type(defaults[key])
     try:
       parsed[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
     except ValueError:
-      raise ConfigError(
+      raise errors.ConfigError(
           f"config argument {key}={value!r}: expected a {kind.__name__}") from None
   return ml_collections.ConfigDict(parsed)
 
@@ -166,16 +161,17 @@ def check_keys(config, schema, prefix="config"):
     if key not in schema:
       close = difflib.get_close_matches(key, list(schema.keys()), n=1)
       hint = f" (did you mean {close[0]!r}?)" if close else ""
-      raise ConfigError(
+      raise errors.ConfigError(
           f"unknown config key {path!r}{hint}; keys allowed under {prefix}: "
           f"{sorted(schema.keys())}")
     value, expected = config[key], schema[key]
     if isinstance(expected, ml_collections.ConfigDict):
       if not isinstance(value, ml_collections.ConfigDict):
-        raise ConfigError(f"{path} must be a config group with keys {sorted(expected.keys())}")
+        raise errors.ConfigError(
+            f"{path} must be a config group with keys {sorted(expected.keys())}")
       check_keys(value, expected, path)
     elif not _compatible(expected, value):
-      raise ConfigError(
+      raise errors.ConfigError(
           f"{path}={value!r} has type {type(value).__name__}; expected "
           f"{type(expected).__name__} like the default {expected!r}")
 
@@ -185,138 +181,70 @@ def _choice(config, key):
   for part in key.split("."):
     value = value[part]
   if value not in CHOICES[key]:
-    raise ConfigError(f"config.{key}={value!r}; allowed values: {list(CHOICES[key])}")
+    raise errors.ConfigError(f"config.{key}={value!r}; allowed values: {list(CHOICES[key])}")
 
 
-def check_blocks(blocks):
-  """Checks the block table rows (block type, t, c, n, s); returns the product of strides."""
-  if not blocks:
-    raise ConfigError("config.model.blocks is empty; give rows (block type, t, c, n, s) "
-                      f"with block type one of {list(BLOCK_TYPES)}")
-  total_stride = 1
-  for i, row in enumerate(blocks):
-    where = f"config.model.blocks[{i}]={tuple(row)!r}"
-    if len(row) != 5:
-      raise ConfigError(f"{where}: a row is (block type, t, c, n, s), 5 values")
-    block, expansion, channels, repeats, stride = row
-    if block not in BLOCK_TYPES:
-      raise ConfigError(f"{where}: unknown block type {block!r}; allowed: {list(BLOCK_TYPES)}")
-    if not isinstance(expansion, (int, float)) or expansion < 1:
-      raise ConfigError(f"{where}: expansion t must be a number >= 1")
-    if block != "inverted_residual" and expansion != 1:
-      raise ConfigError(f"{where}: expansion t must be 1 for {block!r} blocks "
-                        "(only 'inverted_residual' expands)")
-    for name, value in (("channels c", channels), ("repeats n", repeats)):
-      if not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}: {name} must be an integer >= 1")
-    if stride not in STRIDES:
-      raise ConfigError(f"{where}: stride s must be one of {list(STRIDES)}")
-    total_stride *= stride
-  return total_stride
+def parse_init_from(spec):
+  """config.init_from's (kind, path)."""
+  kind, sep, path = spec.partition(":")
+  if not sep or kind not in WEIGHT_KINDS or not path:
+    raise errors.ConfigError(f"config.init_from={spec!r}: expected KIND:PATH with KIND one of "
+                             f"{list(WEIGHT_KINDS)}")
+  return kind, path
 
 
 def validate(config):
-  """Raises ConfigError for the first problem found; returns the config unchanged."""
+  """Raises errors.ConfigError for the first problem found; returns the config unchanged."""
   check_keys(config, base_config())
   model = config.model
   for key in ("model.channel_rounding", "model.activation", "model.dtype", "model.conv_impl",
               "model.kernel_init", "optimizer.name", "schedule.name", "wandb.mode"):
     _choice(config, key)
-  total_stride = check_blocks(model.blocks)
+  total_stride = blocks.check_rows(model.blocks)
   if not model.width_multiplier > 0 or not math.isfinite(model.width_multiplier):
-    raise ConfigError(f"config.model.width_multiplier={model.width_multiplier}; "
-                      "allowed: a finite number > 0 (the papers use 0.25 to 1.4)")
+    raise errors.ConfigError(f"config.model.width_multiplier={model.width_multiplier}; "
+                             "allowed: a finite number > 0 (the papers use 0.25 to 1.4)")
   if config.resolution < total_stride:
-    raise ConfigError(
+    raise errors.ConfigError(
         f"config.resolution={config.resolution} collapses the feature map: the blocks "
         f"downsample by {total_stride}, so allowed resolutions are integers >= {total_stride}")
   if model.num_classes < 1:
-    raise ConfigError(f"config.model.num_classes={model.num_classes}; allowed: integers >= 1")
+    raise errors.ConfigError(f"config.model.num_classes={model.num_classes}; allowed: integers >= 1")
   if not 0 <= model.dropout_rate < 1:
-    raise ConfigError(f"config.model.dropout_rate={model.dropout_rate}; allowed: [0, 1)")
+    raise errors.ConfigError(f"config.model.dropout_rate={model.dropout_rate}; allowed: [0, 1)")
   if not 0 < model.bn_momentum < 1:
-    raise ConfigError(f"config.model.bn_momentum={model.bn_momentum}; allowed: (0, 1), "
-                      "in TF/Flax convention (0.997 keeps 99.7% of the running value)")
+    raise errors.ConfigError(f"config.model.bn_momentum={model.bn_momentum}; allowed: (0, 1), "
+                             "in TF/Flax convention (0.997 keeps 99.7% of the running value)")
   if not model.bn_epsilon > 0:
-    raise ConfigError(f"config.model.bn_epsilon={model.bn_epsilon}; allowed: > 0")
+    raise errors.ConfigError(f"config.model.bn_epsilon={model.bn_epsilon}; allowed: > 0")
   for key in ("batch_size", "eval_batch_size"):
     if config.data[key] < 1:
-      raise ConfigError(f"config.data.{key}={config.data[key]}; allowed: integers >= 1")
+      raise errors.ConfigError(f"config.data.{key}={config.data[key]}; allowed: integers >= 1")
   if not 0 < config.data.min_crop_area <= 1 or not 0 < config.data.central_crop_fraction <= 1:
-    raise ConfigError("config.data.min_crop_area and central_crop_fraction must be in (0, 1]")
-  from mobilenet_jax import presets  # presets import this module
+    raise errors.ConfigError("config.data.min_crop_area and central_crop_fraction must be in (0, 1]")
   if config.training.preset and config.training.preset not in presets.PRESETS:
-    raise ConfigError(f"config.training.preset={config.training.preset!r}; allowed: "
-                      f"{sorted(presets.PRESETS)} (choose one with the config argument "
-                      "preset=NAME)")
+    raise errors.ConfigError(f"config.training.preset={config.training.preset!r}; allowed: "
+                             f"{sorted(presets.PRESETS)} (choose one with the config argument "
+                             "preset=NAME)")
   if config.training.num_steps < 1:
-    raise ConfigError(f"config.training.num_steps={config.training.num_steps}; allowed: >= 1")
+    raise errors.ConfigError(f"config.training.num_steps={config.training.num_steps}; allowed: >= 1")
   for key, why in (("log_every_steps", "steps between logged metrics"),
                    ("checkpoint_every_steps", "steps between checkpoints"),
                    ("keep_checkpoints", "0 would delete every checkpoint, the trained model's too")):
     if config.training[key] < 1:
-      raise ConfigError(f"config.training.{key}={config.training[key]}; allowed: integers >= 1 "
-                        f"({why})")
+      raise errors.ConfigError(f"config.training.{key}={config.training[key]}; allowed: integers >= 1 "
+                               f"({why})")
   for key, zero in (("training.eval_every_steps", "only at the end"),
                     ("data.max_eval_examples", "the whole split")):
     group, name = key.split(".")
     if config[group][name] < 0:
-      raise ConfigError(f"config.{key}={config[group][name]}; allowed: integers >= 0 "
-                        f"(0 = {zero})")
+      raise errors.ConfigError(f"config.{key}={config[group][name]}; allowed: integers >= 0 "
+                               f"(0 = {zero})")
   if "data" not in [name for name, _ in config.mesh]:
-    raise ConfigError(f"config.mesh={tuple(map(tuple, config.mesh))} has no 'data' axis; the "
-                      "batch is split over the axis named 'data', e.g. (('data', -1),)")
+    raise errors.ConfigError(f"config.mesh={tuple(map(tuple, config.mesh))} has no 'data' axis; the "
+                             "batch is split over the axis named 'data', e.g. (('data', -1),)")
   if config.init_from:
-    from mobilenet_jax import importers
-    try:
-      importers.parse(config.init_from)
-    except importers.WeightsError as error:
-      raise ConfigError(str(error)) from None
+    parse_init_from(config.init_from)
   if model.min_channels < 1 or model.head_channels < 0:
-    raise ConfigError("config.model.min_channels must be >= 1 and head_channels >= 0")
+    raise errors.ConfigError("config.model.min_channels must be >= 1 and head_channels >= 0")
   return config
-
-
-def load_config_file(spec):
-  """Loads 'path/to/config.py[:arg]' the way --config does: get_config(arg)."""
-  path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("_config_file", path)
-  if module_spec is None or not os.path.exists(path):
-    raise ConfigError(f"--config={spec}: no config file at {path!r}")
-  module = importlib.util.module_from_spec(module_spec)
-  try:
-    module_spec.loader.exec_module(module)
-  except SyntaxError as error:
-    raise ConfigError(f"--config={spec}: {path} line {error.lineno}: {error.msg}") from None
-  if not hasattr(module, "get_config"):
-    raise ConfigError(f"--config={spec}: {path} defines no get_config(arg) returning the "
-                      "config (see configs/mobilenet_v2.py)")
-  return module.get_config(arg or None)
-
-
-def check_overrides(argv):
-  """Explains a failed --config.* override: an unknown key (with the keys that exist there) or
-  a value that does not parse as the key's type."""
-  specs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
-  if not specs:
-    return
-  schema = load_config_file(specs[-1])
-  for arg in argv:
-    if not arg.startswith("--config."):
-      continue
-    path, _, value = arg[len("--config."):].partition("=")
-    prefix, node = "config", schema
-    for key in path.split("."):
-      if not isinstance(node, ml_collections.ConfigDict) or key not in node:
-        allowed = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-        close = difflib.get_close_matches(key, allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{arg}: unknown config key {prefix}.{key}{hint}; "
-                          f"keys allowed under {prefix}: {allowed}")
-      prefix, node = f"{prefix}.{key}", node[key]
-    if isinstance(node, (int, float)) and not isinstance(node, bool):
-      try:
-        type(node)(value)
-      except ValueError:
-        raise ConfigError(f"{arg}: {prefix} takes a {type(node).__name__} "
-                          f"(the default is {node!r})") from None

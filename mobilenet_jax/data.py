@@ -23,9 +23,6 @@ from mobilenet_jax import errors
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-class DataError(errors.UserError, ValueError):
-  """A dataset that cannot be read; the message says what to do."""
-
 
 @dataclasses.dataclass
 class Split:
@@ -70,13 +67,13 @@ def _decode(path):
 
 
 def read_image(path):
-  """The RGB pixels of an image file; a file PIL cannot read is a DataError naming it."""
+  """The RGB pixels of an image file; a file PIL cannot read is a errors.DataError naming it."""
   try:
     return _decode(path)
   except IMAGE_ERRORS as error:
-    raise DataError(f"{path} is not a readable image ({error}); find every such file with: "
-                    f"python -m mobilenet_jax.prepare_data --check "
-                    f"--dataset=folder:{pathlib.Path(path).parents[2]}") from None
+    raise errors.DataError(f"{path} is not a readable image ({error}); find every such file with: "
+                           f"python -m mobilenet_jax.prepare_data --check "
+                           f"--dataset=folder:{pathlib.Path(path).parents[2]}") from None
 
 
 def check_folder(root, threads=None):
@@ -176,8 +173,8 @@ def read_class_names(path):
     with open(path) as f:
       return tuple(line.strip() for line in f if line.strip())
   except OSError as error:
-    raise DataError(f"config.data.class_names={path!r}: {error.strerror}; give a file with one "
-                    "class folder name per line") from None
+    raise errors.DataError(f"config.data.class_names={path!r}: {error.strerror}; give a file with one "
+                           "class folder name per line") from None
 
 
 def _folder_classes(root, class_names_file, present):
@@ -188,8 +185,8 @@ def _folder_classes(root, class_names_file, present):
     names = read_class_names(class_names_file)
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-      raise DataError(f"config.data.class_names={class_names_file!r} lists {repeated} more than "
-                      "once; give each class folder name once per line")
+      raise errors.DataError(f"config.data.class_names={class_names_file!r} lists {repeated} more than "
+                             "once; give each class folder name once per line")
     return names
   train_dir = pathlib.Path(root) / "train"
   if not train_dir.is_dir():
@@ -200,8 +197,8 @@ def _folder_classes(root, class_names_file, present):
 def _folder(root, split, class_names_file):
   split_dir = pathlib.Path(root) / split
   if not split_dir.is_dir():
-    raise DataError(f"config.data.dataset='folder:{root}': no directory {split_dir}; expected "
-                    f"{root}/{{train,val}}/<class>/*.jpg")
+    raise errors.DataError(f"config.data.dataset='folder:{root}': no directory {split_dir}; expected "
+                           f"{root}/{{train,val}}/<class>/*.jpg")
   present = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
   class_names = _folder_classes(root, class_names_file, present)
   index = {name: i for i, name in enumerate(class_names)}
@@ -209,7 +206,7 @@ def _folder(root, split, class_names_file):
   if unknown:
     listed_in = (f"config.data.class_names={class_names_file!r}" if class_names_file
                  else f"the training split's class folders ({pathlib.Path(root) / 'train'})")
-    raise DataError(f"class folders {unknown[:5]} of {split_dir} are not in {listed_in}")
+    raise errors.DataError(f"class folders {unknown[:5]} of {split_dir} are not in {listed_in}")
   files, labels = [], []
   for name in present:
     for path in sorted((split_dir / name).iterdir()):
@@ -217,8 +214,23 @@ def _folder(root, split, class_names_file):
         files.append(str(path))
         labels.append(index[name])
   if not files:
-    raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {split_dir}/<class>/")
+    raise errors.DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {split_dir}/<class>/")
   return Split(FolderSource(files, labels), len(class_names), class_names)
+
+
+# Datasets whose files cannot be downloaded by TFDS: what to put in the manual directory.
+MANUAL_FILES = {"imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")}
+
+
+def default_manual_dir(builder):
+  return os.path.join(str(builder.data_dir_root), "downloads", "manual")
+
+
+def manual_note(name, builder):
+  if name not in MANUAL_FILES:
+    return ""
+  return (f"\n{name} cannot be downloaded automatically: put {' and '.join(MANUAL_FILES[name])} "
+          f"(from image-net.org) in {default_manual_dir(builder)} or pass --manual_dir=DIR")
 
 
 def prepare_command(name, data_dir):
@@ -232,12 +244,11 @@ def _tfds(name, split, data_dir):
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
   except Exception as error:  # tfds raises its own DatasetNotFoundError subclasses
-    raise DataError(f"config.data.dataset='tfds:{name}': {error}") from None
+    raise errors.DataError(f"config.data.dataset='tfds:{name}': {error}") from None
   if not builder.is_prepared():
-    from mobilenet_jax import prepare_data
-    raise DataError(f"config.data.dataset='tfds:{name}' is not prepared in "
-                    f"{builder.data_dir_root}. Prepare it with:\n  "
-                    f"{prepare_command(name, data_dir)}{prepare_data.manual_note(name, builder)}")
+    raise errors.DataError(f"config.data.dataset='tfds:{name}' is not prepared in "
+                           f"{builder.data_dir_root}. Prepare it with:\n  "
+                           f"{prepare_command(name, data_dir)}{manual_note(name, builder)}")
   if tfds_split not in builder.info.splits:
     tfds_split = "test"
   source = tfds.data_source(name, split=tfds_split, data_dir=data_dir or None)
@@ -256,8 +267,8 @@ def load_split(data_config, split):
     return _folder(arg, split, data_config.class_names)
   if kind == "tfds" and arg:
     return _tfds(arg, split, data_config.data_dir)
-  raise DataError(f"config.data.dataset={dataset!r}; allowed: 'digits', 'glyphs', 'folder:PATH', "
-                  "'tfds:NAME' (e.g. tfds:imagenet2012, tfds:imagenette, tfds:cifar10)")
+  raise errors.DataError(f"config.data.dataset={dataset!r}; allowed: 'digits', 'glyphs', 'folder:PATH', "
+                         "'tfds:NAME' (e.g. tfds:imagenet2012, tfds:imagenette, tfds:cifar10)")
 
 
 def _resize(image, resolution):
@@ -296,7 +307,7 @@ def load_image(path, config):
   try:
     pixels = _decode(path)
   except IMAGE_ERRORS as error:
-    raise DataError(f"--image={path}: not a readable image ({error})") from None
+    raise errors.DataError(f"--image={path}: not a readable image ({error})") from None
   return _to_float(central_crop(pixels, config.resolution, config.data.central_crop_fraction))
 
 
@@ -308,8 +319,8 @@ def _stack(items):
 def local_batch_size(global_batch):
   count = jax.process_count()
   if global_batch % count:
-    raise DataError(f"config.data.batch_size={global_batch} is not divisible by the "
-                    f"{count} processes")
+    raise errors.DataError(f"config.data.batch_size={global_batch} is not divisible by the "
+                           f"{count} processes")
   return global_batch // count
 
 

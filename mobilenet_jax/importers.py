@@ -18,16 +18,14 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from mobilenet_jax import errors
+from mobilenet_jax import config as config_lib
+from mobilenet_jax import errors, models
 
-KINDS = ("keras_h5", "keras_tfjs", "slim_ckpt", "slim_npy")
 _BN_KERAS = {"scale": "gamma", "bias": "beta", "mean": "moving_mean", "var": "moving_variance"}
 
-
-class WeightsError(errors.UserError, ValueError):
-  """Weights that do not fit the configured model; the message lists every problem."""
 
 
 @dataclasses.dataclass
@@ -37,13 +35,6 @@ class Imported:
   label_offset: int  # 1 for TF-slim's background class at index 0
   report: dict  # {'missing', 'unexpected', 'misshaped', 'substituted', 'defaulted'}
   labels: tuple = ()  # class names shipped with the weights, when there are any
-
-
-def parse(spec):
-  kind, sep, path = spec.partition(":")
-  if not sep or kind not in KINDS or not path:
-    raise WeightsError(f"config.init_from={spec!r}: expected KIND:PATH with KIND one of {list(KINDS)}")
-  return kind, path
 
 
 # --- readers: each returns {source tensor name: array} in the source's own layout -------------
@@ -70,12 +61,12 @@ def read_keras_tfjs(path):
     buffer = b"".join(open(os.path.join(folder, p), "rb").read() for p in group["paths"])
     for weight in group["weights"]:
       if weight["dtype"] != "float32":
-        raise WeightsError(f"{path}: tensor {weight['name']} is {weight['dtype']}; only float32 "
-                           "TF.js weights are supported (not quantized ones)")
+        raise errors.WeightsError(f"{path}: tensor {weight['name']} is {weight['dtype']}; only float32 "
+                                  "TF.js weights are supported (not quantized ones)")
     sizes = [int(np.prod(weight["shape"])) * 4 for weight in group["weights"]]
     if sum(sizes) != len(buffer):  # a cut or padded shard: checked before any reshape
-      raise WeightsError(f"{path}: group {group['paths']} has {len(buffer)} bytes, the manifest "
-                         f"describes {sum(sizes)}")
+      raise errors.WeightsError(f"{path}: group {group['paths']} has {len(buffer)} bytes, the manifest "
+                                f"describes {sum(sizes)}")
     offset = 0
     for weight, size in zip(group["weights"], sizes):
       tensors[weight["name"]] = np.frombuffer(buffer[offset:offset + size], "<f4").reshape(
@@ -102,9 +93,9 @@ def read_slim_ckpt(path):
   try:
     import tensorflow as tf
   except ModuleNotFoundError:
-    raise WeightsError(f"config.init_from=slim_ckpt:{path} needs TensorFlow to read the "
-                       "checkpoint (pip install tensorflow-cpu); or convert it once to a folder of "
-                       ".npy files and use slim_npy:") from None
+    raise errors.WeightsError(f"config.init_from=slim_ckpt:{path} needs TensorFlow to read the "
+                              "checkpoint (pip install tensorflow-cpu); or convert it once to a folder of "
+                              ".npy files and use slim_npy:") from None
   reader = tf.train.load_checkpoint(path)
   return {_slim_stem(name): reader.get_tensor(name)
           for name in reader.get_variable_to_shape_map()
@@ -114,14 +105,14 @@ def read_slim_ckpt(path):
 def read_slim_npy(path):
   files = sorted(glob.glob(os.path.join(path, "*.npy")))
   if not files:
-    raise WeightsError(f"config.init_from=slim_npy:{path}: no .npy files there")
+    raise errors.WeightsError(f"config.init_from=slim_npy:{path}: no .npy files there")
   tensors = {}
   for f in files:
     try:
       tensors[os.path.basename(f)[:-4]] = np.load(f)
     except (OSError, ValueError, EOFError) as error:  # cut in its header or its data
-      raise WeightsError(f"config.init_from=slim_npy:{path}: {f} is not a whole .npy file "
-                         f"({error})") from None
+      raise errors.WeightsError(f"config.init_from=slim_npy:{path}: {f} is not a whole .npy file "
+                                f"({error})") from None
   return tensors
 
 
@@ -172,7 +163,7 @@ def _to_ours(module, leaf, array):
 
 def label_offset(config):
   """1 where the weights' classifier is TF-slim's 1001-way one (index 0 = background)."""
-  kind = parse(config.init_from)[0] if config.init_from else ""
+  kind = config_lib.parse_init_from(config.init_from)[0] if config.init_from else ""
   return int(kind.startswith("slim") and not config.init_new_classifier
              and config.model.num_classes == 1001)
 
@@ -181,22 +172,22 @@ def load(config, variables):
   """config.init_from's weights for the model that `config` describes; `variables` (a fresh
   init) gives the expected shapes and, with config.init_new_classifier, the classifier."""
   spec, new_classifier = config.init_from, config.init_new_classifier
-  kind, path = parse(spec)
+  kind, path = config_lib.parse_init_from(spec)
   if not os.path.exists(path):
-    raise WeightsError(f"config.init_from={spec!r}: {path} does not exist")
+    raise errors.WeightsError(f"config.init_from={spec!r}: {path} does not exist")
   arch = config.model.name
   if kind.startswith("keras") and arch != "mobilenet_v1":
-    raise WeightsError(f"config.init_from={spec!r}: Keras-applications weights are MobileNet V1; "
-                       f"config.model.name is {arch!r}")
+    raise errors.WeightsError(f"config.init_from={spec!r}: Keras-applications weights are MobileNet V1; "
+                              f"config.model.name is {arch!r}")
   reader = {"keras_h5": read_keras_h5, "keras_tfjs": read_keras_tfjs,
             "slim_ckpt": read_slim_ckpt, "slim_npy": read_slim_npy}[kind]
   try:
     tensors = reader(path)
-  except WeightsError:
+  except errors.WeightsError:
     raise
   except (OSError, ValueError, KeyError) as error:  # a folder for a file, a missing model.json
-    raise WeightsError(f"config.init_from={spec!r}: cannot read {kind} weights from {path} "
-                       f"({type(error).__name__}: {error})") from None
+    raise errors.WeightsError(f"config.init_from={spec!r}: cannot read {kind} weights from {path} "
+                              f"({type(error).__name__}: {error})") from None
   name_of = _keras_v1_name if kind.startswith("keras") else _slim_name(arch)
   report = {"missing": [], "unexpected": [], "misshaped": [], "substituted": [], "defaulted": []}
   used = set()
@@ -237,13 +228,23 @@ def load(config, variables):
       {n for n in tensors if n.startswith(("conv_preds", "Logits"))} if new_classifier else set()))
   problems = report["missing"] + report["misshaped"]
   if problems:
-    raise WeightsError(
+    raise errors.WeightsError(
         f"config.init_from={spec!r} does not fit config.model ({arch}, width_multiplier="
         f"{config.model.width_multiplier}, num_classes={config.model.num_classes}): "
         f"{len(report['misshaped'])} mis-shaped, {len(report['missing'])} missing:\n  "
         + "\n  ".join(problems[:12]) + ("\n  ..." if len(problems) > 12 else ""))
   labels = tfjs_labels(path) if kind == "keras_tfjs" else ()
   return Imported(params, batch_stats, label_offset(config), report, labels)
+
+
+def load_for_model(config, model):
+  """config.init_from's weights, checked against a fresh init of `model`; described on stdout."""
+  variables = jax.jit(model.init, compiler_options=models.INIT_COMPILER_OPTIONS)(
+      jax.random.key(config.seed), jnp.zeros(models.input_shape(config)))
+  imported = load(config, variables)
+  if jax.process_index() == 0:
+    print(describe(imported))
+  return imported
 
 
 def describe(imported):

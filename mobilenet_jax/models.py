@@ -1,13 +1,11 @@
 """One builder: a block table from config -> a per-block plan -> a Flax Linen MobileNet."""
 
-import dataclasses
 from typing import Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from mobilenet_jax import config as config_lib
-from mobilenet_jax import layers
+from mobilenet_jax import blocks, convolutions, layers
 
 
 def make_divisible(value, divisor=8, min_value=None):
@@ -25,28 +23,20 @@ def scale_channels(channels, width_multiplier, rounding, min_channels):
   return make_divisible(channels * width_multiplier, min_value=min_channels)
 
 
-@dataclasses.dataclass(frozen=True)
-class BlockPlan:
-  name: str
-  block: str
-  in_channels: int
-  hidden_channels: int
-  out_channels: int
-  stride: int
-
-
 def build_plan(model_config, in_channels=3):
-  """Expands the (block, t, c, n, s) rows into one BlockPlan per block, with alpha applied."""
-  config_lib.check_blocks(model_config.blocks)
+  """Expands the checked (block, t, c, n, s[, options]) rows into one BlockPlan per block, with
+  alpha applied."""
   scale = lambda c, alpha=model_config.width_multiplier: scale_channels(
       c, alpha, model_config.channel_rounding, model_config.min_channels)
   plan = []
-  for block, expansion, channels, repeats, stride in model_config.blocks:
+  for row in model_config.blocks:
+    block, expansion, channels, repeats, stride = row[:5]
     out_channels = scale(channels)
     for repeat in range(repeats):
       hidden = in_channels if expansion == 1 else scale(in_channels * expansion, 1.0)
-      plan.append(BlockPlan(f"block_{len(plan):02d}", block, in_channels, hidden, out_channels,
-                            stride if repeat == 0 else 1))
+      plan.append(blocks.BlockPlan(f"block_{len(plan):02d}", block, in_channels, hidden,
+                                   out_channels, stride if repeat == 0 else 1,
+                                   **blocks.row_options(row)))
       in_channels = out_channels
   return tuple(plan)
 
@@ -66,7 +56,7 @@ class MobileNet(nn.Module):
   collection holds 'features': each block's output in order, then the head conv's, and
   'pre_logits': the pooled features the classifier sees.
   """
-  plan: Tuple[BlockPlan, ...]
+  plan: Tuple[blocks.BlockPlan, ...]
   head_channels: int
   num_classes: int
   dropout_rate: float = 0.0
@@ -83,7 +73,7 @@ class MobileNet(nn.Module):
     layer = layers.layer_factory(self.activation, self.bn_momentum, self.bn_epsilon, dtype,
                                  self.conv_impl, self.kernel_init)
     for plan in self.plan:
-      x = layers.BLOCKS[plan.block](plan, layer, name=plan.name)(x, train)
+      x = blocks.REGISTRY[plan.block].module(plan, layer, name=plan.name)(x, train)
       self.sow("intermediates", "features", x)
     if self.head_channels:
       x = layer(self.head_channels, name="head")(x, train)
@@ -96,8 +86,7 @@ class MobileNet(nn.Module):
 
 
 def build_model(config, conv_impl=None):
-  """The model a (validated) config describes; `conv_impl` overrides config.model.conv_impl."""
-  config_lib.validate(config)
+  """The model a validated config describes; `conv_impl` overrides config.model.conv_impl."""
   model = config.model
   return MobileNet(
       plan=build_plan(model),
@@ -108,7 +97,7 @@ def build_model(config, conv_impl=None):
       bn_momentum=model.bn_momentum,
       bn_epsilon=model.bn_epsilon,
       dtype=model.dtype,
-      conv_impl=layers.resolve_conv_impl(conv_impl or model.conv_impl),
+      conv_impl=convolutions.resolve_conv_impl(conv_impl or model.conv_impl),
       kernel_init=model.kernel_init)
 
 
@@ -117,8 +106,6 @@ def input_shape(config, batch_size=1):
 
 
 # Initialisation runs once per run, so it is compiled without LLVM's optimisations: they are
-# most of its compile time (jit of model.init, compile and call: configs/tiny.py 5.2 -> 1.8 s,
-# V2 1.0-224 13.2 -> 7.1 s) and buy nothing for one call. The values differ from an optimised
-# compile's in ~4% of the weights, by at most 3.5e-7 relative (a few units in the last place),
-# and are as deterministic.
+# most of its compile time and buy nothing for one call (benchmarks/README.md). The values
+# differ from an optimised compile's by a few units in the last place, and are as deterministic.
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}

@@ -1,6 +1,6 @@
 """The papers' optimizer as one optax chain: coupled L2 through a mask, then TF1 RMSprop.
 
-TF1 `RMSPropOptimizer` (the papers' optimizer, ../shared/reference/rmsprop.md):
+TF1 `RMSPropOptimizer` (the papers' optimizer; TensorFlow 1.x `training/rmsprop.py`):
   ms  = ms + (g^2 - ms) * (1 - decay)            ms starts at 1, not 0
   mom = momentum * mom + lr * g / sqrt(ms + eps)  lr inside the momentum buffer, eps in the sqrt
   var = var - mom
@@ -36,7 +36,7 @@ def learning_rate_schedule(config, steps_per_epoch):
 def weight_decay_mask(params, exclude_patterns):
   """True where L2 applies: every leaf whose '/'-joined path matches none of the patterns."""
   def decays(path, _):
-    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    name = jax.tree_util.keystr(path, simple=True, separator="/")
     return not any(re.search(p, name) for p in exclude_patterns)
   return jax.tree_util.tree_map_with_path(decays, params)
 

@@ -1,6 +1,6 @@
 """Published numbers, as data: the papers' tables and the TF-slim releases' checkpoint tables.
 
-Sources (see ../shared/reference/papers.md): V1 = Howard et al. 2017 (arXiv 1704.04861),
+Sources: V1 = Howard et al. 2017 (arXiv 1704.04861),
 Tables 2 and 4-9; V2 = Sandler et al. 2018 (arXiv 1801.04381), Table 4; slim V1 =
 tensorflow/models research/slim/nets/mobilenet_v1.md (the 2018_02_22 release); slim V2 =
 research/slim/nets/mobilenet/README.md. Mult-adds and params are in millions as printed.
@@ -10,6 +10,8 @@ Every report and test compares against `GRID` and `ABLATIONS`; nothing else hold
 
 import dataclasses
 import math
+
+from mobilenet_jax import accounting
 
 # V1 Table 2, "Resource Per Layer Type" of 1.0 MobileNet-224: {layer type: (% mult-adds,
 # % parameters)}, parameters counting kernels only. The paper prints 1.19% for the full 3x3
@@ -164,7 +166,6 @@ def agrees(count, printed):
 
 def count_as(config, source):
   """(mult-adds, params) of the config's model, counted the way `source` prints them."""
-  from mobilenet_jax import accounting
   convention = CONVENTIONS[source]
   config = config.copy_and_resolve_references()
   config.model.num_classes = convention["num_classes"]

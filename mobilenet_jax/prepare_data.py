@@ -14,7 +14,7 @@ import os
 from absl import app
 from absl import flags
 
-from mobilenet_jax import data
+from mobilenet_jax import data, errors
 
 _DATASET = flags.DEFINE_string("dataset", None, "tfds:NAME, e.g. tfds:imagenette.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: TFDS's, ~/tensorflow_datasets).")
@@ -23,33 +23,18 @@ _CHECK = flags.DEFINE_bool("check", False, "With --dataset=folder:PATH: decode e
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "Where manually downloaded files are "
                                   "(imagenet2012: ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar).")
 
-# Datasets whose files cannot be downloaded by TFDS: what to put in the manual directory.
-MANUAL_FILES = {"imagenet2012": ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")}
-
-
-def default_manual_dir(builder):
-  return os.path.join(str(builder.data_dir_root), "downloads", "manual")
-
-
-def manual_note(name, builder):
-  if name not in MANUAL_FILES:
-    return ""
-  return (f"\n{name} cannot be downloaded automatically: put {' and '.join(MANUAL_FILES[name])} "
-          f"(from image-net.org) in {default_manual_dir(builder)} or pass --manual_dir=DIR")
-
-
 def prepare(name, data_dir="", manual_dir=""):
   """Downloads (or reads from manual_dir) and writes `name` as ArrayRecord under data_dir."""
   import tensorflow_datasets as tfds
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
   except Exception as error:  # tfds raises its own DatasetNotFoundError subclasses
-    raise data.DataError(f"--dataset=tfds:{name}: {error}") from None
-  manual_dir = manual_dir or default_manual_dir(builder)
-  if name in MANUAL_FILES and not all(os.path.exists(os.path.join(manual_dir, f))
-                                      for f in MANUAL_FILES[name]):
-    raise data.DataError(f"--manual_dir={manual_dir} lacks {list(MANUAL_FILES[name])}."
-                         + manual_note(name, builder))
+    raise errors.DataError(f"--dataset=tfds:{name}: {error}") from None
+  manual_dir = manual_dir or data.default_manual_dir(builder)
+  if name in data.MANUAL_FILES and not all(os.path.exists(os.path.join(manual_dir, f))
+                                      for f in data.MANUAL_FILES[name]):
+    raise errors.DataError(f"--manual_dir={manual_dir} lacks {list(data.MANUAL_FILES[name])}."
+                         + data.manual_note(name, builder))
   try:
     builder.download_and_prepare(
         file_format="array_record",
@@ -57,7 +42,7 @@ def prepare(name, data_dir="", manual_dir=""):
   except Exception as error:  # TFDS re-raises the ImportError as a RuntimeError
     if "No module named 'tensorflow'" not in str(error):
       raise
-    raise data.DataError(f"TFDS needs TensorFlow to prepare {name} (it encodes the images): "
+    raise errors.DataError(f"TFDS needs TensorFlow to prepare {name} (it encodes the images): "
                          "pip install tensorflow-cpu, then run this command again. Training "
                          "reads the prepared files without it.") from None
   return builder
@@ -76,7 +61,7 @@ def main(argv):
                          "folder: datasets need no preparation)")
   try:
     builder = prepare(name, _DATA_DIR.value, _MANUAL_DIR.value)
-  except data.DataError as error:
+  except errors.DataError as error:
     raise SystemExit(f"error: {error}") from None
   print(f"Prepared {name} in {builder.data_dir}; train with "
         f"--config.data.dataset=tfds:{name}"
@@ -86,7 +71,7 @@ def main(argv):
 def _check(root):
   try:
     bad = data.check_folder(root)
-  except data.DataError as error:
+  except errors.DataError as error:
     raise SystemExit(f"error: {error}") from None
   for path, reason in bad:
     print(f"{path}: {reason}")

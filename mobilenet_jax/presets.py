@@ -6,7 +6,7 @@ their TF-slim code, and set nothing the papers do not imply; modern adds the lat
 never mixed; short is for schedules of a few thousand steps on small datasets.
 """
 
-from mobilenet_jax import config as config_lib
+from mobilenet_jax import errors
 
 _TF1_RMSPROP = {"optimizer.name": "tf1_rmsprop", "optimizer.rms_decay": 0.9,
                 "optimizer.momentum": 0.9, "optimizer.epsilon": 1.0,
@@ -49,7 +49,7 @@ PRESETS = {
 
 def apply_preset(config, name):
   if name not in PRESETS:
-    raise config_lib.ConfigError(f"preset {name!r}; allowed presets: {sorted(PRESETS)}")
+    raise errors.ConfigError(f"preset {name!r}; allowed presets: {sorted(PRESETS)}")
   for dotted, value in PRESETS[name].items():
     group, key = dotted.split(".")
     config[group][key] = value

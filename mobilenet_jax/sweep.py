@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 
-from mobilenet_jax import config as config_lib
-from mobilenet_jax import tracking, workdir_lock
+from mobilenet_jax import errors, tracking
+from mobilenet_jax import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATUS_FILE = "sweep.json"
@@ -40,7 +40,7 @@ class Sweep:
     names = [m.name for m in self.members]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-      raise config_lib.ConfigError(f"sweep {self.name!r} names members twice: {duplicates}")
+      raise errors.ConfigError(f"sweep {self.name!r} names members twice: {duplicates}")
 
 
 def grid(config, name, axes, fixed=None):
@@ -55,7 +55,7 @@ def grid(config, name, axes, fixed=None):
     try:
       member_name = name.format(**fields)
     except (KeyError, IndexError) as error:
-      raise config_lib.ConfigError(
+      raise errors.ConfigError(
           f"sweep member name {name!r} names {error}, which is not an axis; axes: "
           f"{sorted(fields)}") from None
     members.append(Member(member_name, config, overrides))
@@ -64,15 +64,15 @@ def grid(config, name, axes, fixed=None):
 
 def load_sweep(path):
   if not os.path.exists(path):
-    raise config_lib.ConfigError(f"--sweep={path}: no such sweep file")
+    raise errors.ConfigError(f"--sweep={path}: no such sweep file")
   spec = importlib.util.spec_from_file_location("_sweep_file", path)
   module = importlib.util.module_from_spec(spec)
   try:
     spec.loader.exec_module(module)
   except SyntaxError as error:
-    raise config_lib.ConfigError(f"--sweep={path} line {error.lineno}: {error.msg}") from None
+    raise errors.ConfigError(f"--sweep={path} line {error.lineno}: {error.msg}") from None
   if not hasattr(module, "get_sweep"):
-    raise config_lib.ConfigError(f"--sweep={path} defines no get_sweep()")
+    raise errors.ConfigError(f"--sweep={path} defines no get_sweep()")
   return module.get_sweep()
 
 
@@ -109,7 +109,7 @@ def run(sweep, workdir, extra_overrides=(), jobs=1, out=sys.stdout):
   JAX_COMPILATION_CACHE_DIR says otherwise), so members that differ only by seed, and resumed
   members, skip XLA's compiles.
   """
-  with workdir_lock.WorkdirLock(workdir):
+  with workdir_lib.WorkdirLock(workdir):
     return _run(sweep, workdir, extra_overrides, jobs, out)
 
 

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mobilenet_jax import models
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -14,16 +16,22 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
-  ema_params: Any
+  ema_params: Any  # None without an EMA (config.training.ema_decay = 0)
   ema_batch_stats: Any
 
 
+def abstract_params(model, config):
+  return jax.eval_shape(model.init, jax.random.key(0),
+                        jnp.zeros(models.input_shape(config)))["params"]
+
+
 def init_state(model, tx, config, rng):
-  x = jnp.zeros((1, config.resolution, config.resolution, 3), jnp.float32)
-  variables = model.init(rng, x)
+  variables = model.init(rng, jnp.zeros(models.input_shape(config)))
   params, batch_stats = variables["params"], variables["batch_stats"]
+  ema = config.training.ema_decay > 0
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params), ema_params=params, ema_batch_stats=batch_stats)
+                    opt_state=tx.init(params), ema_params=params if ema else None,
+                    ema_batch_stats=batch_stats if ema else None)
 
 
 def cross_entropy(logits, labels, num_classes, label_smoothing):
@@ -62,7 +70,7 @@ def make_train_step(model, tx, config, schedule):
       ema_params = ema_update(state.ema_params, params, state.step, ema_decay)
       ema_batch_stats = ema_update(state.ema_batch_stats, batch_stats, state.step, ema_decay)
     else:
-      ema_params, ema_batch_stats = params, batch_stats
+      ema_params, ema_batch_stats = None, None
     metrics = {
         "train/loss": loss,
         "train/top1": jnp.mean(jnp.argmax(logits, -1) == labels),

@@ -3,14 +3,16 @@ import pathlib
 
 import pytest
 
+from mobilenet_jax import command_line
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 ARTIFACTS = SHARED / "artifacts"
 
 
 def load_config(name, arg=None):
-  from mobilenet_jax import config as config_lib
-  return config_lib.load_config_file(str(REPO / "configs" / f"{name}.py") + (f":{arg}" if arg else ""))
+  return command_line.load_config_file(str(REPO / "configs" / f"{name}.py")
+                                       + (f":{arg}" if arg else ""))
 
 
 def needs_artifacts(*parts):

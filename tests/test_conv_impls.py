@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mobilenet_jax import layers, models
+from mobilenet_jax import convolutions, layers, models
 from tests.conftest import load_config
 
 
@@ -16,10 +16,10 @@ def test_depthwise_shifted_matches_xla(shape, stride):
   x = jax.random.normal(jax.random.key(0), shape)
   kernel = jax.random.normal(jax.random.key(1), (3, 3, 1, shape[-1]))
   loss = lambda fn: lambda x, k: jnp.sum(jnp.sin(fn(x, k, stride)))
-  np.testing.assert_allclose(layers.depthwise_shifted(x, kernel, stride),
-                             layers.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
-  grads_shifted = jax.grad(loss(layers.depthwise_shifted), (0, 1))(x, kernel)
-  grads_xla = jax.grad(loss(layers.conv_xla), (0, 1))(x, kernel)
+  np.testing.assert_allclose(convolutions.depthwise_shifted(x, kernel, stride),
+                             convolutions.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
+  grads_shifted = jax.grad(loss(convolutions.depthwise_shifted), (0, 1))(x, kernel)
+  grads_xla = jax.grad(loss(convolutions.conv_xla), (0, 1))(x, kernel)
   for shifted, xla in zip(grads_shifted, grads_xla):
     np.testing.assert_allclose(shifted, xla, rtol=1e-4, atol=1e-4)
 
@@ -29,10 +29,10 @@ def test_pointwise_matmul_matches_xla(stride):
   x = jax.random.normal(jax.random.key(0), (2, 7, 7, 8))
   kernel = jax.random.normal(jax.random.key(1), (1, 1, 8, 12))
   loss = lambda fn: lambda x, k: jnp.sum(jnp.sin(fn(x, k, stride)))
-  np.testing.assert_allclose(layers.pointwise_matmul(x, kernel, stride),
-                             layers.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
-  for a, b in zip(jax.grad(loss(layers.pointwise_matmul), (0, 1))(x, kernel),
-                  jax.grad(loss(layers.conv_xla), (0, 1))(x, kernel)):
+  np.testing.assert_allclose(convolutions.pointwise_matmul(x, kernel, stride),
+                             convolutions.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
+  for a, b in zip(jax.grad(loss(convolutions.pointwise_matmul), (0, 1))(x, kernel),
+                  jax.grad(loss(convolutions.conv_xla), (0, 1))(x, kernel)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
@@ -43,13 +43,13 @@ def test_conv_broadcast_matches_xla(shape, stride):
   past it (8); either way the same outputs, and XLA's convolution's own gradients."""
   x = jax.random.normal(jax.random.key(0), shape)
   kernel = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 6))
-  jaxpr = str(jax.make_jaxpr(layers.conv_broadcast, static_argnums=2)(x, kernel, stride))
-  assert ("conv_general_dilated" in jaxpr) == (9 * shape[-1] > layers.MAX_BROADCAST_TERMS)
-  np.testing.assert_allclose(layers.conv_broadcast(x, kernel, stride),
-                             layers.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
+  jaxpr = str(jax.make_jaxpr(convolutions.conv_broadcast, static_argnums=2)(x, kernel, stride))
+  assert ("conv_general_dilated" in jaxpr) == (9 * shape[-1] > convolutions.MAX_BROADCAST_TERMS)
+  np.testing.assert_allclose(convolutions.conv_broadcast(x, kernel, stride),
+                             convolutions.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
   loss = lambda fn: lambda x, k: jnp.sum(jnp.sin(fn(x, k, stride)))
-  for a, b in zip(jax.grad(loss(layers.conv_broadcast), (0, 1))(x, kernel),
-                  jax.grad(loss(layers.conv_xla), (0, 1))(x, kernel)):
+  for a, b in zip(jax.grad(loss(convolutions.conv_broadcast), (0, 1))(x, kernel),
+                  jax.grad(loss(convolutions.conv_xla), (0, 1))(x, kernel)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
@@ -74,9 +74,9 @@ def test_whole_model_same_parameters_and_logits(arch):
 
 
 def test_auto_picks_by_backend():
-  assert layers.resolve_conv_impl("auto", "cpu") == "shifted"
-  assert layers.resolve_conv_impl("auto", "gpu") == "xla"
-  assert layers.resolve_conv_impl("xla", "cpu") == "xla"
+  assert convolutions.resolve_conv_impl("auto", "cpu") == "shifted"
+  assert convolutions.resolve_conv_impl("auto", "gpu") == "xla"
+  assert convolutions.resolve_conv_impl("xla", "cpu") == "xla"
 
 
 @pytest.mark.parametrize("activation", [None, "relu6"])

@@ -5,7 +5,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from mobilenet_jax import data, prepare_data, trainer
+from mobilenet_jax import data, errors, prepare_data, trainer
 from tests.conftest import without_tensorflow
 from tests.test_training import tiny_config
 
@@ -44,7 +44,7 @@ class TinyPhotos(TinyStripes):
 
 
 def test_unprepared_tfds_dataset_prints_the_command_that_prepares_it(tmp_path):
-  with pytest.raises(data.DataError) as error:
+  with pytest.raises(errors.DataError) as error:
     data.load_split(tiny_config(**{"data.dataset": "tfds:tiny_stripes",
                                    "data.data_dir": str(tmp_path)}).data, "train")
   assert (f"python -m mobilenet_jax.prepare_data --dataset=tfds:tiny_stripes "
@@ -52,7 +52,7 @@ def test_unprepared_tfds_dataset_prints_the_command_that_prepares_it(tmp_path):
 
 
 def test_imagenet_preparation_says_where_the_tar_files_go(tmp_path):
-  with pytest.raises(data.DataError) as error:
+  with pytest.raises(errors.DataError) as error:
     prepare_data.prepare("imagenet2012", str(tmp_path))
   message = str(error.value)
   assert "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar" in message
@@ -74,7 +74,7 @@ def test_prepared_tfds_dataset_trains_through_data_source(tmp_path):
 
 @without_tensorflow
 def test_tfds_image_datasets_without_tensorflow_ask_for_it(tmp_path):
-  with pytest.raises(data.DataError, match="pip install tensorflow-cpu"):
+  with pytest.raises(errors.DataError, match="pip install tensorflow-cpu"):
     prepare_data.prepare("tiny_photos", str(tmp_path))
 
 
@@ -97,7 +97,7 @@ def test_folder_labels_follow_the_class_names_file(tmp_path):
   assert split.num_classes == 4 and len(split) == 6
   assert sorted({split.source[i][1] for i in range(len(split))}) == [1, 3]
   names.write_text("n02\n")
-  with pytest.raises(data.DataError, match=r"class folders \['n07'\]"):
+  with pytest.raises(errors.DataError, match=r"class folders \['n07'\]"):
     data.load_split(config.data, "val")
 
 
@@ -147,12 +147,12 @@ def test_folder_labels_come_from_one_class_list_for_both_splits(tmp_path):
   val = data.load_split(config.data, "val")
   assert val.num_classes == 3 and sorted(set(val.source.labels)) == [0, 2]
   (tmp_path / "val" / "n09").mkdir()  # val has a class the training split lacks
-  with pytest.raises(data.DataError, match=r"class folders \['n09'\] .* training split"):
+  with pytest.raises(errors.DataError, match=r"class folders \['n09'\] .* training split"):
     data.load_split(config.data, "val")
   names = tmp_path / "wnids.txt"
   names.write_text("n01\nn02\nn02\nn03\n")
   config.data.class_names = str(names)
-  with pytest.raises(data.DataError, match=r"lists \['n02'\] more than once"):
+  with pytest.raises(errors.DataError, match=r"lists \['n02'\] more than once"):
     data.load_split(config.data, "train")
 
 
@@ -163,5 +163,5 @@ def test_an_unreadable_image_is_named_in_training_and_found_by_the_check(tmp_pat
   assert [path for path, _ in data.check_folder(str(tmp_path / "images"))] == [str(bad)]
   config = tiny_config(**{"data.dataset": f"folder:{tmp_path / 'images'}", "data.batch_size": 80,
                           "training.num_steps": 3})
-  with pytest.raises(data.DataError, match=rf"{bad} is not a readable image .* --check"):
+  with pytest.raises(errors.DataError, match=rf"{bad} is not a readable image .* --check"):
     trainer.train_and_evaluate(config, str(tmp_path / "run"))

@@ -8,7 +8,8 @@ import h5py
 import numpy as np
 import pytest
 
-from mobilenet_jax import importers, trainer
+from mobilenet_jax import config as config_lib
+from mobilenet_jax import errors, evaluate, importers, models
 from tests.conftest import ARTIFACTS, load_config, needs_artifacts, without_tensorflow
 
 V1_TFJS = ARTIFACTS / "mobilenet_v1_0.75_224_keras_tfjs"
@@ -55,17 +56,16 @@ def write_keras_h5(path, tensors):
 @needs_artifacts("mobilenet_v1_0.75_224_keras_tfjs")
 def test_keras_v1_from_tfjs_and_h5_scores_imagenet_images(imagenet_folder, tmp_path):
   config = v1_config(f"keras_tfjs:{V1_TFJS}", dataset=f"folder:{imagenet_folder}")
-  results = trainer.evaluate_imported(config)
+  results = evaluate.evaluate_imported(config)
   assert results["count"] == 250
   assert results["top1"] >= 0.80, results
 
   h5_path = tmp_path / "mobilenet_7_5_224_tf.h5"
   write_keras_h5(h5_path, importers.read_keras_tfjs(str(V1_TFJS)))
-  from mobilenet_jax import models
   model = models.build_model(config)
-  from_tfjs = trainer.import_weights(config, model)
+  from_tfjs = importers.load_for_model(config, model)
   config.init_from = f"keras_h5:{h5_path}"
-  from_h5 = trainer.import_weights(config, model)
+  from_h5 = importers.load_for_model(config, model)
   images = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
   logits = [model.apply({"params": w.params, "batch_stats": w.batch_stats}, images)
             for w in (from_tfjs, from_h5)]
@@ -82,7 +82,7 @@ def test_slim_v2_npy_scores_imagenet_images_with_the_background_class(imagenet_f
   config.data.class_names = str(WNIDS)  # 1000 wnids; the importer's offset adds the background
   config.data.eval_batch_size = 50
   assert importers.label_offset(config) == 1
-  results = trainer.evaluate_imported(config)
+  results = evaluate.evaluate_imported(config)
   assert results["count"] == 250 and results["top1"] >= 0.83, results
 
 
@@ -90,18 +90,17 @@ def test_slim_v2_npy_scores_imagenet_images_with_the_background_class(imagenet_f
 def test_wrong_width_or_class_count_is_refused_with_both_shapes():
   config = v1_config(f"keras_tfjs:{V1_TFJS}")
   config.model.width_multiplier = 0.5
-  with pytest.raises(importers.WeightsError,
+  with pytest.raises(errors.WeightsError,
                      match=r"block_00/conv_bn/conv/kernel: model expects \(3, 3, 3, 16\), "
                            r"conv1/kernel is \(3, 3, 3, 24\)"):
-    trainer.evaluate_imported(config)
+    evaluate.evaluate_imported(config)
   config = v1_config(f"keras_tfjs:{V1_TFJS}")
   config.model.num_classes = 1001
-  with pytest.raises(importers.WeightsError, match=r"classifier/kernel: model expects "
+  with pytest.raises(errors.WeightsError, match=r"classifier/kernel: model expects "
                                                    r"\(768, 1001\), conv_preds/kernel is \(768, 1000\)"):
-    trainer.evaluate_imported(config)
+    evaluate.evaluate_imported(config)
   config.init_new_classifier = True  # fine-tuning to another class count keeps the body
-  from mobilenet_jax import models
-  imported = trainer.import_weights(config, models.build_model(config))
+  imported = importers.load_for_model(config, models.build_model(config))
   assert imported.params["classifier"]["kernel"].shape == (768, 1001)
 
 
@@ -109,21 +108,20 @@ def test_wrong_width_or_class_count_is_refused_with_both_shapes():
 def test_predict_names_the_imagenet_class():
   config = v1_config(f"keras_tfjs:{V1_TFJS}")
   config.data.class_names = ""  # labels from the weights' own metadata.json
-  top5 = trainer.predict(config, str(SAMPLE / "n01440764_tench.JPEG"))
+  top5 = evaluate.predict(config, str(SAMPLE / "n01440764_tench.JPEG"))
   assert len(top5) == 5 and top5[0][0].startswith("tench")
 
 
 def test_unknown_init_kind_is_a_config_error():
-  from mobilenet_jax import config as config_lib
   config = v1_config("onnx:/weights.onnx")
-  with pytest.raises(config_lib.ConfigError, match=r"KIND one of \['keras_h5', 'keras_tfjs', "
+  with pytest.raises(errors.ConfigError, match=r"KIND one of \['keras_h5', 'keras_tfjs', "
                                                    r"'slim_ckpt', 'slim_npy'\]"):
     config_lib.validate(config)
 
 
 @without_tensorflow
 def test_slim_checkpoint_without_tensorflow_says_how_to_read_it(tmp_path):
-  with pytest.raises(importers.WeightsError, match=r"needs TensorFlow .*pip install tensorflow-cpu"):
+  with pytest.raises(errors.WeightsError, match=r"needs TensorFlow .*pip install tensorflow-cpu"):
     importers.read_slim_ckpt(str(tmp_path / "model.ckpt"))
 
 
@@ -132,7 +130,7 @@ def test_unreadable_weight_files_are_named_in_one_line(tmp_path):
 
   def refused(spec, pattern):
     config.init_from = spec
-    with pytest.raises(importers.WeightsError, match=pattern):
+    with pytest.raises(errors.WeightsError, match=pattern):
       importers.load(config, None)
 
   refused(f"keras_h5:{tmp_path}", rf"cannot read keras_h5 weights from {tmp_path} \(")
@@ -155,6 +153,6 @@ def test_predict_without_class_names_gives_dataset_class_indices(capsys):
   config = load_config("mobilenet_v2")
   config.init_from = f"slim_npy:{V2_NPY}"
   config.model.num_classes = 1001
-  top5 = trainer.predict(config, str(SAMPLE / "n01440764_tench.JPEG"))
+  top5 = evaluate.predict(config, str(SAMPLE / "n01440764_tench.JPEG"))
   assert top5[0][0] == "class index 0"  # tench, not TF-slim's raw index 1
   assert "note: no class names" in capsys.readouterr().out

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mobilenet_jax import models
+from mobilenet_jax.convolutions import same_padding
 from tests.conftest import load_config
 
 
@@ -77,7 +78,6 @@ def test_make_divisible():
 
 
 def test_tf_same_padding_is_asymmetric_for_stride_2():
-  from mobilenet_jax.layers import same_padding
   assert same_padding(224, 3, 2) == (112, (0, 1))
   assert same_padding(7, 3, 2) == (4, (1, 1))
   assert same_padding(56, 3, 1) == (56, (1, 1))

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +17,8 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from mobilenet_jax import config as config_lib
-from mobilenet_jax import data, optim, trainer
+from mobilenet_jax import checkpointing, errors, evaluate, models, optim, tracking, train_step, trainer
+from mobilenet_jax import workdir as workdir_lib
 from tests.conftest import REPO, load_config
 
 TINY_OVERRIDES = {"wandb.mode": "disabled"}
@@ -102,7 +101,6 @@ def test_warmup_then_cosine_schedule():
 
 
 def test_label_smoothing_and_ema_follow_their_tf_definitions():
-  from mobilenet_jax import train_step
   logits, labels = jnp.log(jnp.asarray([[0.7, 0.2, 0.1]])), jnp.asarray([0])
   # Smoothed target: (1 - 0.3) one-hot + 0.3 / 3 everywhere.
   expected = -(0.8 * np.log(0.7) + 0.1 * np.log(0.2) + 0.1 * np.log(0.1))
@@ -117,7 +115,7 @@ def test_diverging_run_stops_with_the_step_and_keeps_the_last_good_checkpoint(tm
   workdir = str(tmp_path / "nan")
   config = tiny_config(**{"optimizer.learning_rate": 1e30, "training.num_steps": 20,
                           "training.log_every_steps": 10, "training.checkpoint_every_steps": 1})
-  with pytest.raises(trainer.TrainingError, match=r"at step (\d+); stopped") as error:
+  with pytest.raises(errors.TrainingError, match=r"at step (\d+); stopped") as error:
     trainer.train_and_evaluate(config, workdir)
   failed_step = int(error.value.args[0].split("at step ")[1].split(";")[0])
   step, params = final_params(workdir)
@@ -127,7 +125,6 @@ def test_diverging_run_stops_with_the_step_and_keeps_the_last_good_checkpoint(tm
 
 def test_weight_decay_mask_excludes_depthwise_bn_and_biases():
   config = load_config("mobilenet_v2", "width=0.35,res=32")
-  from mobilenet_jax import models
   model = models.build_model(config)
   params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
   mask = optim.weight_decay_mask(params, config.optimizer.weight_decay_exclude)
@@ -142,11 +139,10 @@ def test_weight_decay_mask_excludes_depthwise_bn_and_biases():
 
 
 def test_unknown_preset_and_dataset_are_refused(tmp_path):
-  with pytest.raises(config_lib.ConfigError,
+  with pytest.raises(errors.ConfigError,
                      match=r"allowed presets: \['modern', 'paper_v1', 'paper_v2', 'short'\]"):
     load_config("mobilenet_v2", "preset=fast")
-  from mobilenet_jax import data
-  with pytest.raises(data.DataError, match="allowed: 'digits', 'glyphs', 'folder:PATH', 'tfds:NAME'"):
+  with pytest.raises(errors.DataError, match="allowed: 'digits', 'glyphs', 'folder:PATH', 'tfds:NAME'"):
     trainer.train_and_evaluate(tiny_config(**{"data.dataset": "mnist"}), str(tmp_path / "x"))
 
 
@@ -164,37 +160,59 @@ def final_params(workdir):
   return manager.latest_step(), restored.state["params"]
 
 
-def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(tmp_path):
-  steps = ["--config.training.num_steps=60", "--config.training.log_every_steps=5",
-           "--config.training.checkpoint_every_steps=1000"]
-  interrupted, straight = str(tmp_path / "interrupted"), str(tmp_path / "straight")
-  process = launch(interrupted, *steps)
-  reference = launch(straight, *steps)  # alongside: it does not depend on the other runs
-  deadline = time.time() + 240
-  while time.time() < deadline and process.poll() is None:
-    path = os.path.join(interrupted, "metrics.jsonl")
-    if os.path.exists(path) and any(m.get("step", 0) >= 10 for m in metrics(interrupted)):
-      process.send_signal(signal.SIGTERM)
-      break
-    time.sleep(0.2)
-  output = process.communicate(timeout=240)[0]
-  assert process.returncode == 0, output
-  summary = json.load(open(os.path.join(interrupted, "summary.json")))
-  assert summary["status"] == "preempted" and 10 <= summary["steps"] < 60, output
-  resumed = launch(interrupted, *steps)
-  output = resumed.communicate(timeout=300)[0]
-  assert resumed.returncode == 0 and "Resumed" in output, output
+def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(tmp_path, monkeypatch, capsys):
+  config = tiny_config(**{"wandb.mode": "offline", "training.num_steps": 20,
+                          "training.log_every_steps": 5, "training.checkpoint_every_steps": 1000})
+  reached, steps = checkpointing.Preemption.reached, []
 
-  output = reference.communicate(timeout=300)[0]
+  def sigterm_after_step_8(self, sync_point):
+    steps.append(sync_point)
+    if len(steps) == 8:
+      os.kill(os.getpid(), signal.SIGTERM)  # the real signal, through the loop's handler
+    return reached(self, sync_point)
+
+  monkeypatch.setattr(checkpointing.Preemption, "reached", sigterm_after_step_8)
+  interrupted, straight = str(tmp_path / "interrupted"), str(tmp_path / "straight")
+  summary = trainer.train_and_evaluate(config, interrupted)
+  assert summary["status"] == "preempted" and summary["steps"] == 8
+  monkeypatch.undo()
+  assert trainer.train_and_evaluate(config, interrupted)["status"] == "finished"
+  assert "Resumed" in capsys.readouterr().out
+  trainer.train_and_evaluate(config, straight)
+
   step_a, params_a = final_params(interrupted)
   step_b, params_b = final_params(straight)
-  assert step_a == step_b == 60, output
+  assert step_a == step_b == 20
   for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b)):
     np.testing.assert_array_equal(a, b)
   runs = list(pathlib.Path(interrupted, "wandb").glob("offline-run-*"))
   assert len({run.name.rsplit("-", 1)[1] for run in runs}) == 1, runs
   logged = [m["step"] for m in metrics(interrupted) if "train/loss" in m]
-  assert logged == sorted(set(logged))  # nothing logged twice across the resume
+  assert logged == sorted(set(logged)) == [5, 10, 15, 20]  # nothing logged twice
+
+
+def test_the_train_step_compiles_once_per_run_and_once_on_resume(tmp_path, monkeypatch):
+  make, traces = train_step.make_train_step, []
+
+  def counting_traces(*args):
+    step = make(*args)
+
+    def traced(*step_args):
+      traces.append(1)  # Python runs this body only while jax.jit traces
+      return step(*step_args)
+    return traced
+
+  monkeypatch.setattr(train_step, "make_train_step", counting_traces)
+  workdir = str(tmp_path / "run")
+  every = {"training.log_every_steps": 1, "training.eval_every_steps": 2,
+           "training.checkpoint_every_steps": 2}
+  config = tiny_config(**{"training.num_steps": 4, **every})
+  trainer.train_and_evaluate(config, workdir)
+  assert len(traces) == 1
+  (tmp_path / "run" / "summary.json").unlink()
+  shutil.rmtree(tmp_path / "run" / "checkpoints" / "4")
+  trainer.train_and_evaluate(config, workdir)  # resumes at step 2 from a restored state
+  assert len(traces) == 2
 
 
 def assert_same_loss_curve(actual, desired):
@@ -222,7 +240,7 @@ def test_eight_devices_give_the_same_loss_curve(tmp_path):
 
   # The checkpoint written on 8 devices restores on this process's single device.
   assert jax.device_count() == 1
-  restored = trainer.evaluate_checkpoint(tiny_config(), str(tmp_path / "eight"))
+  restored = evaluate.evaluate_checkpoint(tiny_config(), str(tmp_path / "eight"))
   summary = json.load(open(tmp_path / "eight" / "summary.json"))
   assert restored["step"] == 10 and restored["count"] == summary["eval_count"] == 360
   assert restored["top1"] == pytest.approx(summary["top1"], abs=1 / 360)
@@ -254,7 +272,6 @@ def test_two_processes_train_and_agree_with_one(tmp_path):
 
 
 def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
-  from mobilenet_jax import tracking
   path = tmp_path / "metrics.jsonl"
   good = '{"step": 25, "train/loss": 2.0}\n{"step": 50, "train/loss": 1.5}\n'
   path.write_text(good + '{"st')
@@ -270,7 +287,7 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
 def test_a_refused_run_leaves_nothing_and_a_workdir_without_checkpoints_takes_a_new_config(
     tmp_path):
   workdir = tmp_path / "run"
-  with pytest.raises(config_lib.ConfigError, match="num_classes=5 but digits has 10 classes"):
+  with pytest.raises(errors.ConfigError, match="num_classes=5 but digits has 10 classes"):
     trainer.train_and_evaluate(tiny_config(**{"model.num_classes": 5}), str(workdir))
   assert not workdir.exists()
   # A run that died before its first checkpoint: another config may take the workdir.
@@ -286,29 +303,29 @@ def test_a_refused_run_leaves_nothing_and_a_workdir_without_checkpoints_takes_a_
   assert [m["step"] for m in metrics(str(workdir)) if "train/loss" in m] == [1, 2]
   # Once it holds a checkpoint, the workdir refuses another config (unfinished, to get there).
   (workdir / "summary.json").unlink()
-  with pytest.raises(config_lib.ConfigError, match="holds a run with another config"):
+  with pytest.raises(errors.ConfigError, match="holds a run with another config"):
     trainer.train_and_evaluate(tiny_config(**{"seed": 7}), str(workdir))
 
 
 def test_scoring_a_workdir_refuses_another_model_or_preprocessing(tmp_path):
   workdir = str(tmp_path / "run")
   trainer.train_and_evaluate(tiny_config(**{"training.num_steps": 2}), workdir)
-  with pytest.raises(config_lib.ConfigError, match=r"\['config.resolution'\] .*=16"):
-    trainer.evaluate_checkpoint(tiny_config(**{"resolution": 32}), workdir)
+  with pytest.raises(errors.ConfigError, match=r"\['config.resolution'\] .*=16"):
+    evaluate.evaluate_checkpoint(tiny_config(**{"resolution": 32}), workdir)
   image = tmp_path / "digit.png"
   Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
-  with pytest.raises(config_lib.ConfigError, match="config.model.width_multiplier"):
-    trainer.predict(tiny_config(**{"model.width_multiplier": 0.5}), str(image), workdir)
+  with pytest.raises(errors.ConfigError, match="config.model.width_multiplier"):
+    evaluate.predict(tiny_config(**{"model.width_multiplier": 0.5}), str(image), workdir)
   # Other data settings (another dataset, fewer examples) are the user's to choose.
-  scored = trainer.evaluate_checkpoint(tiny_config(**{"data.max_eval_examples": 100}), workdir)
+  scored = evaluate.evaluate_checkpoint(tiny_config(**{"data.max_eval_examples": 100}), workdir)
   assert scored["step"] == 2 and scored["count"] == 100
 
 
 def test_ctrl_c_asks_for_a_checkpoint_and_a_second_one_aborts():
-  preemption = trainer.Preemption()
+  preemption = checkpointing.Preemption()
   try:
     os.kill(os.getpid(), signal.SIGINT)
-    assert preemption.reached(1)  # the loop saves at this step and stops
+    assert preemption.reached(sync_point=False)  # one process: at once; it saves and stops
     with pytest.raises(KeyboardInterrupt):
       os.kill(os.getpid(), signal.SIGINT)
   finally:
@@ -317,10 +334,9 @@ def test_ctrl_c_asks_for_a_checkpoint_and_a_second_one_aborts():
 
 
 def test_a_workdir_in_use_is_refused_with_its_holder(tmp_path):
-  from mobilenet_jax import workdir_lock
   workdir = str(tmp_path / "run")
-  with workdir_lock.WorkdirLock(workdir):
-    with pytest.raises(workdir_lock.WorkdirBusy, match=rf"in use by pid {os.getpid()} on "):
+  with workdir_lib.WorkdirLock(workdir):
+    with pytest.raises(errors.WorkdirBusy, match=rf"in use by pid {os.getpid()} on "):
       trainer.train_and_evaluate(tiny_config(), workdir)
   assert not os.path.exists(os.path.join(workdir, "config.json"))
 
@@ -329,23 +345,23 @@ def test_a_config_json_from_before_kernel_init_reads_as_he_fan_in(tmp_path):
   old = json.loads(tiny_config().to_json_best_effort())
   del old["model"]["kernel_init"]
   (tmp_path / "config.json").write_text(json.dumps(old))
-  trainer.check_trained_config(tiny_config(**{"model.kernel_init": "he_fan_in"}), str(tmp_path))
-  with pytest.raises(config_lib.ConfigError, match=r"config.model.kernel_init='he_fan_in'"):
-    trainer.check_trained_config(tiny_config(**{"model.kernel_init": "slim"}), str(tmp_path))
+  workdir_lib.check_trained_config(tiny_config(**{"model.kernel_init": "he_fan_in"}), str(tmp_path))
+  with pytest.raises(errors.ConfigError, match=r"config.model.kernel_init='he_fan_in'"):
+    workdir_lib.check_trained_config(tiny_config(**{"model.kernel_init": "slim"}), str(tmp_path))
 
 
 def test_user_errors_before_any_work_name_the_key_or_file(tmp_path):
-  with pytest.raises(config_lib.ConfigError, match=r"batch_size=2048 is larger than the "
+  with pytest.raises(errors.ConfigError, match=r"batch_size=2048 is larger than the "
                                                    r"training split \(1437 examples"):
     trainer.train_and_evaluate(tiny_config(**{"data.batch_size": 2048}), str(tmp_path / "a"))
   missing = tmp_path / "does_not_exist"
-  with pytest.raises(trainer.TrainingError, match="holds no checkpoints/"):
-    trainer.evaluate_checkpoint(tiny_config(), str(missing))
+  with pytest.raises(errors.TrainingError, match="holds no checkpoints/"):
+    evaluate.evaluate_checkpoint(tiny_config(), str(missing))
   assert not missing.exists()  # nothing created
   (tmp_path / "empty.jpg").write_bytes(b"")
   for image in (tmp_path / "empty.jpg", tmp_path / "absent.png", tmp_path):
-    with pytest.raises(data.DataError, match=rf"--image={image}: not a readable image"):
-      trainer.predict(tiny_config(), str(image), str(missing))  # before any restore
+    with pytest.raises(errors.DataError, match=rf"--image={image}: not a readable image"):
+      evaluate.predict(tiny_config(), str(image), str(missing))  # before any restore
 
 
 def test_a_damaged_latest_checkpoint_is_skipped_and_the_one_before_used(tmp_path, capsys):
@@ -353,7 +369,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_and_the_one_before_used(tmp_path
   config = tiny_config(**{"training.num_steps": 4, "training.checkpoint_every_steps": 2})
   trainer.train_and_evaluate(config, str(workdir))
   shutil.rmtree(workdir / "checkpoints" / "4" / "state")
-  assert trainer.evaluate_checkpoint(config, str(workdir))["step"] == 2  # eval changes nothing
+  assert evaluate.evaluate_checkpoint(config, str(workdir))["step"] == 2  # eval changes nothing
   assert "note: checkpoint step 4 cannot be restored" in capsys.readouterr().out
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
   (workdir / "summary.json").unlink()  # as if the run had died after the damaged save
@@ -363,14 +379,35 @@ def test_a_damaged_latest_checkpoint_is_skipped_and_the_one_before_used(tmp_path
   assert (workdir / "damaged_checkpoints" / "4").is_dir()  # kept, out of the manager's way
 
 
+def test_without_an_ema_no_ema_copies_are_stored_and_older_checkpoints_with_them_resume(
+    tmp_path):
+  workdir = tmp_path / "run"
+  config = tiny_config(**{"training.num_steps": 4, "training.checkpoint_every_steps": 2})
+  assert config.training.ema_decay == 0
+  trainer.train_and_evaluate(config, str(workdir))
+  manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
+  stored = manager.restore(2, args=ocp.args.Composite(state=ocp.args.PyTreeRestore())).state
+  assert stored["ema_params"] is None and stored["ema_batch_stats"] is None
+  # The layout before: the EMA copies stored beside the weights (as the weights themselves).
+  old = {**stored, "ema_params": stored["params"], "ema_batch_stats": stored["batch_stats"]}
+  shutil.rmtree(workdir / "checkpoints" / "4")
+  shutil.rmtree(workdir / "checkpoints" / "2")
+  (workdir / "summary.json").unlink()
+  writer = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
+  writer.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(old),
+                                         meta=ocp.args.JsonSave({"step": 2})), force=True)
+  writer.wait_until_finished()
+  summary = trainer.train_and_evaluate(config, str(workdir))
+  assert summary["status"] == "finished" and summary["steps"] == 4
+
+
 def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path):
-  from mobilenet_jax import workdir_lock
   (tmp_path / "a_file").write_text("")
-  with pytest.raises(workdir_lock.WorkdirBusy, match=r"--workdir=.*a_file/run cannot hold a run"):
+  with pytest.raises(errors.WorkdirBusy, match=r"--workdir=.*a_file/run cannot hold a run"):
     trainer.train_and_evaluate(tiny_config(), str(tmp_path / "a_file" / "run"))
   (tmp_path / "train").mkdir()
   (tmp_path / "val").mkdir()
-  with pytest.raises(data.DataError, match=r"class_names='/nonexistent.txt': No such file"):
+  with pytest.raises(errors.DataError, match=r"class_names='/nonexistent.txt': No such file"):
     trainer.train_and_evaluate(tiny_config(**{"data.dataset": f"folder:{tmp_path}",
                                               "data.class_names": "/nonexistent.txt"}),
                                str(tmp_path / "run"))
@@ -388,7 +425,7 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints_before(t
     return save(self, step, *args, **kwargs)
 
   monkeypatch.setattr(ocp.CheckpointManager, "save", disk_full_at_step_4)
-  with pytest.raises(trainer.TrainingError, match=r"step 4 failed: No space left on device; "
+  with pytest.raises(errors.TrainingError, match=r"step 4 failed: No space left on device; "
                                                   r"the earlier checkpoints .* \(latest: step 2\)"):
     trainer.train_and_evaluate(config, str(workdir))
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2"]

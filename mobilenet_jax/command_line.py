@@ -1,0 +1,55 @@
+"""Config files as the command line names them ('path.py[:arg]'), and one-line explanations of
+--config.* overrides that absl's parser rejects."""
+
+import difflib
+import importlib.util
+import os
+
+import ml_collections
+
+from mobilenet_jax import errors
+
+
+def load_config_file(spec):
+  """Loads 'path/to/config.py[:arg]' the way --config does: get_config(arg)."""
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("_config_file", path)
+  if module_spec is None or not os.path.exists(path):
+    raise errors.ConfigError(f"--config={spec}: no config file at {path!r}")
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except SyntaxError as error:
+    raise errors.ConfigError(f"--config={spec}: {path} line {error.lineno}: {error.msg}") from None
+  if not hasattr(module, "get_config"):
+    raise errors.ConfigError(f"--config={spec}: {path} defines no get_config(arg) returning the "
+                             "config (see configs/mobilenet_v2.py)")
+  return module.get_config(arg or None)
+
+
+def check_overrides(argv):
+  """Explains a failed --config.* override: an unknown key (with the keys that exist there) or
+  a value that does not parse as the key's type."""
+  specs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+  if not specs:
+    return
+  schema = load_config_file(specs[-1])
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    path, _, value = arg[len("--config."):].partition("=")
+    prefix, node = "config", schema
+    for key in path.split("."):
+      if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+        allowed = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise errors.ConfigError(f"{arg}: unknown config key {prefix}.{key}{hint}; "
+                                 f"keys allowed under {prefix}: {allowed}")
+      prefix, node = f"{prefix}.{key}", node[key]
+    if isinstance(node, (int, float)) and not isinstance(node, bool):
+      try:
+        type(node)(value)
+      except ValueError:
+        raise errors.ConfigError(f"{arg}: {prefix} takes a {type(node).__name__} "
+                                 f"(the default is {node!r})") from None
