@@ -39,7 +39,8 @@ from mobilenet_jax import models, optim, tables, train_step  # noqa: E402
 from mobilenet_jax import command_line  # noqa: E402
 from mobilenet_jax import runtime  # noqa: E402
 
-CONFIGS = {"v1": "configs/mobilenet_v1.py", "v2": "configs/mobilenet_v2.py"}
+CONFIGS = {"v1": "configs/mobilenet_v1.py", "v2": "configs/mobilenet_v2.py",
+           "v3l": "configs/mobilenet_v3_large.py", "v3s": "configs/mobilenet_v3_small.py"}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEED_COLUMNS = ["point", "implementation", "train img/s", "infer img/s", "batch-1 ms"]
 
@@ -117,6 +118,12 @@ def torch_model(arch, width, dropout_rate, num_classes=1000):
   if arch == "v2":
     return torchvision.models.mobilenet_v2(width_mult=width, dropout=dropout_rate,
                                            num_classes=num_classes)
+  if arch in ("v3l", "v3s"):
+    # The same layers as configs/mobilenet_v3_*.py; below alpha 1 torchvision also narrows the
+    # conv after the pool, which TF-slim's released models keep at 1280 / 1024.
+    build = torchvision.models.mobilenet_v3_large if arch == "v3l" else (
+        torchvision.models.mobilenet_v3_small)
+    return build(width_mult=width, dropout=dropout_rate, num_classes=num_classes)
   # torchvision has no V1: the paper's Table 1 from torchvision's conv-BN-ReLU6 parts, initialised
   # as torchvision initialises its MobileNetV2.
   block = torchvision.ops.Conv2dNormActivation

@@ -125,6 +125,9 @@ def profile(config):
             for p, shape in zip(model.plan, shapes)]
   if model.head_channels:
     blocks.append(BlockRow("head", "conv 1x1", f"->{model.head_channels}", 1, shapes[-1]))
+  if model.pooled_head_channels:
+    blocks.append(BlockRow("pooled_head", FULLY_CONNECTED, f"->{model.pooled_head_channels}", 1,
+                           (model.pooled_head_channels,)))
   blocks.append(BlockRow("classifier", FULLY_CONNECTED, f"->{model.num_classes}", 1,
                          (model.num_classes,)))
   by_name = {row.name: row for row in blocks}

@@ -11,13 +11,13 @@ import math
 
 import ml_collections
 
-from mobilenet_jax import blocks, errors, presets
+from mobilenet_jax import blocks, errors, layers, presets
 
 # config.init_from = 'KIND:PATH': the weight formats importers.py reads.
 WEIGHT_KINDS = ("keras_h5", "keras_tfjs", "slim_ckpt", "slim_npy")
 CHOICES = {
     "model.channel_rounding": ("truncate", "make_divisible"),
-    "model.activation": ("relu6", "relu"),
+    "model.activation": tuple(layers.ACTIVATIONS),
     "model.dtype": ("float32", "bfloat16"),
     "model.conv_impl": ("auto", "xla", "shifted"),
     "model.kernel_init": ("he_fan_out", "slim", "he_fan_in"),
@@ -48,6 +48,11 @@ def base_config():
   config.model.min_channels = 8
   # The 1x1 conv after the blocks (V2's 1280); 0 for none. Scaled only when alpha > 1.
   config.model.head_channels = 0
+  # The 1x1 conv after the pool (V3's 1280 or 1024, MNv4's 1280); 0 for none. Scaled as
+  # head_channels.
+  # With a bias (V3), or with BN (MNv4: pooled_head_norm).
+  config.model.pooled_head_channels = 0
+  config.model.pooled_head_norm = False
   config.model.num_classes = 1000
   config.model.dropout_rate = 0.0
   config.model.activation = "relu6"
@@ -245,6 +250,7 @@ def validate(config):
                              "batch is split over the axis named 'data', e.g. (('data', -1),)")
   if config.init_from:
     parse_init_from(config.init_from)
-  if model.min_channels < 1 or model.head_channels < 0:
-    raise errors.ConfigError("config.model.min_channels must be >= 1 and head_channels >= 0")
+  if model.min_channels < 1 or model.head_channels < 0 or model.pooled_head_channels < 0:
+    raise errors.ConfigError("config.model.min_channels must be >= 1, head_channels and "
+                             "pooled_head_channels >= 0")
   return config

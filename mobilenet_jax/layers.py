@@ -11,7 +11,9 @@ from jax import lax
 
 from mobilenet_jax import convolutions
 
-ACTIVATIONS = {"relu6": jax.nn.relu6, "relu": jax.nn.relu}
+# V3's hard swish is x * relu6(x + 3) / 6, its hard sigmoid relu6(x + 3) / 6 (as in TF-slim).
+ACTIVATIONS = {"relu6": jax.nn.relu6, "relu": jax.nn.relu, "hard_swish": jax.nn.hard_swish}
+hard_sigmoid = jax.nn.hard_sigmoid
 
 # config.model.kernel_init: (conv kernel initializer, classifier kernel initializer). Kernels are
 # HWIO, so fans count k*k taps times channels: a depthwise (k, k, 1, C) kernel has fan-in k*k and

@@ -1,17 +1,21 @@
 """Published numbers, as data: the papers' tables and the TF-slim releases' checkpoint tables.
 
-Sources: V1 = Howard et al. 2017 (arXiv 1704.04861),
-Tables 2 and 4-9; V2 = Sandler et al. 2018 (arXiv 1801.04381), Table 4; slim V1 =
-tensorflow/models research/slim/nets/mobilenet_v1.md (the 2018_02_22 release); slim V2 =
+Sources: V1 = Howard et al. 2017 (arXiv 1704.04861), Tables 2 and 4-9; V2 = Sandler et al.
+2018 (arXiv 1801.04381), Table 4; V3 = Howard et al. 2019 (arXiv 1905.02244), Table 3; MNv4 =
+Qin et al. 2024 (arXiv 2404.10518); slim V1 = tensorflow/models
+research/slim/nets/mobilenet_v1.md (the 2018_02_22 release); slim V2 and V3 =
 research/slim/nets/mobilenet/README.md. Mult-adds and params are in millions as printed.
 
-Every report and test compares against `GRID` and `ABLATIONS`; nothing else holds these numbers.
+Every report and test compares against `GRID`, `V3`, `MNV4` and `ABLATIONS`; nothing else holds
+these numbers.
 """
 
 import dataclasses
 import math
 
 from mobilenet_jax import accounting
+
+UNITS = {"M": 1e6, "G": 1e9}
 
 # V1 Table 2, "Resource Per Layer Type" of 1.0 MobileNet-224: {layer type: (% mult-adds,
 # % parameters)}, parameters counting kernels only. The paper prints 1.19% for the full 3x3
@@ -43,6 +47,16 @@ class Published:
   # Where the printed mult-adds or params disagree with the architecture the source itself
   # describes (found by counting the traced model; asserted in tests/test_paper.py).
   mismatch: str = ""
+  madds_unit: str = "M"  # the MNv4 paper prints G
+
+  @property
+  def madds_count(self):
+    return self.madds * UNITS[self.madds_unit] if self.madds is not None else None
+
+  def agrees_with(self, madds, params):
+    """Whether counted mult-adds and params are what this row prints."""
+    return (agrees(madds, self.madds, UNITS[self.madds_unit])
+            and agrees(params, self.params))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +66,7 @@ class Cell:
   width_multiplier: float
   resolution: int
   paper: Published | None
-  slim: Published
+  slim: Published | None = None
 
   @property
   def name(self):
@@ -125,6 +139,36 @@ GRID = (
     _v2(0.35, 96, (45.5, 70.4, 11, 1.66)),
 )
 
+_v3_large = _cell("mobilenet_v3_large", "V3 paper", "TF-slim")
+_v3_small = _cell("mobilenet_v3_small", "V3 paper", "TF-slim")
+_V3_LARGE_219 = ("the V3 paper prints 219 M mult-adds for Large 1.0-224; its Table 1 (and "
+                 "TF-slim's V3_LARGE, whose README prints 217 M) has 216.6 M")
+_V3_SMALL_SLIM = ("TF-slim's README prints {} for Small {}; its own V3_SMALL has {} (the paper "
+                  "prints 56 M and 2.5 M for 1.0)")
+
+# V3 (Howard et al. 2019, Table 3) and TF-slim's V3 README; paper rows at 1.0 only. TF-slim's
+# 0.75 models keep the 1280 / 1024 conv after the pool (config.model.pooled_head_channels).
+V3 = (
+    _v3_large(1.0, 224, (75.2, None, 217, 5.4), (75.2, 219, 5.4, None, "Table 3"),
+              paper_mismatch=_V3_LARGE_219),
+    _v3_large(0.75, 224, (73.3, None, 155, 4.0)),
+    _v3_small(1.0, 224, (67.5, None, 66, 2.9), (67.4, 56, 2.5, None, "Table 3"),
+              slim_mismatch=_V3_SMALL_SLIM.format("66 M and 2.9 M", "1.0", "56.5 M and 2.53 M")),
+    _v3_small(0.75, 224, (65.4, None, 44, 2.4),
+              slim_mismatch=_V3_SMALL_SLIM.format("44 M and 2.4 M", "0.75", "43.4 M and 2.03 M")),
+)
+
+# MNv4 (Qin et al. 2024), its conv models; the paper prints mult-adds in G and counts
+# BN scale and offset as parameters.
+MNV4 = (
+    Cell("mobilenet_v4_conv_small", 1.0, 224,
+         Published("MNv4 paper", 73.8, 0.2, 3.8, madds_unit="G")),
+    Cell("mobilenet_v4_conv_medium", 1.0, 256,
+         Published("MNv4 paper", 79.9, 1.0, 9.2, madds_unit="G",
+                   mismatch="the MNv4 paper prints 9.2 M params for Conv-M; its architecture "
+                            "has 9.72 M (as timm counts it), 1.08 G mult-adds at 256 px")),
+)
+
 # V1 Tables 4 and 5: architecture ablations at 224, keyed by config model name.
 ABLATIONS = {
     "mobilenet_v1_conv": Published(
@@ -142,24 +186,27 @@ CONVENTIONS = {
     "V2 paper": {"num_classes": 1000, "bn_variables_per_channel": 0},
     "TF-slim 2018_02_22": {"num_classes": 1001, "bn_variables_per_channel": 3},
     "TF-slim": {"num_classes": 1001, "bn_variables_per_channel": 0},
+    "V3 paper": {"num_classes": 1000, "bn_variables_per_channel": 0},
+    "MNv4 paper": {"num_classes": 1000, "bn_variables_per_channel": 2},
 }
 
 
 def find(arch, width_multiplier, resolution):
   """The published grid cell for a model, or None."""
-  for cell in GRID:
+  for cell in GRID + V3 + MNV4:
     if (cell.arch, cell.width_multiplier, cell.resolution) == (arch, width_multiplier, resolution):
       return cell
   return None
 
 
-def agrees(count, printed):
-  """Whether an exact count (in units) is what a source printed (in millions), read with the
-  printed number of decimals and either convention the sources use: rounded or truncated."""
+def agrees(count, printed, unit=1e6):
+  """Whether an exact count (in units) is what a source printed (in millions, or `unit`), read
+  with the printed number of decimals and either convention the sources use: rounded or
+  truncated."""
   if printed is None:
     return True
   decimals = len(repr(float(printed)).split(".")[1].rstrip("0")) if printed % 1 else 0
-  millions = count / 1e6
+  millions = count / unit
   scale = 10 ** decimals
   return printed in (round(millions, decimals), math.floor(millions * scale) / scale)
 

@@ -108,13 +108,14 @@ def paper_table(table_rows, compare_accuracy):
     config = ml_collections.ConfigDict(row["config"])
     for published in published_rows(row):
       madds, params = paper.count_as(config, published.source)
-      ok = paper.agrees(madds, published.madds) and paper.agrees(params, published.params)
+      ok = published.agrees_with(madds, params)
       check = "ok" if ok else f"⚠ differs: {published.mismatch or 'not in the registry'}"
       lines.append((f"{row['arch']} {row['width_multiplier']:g}-{row['resolution']}",
                     _pct(row["top1"], row["top1_std"]),
                     f"{published.source} {published.table}".strip(),
                     _printed(published.top1) if compare_accuracy else "(not ImageNet)",
-                    f"{_m(madds)} / {_printed(published.madds)}",
+                    f"{_m(madds)} / {_printed(published.madds)}"
+                    + (f" {published.madds_unit}" if published.madds_unit != "M" else ""),
                     f"{_m(params, 2)} / {_printed(published.params)}", check))
   return tables.markdown_table(header, lines) if lines else ""
 
@@ -173,7 +174,7 @@ def plot(path, table_rows, x_key, x_label, compare_accuracy):
   if compare_accuracy and x_key == "madds":
     for r in points:
       for p in published_rows(r):
-        published.append((p.madds * 1e6, p.top1, p.source))
+        published.append((p.madds_count, p.top1, p.source))
     for source in sorted({s for _, _, s in published}):
       xs, ys = zip(*[(x, y) for x, y, s in published if s == source])
       ax.scatter(xs, ys, marker="x", s=50, label=source)

@@ -87,3 +87,17 @@ def test_conv_impl_does_not_change_counts():
   config = load_config("mobilenet_v2", "width=0.5,res=96")
   config.model.conv_impl = "shifted"
   assert accounting.profile(config).madds == counts("mobilenet_v2", "width=0.5,res=96").madds
+
+
+@pytest.mark.parametrize("name,madds,params,bn_params", [
+    ("mobilenet_v3_large", 216_589_760, 5_458_632, 24_400),
+    ("mobilenet_v3_small", 56_510_400, 2_530_744, 12_112),
+    ("mobilenet_v4_conv_small", 186_005_568, 3_748_936, 25_088),
+    ("mobilenet_v4_conv_medium", 1_080_244_224, 9_647_608, 67_904),
+])
+def test_v3_and_v4_exact(name, madds, params, bn_params):
+  """SE's two 1x1 convs on the pooled features and the conv after the pool count as fully
+  connected layers; h-swish and the SE gate, like every activation, count nothing."""
+  p = counts(name)
+  assert (p.madds, p.params, p.bn_params) == (madds, params, bn_params)
+  assert any(row.name == "pooled_head" for row in p.blocks)

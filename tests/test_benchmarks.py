@@ -1,7 +1,10 @@
 """The speed benchmark's timing discipline (the speeds themselves live in benchmarks/README.md)."""
 
+import pytest
+
 from benchmarks import layers as layer_benchmark
 from benchmarks import speed
+from mobilenet_jax import accounting
 from tests.conftest import load_config
 
 
@@ -31,3 +34,13 @@ def test_layer_benchmark_takes_every_convolution_with_its_shapes():
       ("depthwise 3x3", (1, 64, 64, 32), (3, 3, 1, 32), 2)]
   assert [(c.input_shape, c.kernel_shape) for c in convs[-2:]] == [
       ((1, 4, 4, 512), (3, 3, 1, 512)), ((1, 4, 4, 512), (1, 1, 512, 512))]
+
+
+@pytest.mark.parametrize("arch,name", [("v3l", "mobilenet_v3_large"), ("v3s", "mobilenet_v3_small")])
+def test_v3_has_torchvisions_parameters(arch, name):
+  """torchvision's V3, an independent implementation, has exactly our parameters (PyTorch counts
+  BN scale and offset as parameters)."""
+  pytest.importorskip("torchvision", reason="PyTorch is in benchmarks/requirements.txt")
+  ours = accounting.profile(load_config(name))
+  theirs = sum(p.numel() for p in speed.torch_model(arch, 1.0, 0.2).parameters())
+  assert ours.params + ours.bn_params == theirs

@@ -123,3 +123,18 @@ def test_a_broken_config_file_is_one_line_naming_it(tmp_path, text, message):
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert result.stderr.startswith(f"error: --config={path}: ") and message in result.stderr
   assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("row,fragment", [
+    (("inverted_residual", 6, 24, 1, 2, {"kernal": 5}), "take no option 'kernal'; allowed: "
+                                                        "['act', 'kernel', 'se']"),
+    (("inverted_residual", 6, 24, 1, 2, {"kernel": 4}), "option kernel=4; allowed: [1, 3, 5, 7]"),
+    (("inverted_residual", 6, 24, 1, 2, {"act": "gelu"}), "option act='gelu'; allowed: "),
+    (("separable", 1, 24, 1, 1, {"se": 0.25}), "'separable' blocks take no option 'se'"),
+    (("uib", 4, 24, 1, 2, {"kernel": 0}), "a strided UIB needs a depthwise conv"),
+    (("uib", 4, 24, 1, 1, [5]), "the sixth value holds per-row options as a dict"),
+])
+def test_row_options_are_checked_against_the_block_registry(row, fragment):
+  config = load_config("mobilenet_v2")
+  config.model.blocks = config.model.blocks + (row,)
+  refused(config, "config.model.blocks[8]", fragment)

@@ -10,11 +10,12 @@ from mobilenet_jax import convolutions, layers, models
 from tests.conftest import load_config
 
 
-@pytest.mark.parametrize("shape", [(2, 9, 9, 5), (2, 8, 8, 5), (1, 7, 10, 3), (2, 4, 4, 6)])
+@pytest.mark.parametrize("shape,k", [((2, 9, 9, 5), 3), ((2, 8, 8, 5), 3), ((1, 7, 10, 3), 3),
+                                     ((2, 4, 4, 6), 3), ((2, 9, 9, 4), 5), ((1, 8, 10, 3), 5)])
 @pytest.mark.parametrize("stride", [1, 2])
-def test_depthwise_shifted_matches_xla(shape, stride):
+def test_depthwise_shifted_matches_xla(shape, k, stride):
   x = jax.random.normal(jax.random.key(0), shape)
-  kernel = jax.random.normal(jax.random.key(1), (3, 3, 1, shape[-1]))
+  kernel = jax.random.normal(jax.random.key(1), (k, k, 1, shape[-1]))
   loss = lambda fn: lambda x, k: jnp.sum(jnp.sin(fn(x, k, stride)))
   np.testing.assert_allclose(convolutions.depthwise_shifted(x, kernel, stride),
                              convolutions.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
@@ -53,7 +54,8 @@ def test_conv_broadcast_matches_xla(shape, stride):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2"])
+@pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
+                                  "mobilenet_v4_conv_medium"])
 def test_whole_model_same_parameters_and_logits(arch):
   """Same parameter tree and the same logits (training-mode BN included) for both."""
   config = load_config(arch, "width=0.25,res=64")

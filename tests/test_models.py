@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mobilenet_jax import models
+from mobilenet_jax import blocks, layers, models
 from mobilenet_jax.convolutions import same_padding
 from tests.conftest import load_config
 
@@ -71,10 +71,10 @@ def test_v1_truncates_channels_like_tf_slim():
 
 
 def test_make_divisible():
-  assert models.make_divisible(18) == 24  # 16 would be > 10% below 18
-  assert models.make_divisible(11.2) == 16
-  assert models.make_divisible(3) == 8
-  assert models.make_divisible(1792) == 1792
+  assert blocks.make_divisible(18) == 24  # 16 would be > 10% below 18
+  assert blocks.make_divisible(11.2) == 16
+  assert blocks.make_divisible(3) == 8
+  assert blocks.make_divisible(1792) == 1792
 
 
 def test_tf_same_padding_is_asymmetric_for_stride_2():
@@ -136,3 +136,66 @@ def test_presets_state_their_kernel_init():
   assert load_config("mobilenet_v1", "preset=paper_v1").model.kernel_init == "slim"
   assert load_config("mobilenet_v2", "preset=modern").model.kernel_init == "he_fan_out"
   assert load_config("mobilenet_v2", "preset=short").model.kernel_init == "he_fan_out"
+
+
+def init_params(config):
+  model = models.build_model(config)
+  x = jax.ShapeDtypeStruct(models.input_shape(config), jnp.float32)
+  return jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+
+
+def test_v3_large_blocks_follow_table_1():
+  config = load_config("mobilenet_v3_large")
+  plan = models.build_plan(config.model)
+  # Table 1's exp size, #out, SE, NL and s columns for its fifteen bneck rows.
+  assert [b.hidden_channels for b in plan[1:16]] == [16, 64, 72, 72, 120, 120, 240, 200, 184,
+                                                     184, 480, 672, 672, 960, 960]
+  assert [b.out_channels for b in plan[1:16]] == [16, 24, 24, 40, 40, 40, 80, 80, 80, 80, 112,
+                                                  112, 160, 160, 160]
+  assert [b.se > 0 for b in plan[1:16]] == [False] * 3 + [True] * 3 + [False] * 4 + [True] * 5
+  assert [b.act or config.model.activation for b in plan[1:16]] == (
+      ["relu"] * 6 + ["hard_swish"] * 9)
+  assert [b.kernel for b in plan[1:16]] == [3] * 3 + [5] * 3 + [3] * 6 + [5] * 3
+  params = init_params(config)
+  se = params["block_04"]["squeeze_excite"]
+  # TF-slim's squeeze: make_divisible(72 / 4) = 24 channels, 1x1 convs with biases.
+  assert se["reduce"]["kernel"].shape == (72, 24) and se["reduce"]["bias"].shape == (24,)
+  assert se["expand"]["kernel"].shape == (24, 72) and se["expand"]["bias"].shape == (72,)
+  assert params["block_16"]["conv_bn"]["conv"]["kernel"].shape == (1, 1, 160, 960)
+  assert params["pooled_head"]["conv"]["kernel"].shape == (960, 1280)
+  assert params["pooled_head"]["conv"]["bias"].shape == (1280,)  # V3: a bias, no BN
+  assert "bn" not in params["pooled_head"]
+
+
+def test_v3_activations_are_tf_slims():
+  x = jnp.linspace(-5.0, 5.0, 101)
+  np.testing.assert_allclose(layers.ACTIVATIONS["hard_swish"](x),
+                             x * np.clip(x + 3, 0, 6) / 6, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(layers.hard_sigmoid(x), np.clip(x + 3, 0, 6) / 6, rtol=1e-6,
+                             atol=1e-7)
+
+
+def test_v3_pooled_head_keeps_its_width_below_alpha_one():
+  for width, head in ((0.75, 1280), (1.0, 1280), (1.25, 1600)):
+    config = load_config("mobilenet_v3_large", f"width={width}")
+    assert models.pooled_head_channels(config.model) == head
+
+
+def test_uib_variants_and_fused_ib_have_their_layers():
+  params = init_params(load_config("mobilenet_v4_conv_medium", "res=224"))
+  layer_names = lambda name: sorted(params[name])
+  assert layer_names("block_01") == ["expand", "project"]  # Fused IB: full 3x3 expand
+  assert params["block_01"]["expand"]["conv"]["kernel"].shape == (3, 3, 32, 128)
+  # ExtraDW (3, 5): start depthwise on the 48 inputs, middle one on the expanded 192.
+  assert layer_names("block_02") == ["depthwise", "expand", "project", "start_depthwise"]
+  assert params["block_02"]["start_depthwise"]["conv"]["kernel"].shape == (3, 3, 1, 48)
+  assert params["block_02"]["depthwise"]["conv"]["kernel"].shape == (5, 5, 1, 192)
+  assert layer_names("block_09") == ["expand", "project", "start_depthwise"]  # ConvNext-like
+  assert layer_names("block_10") == ["expand", "project"]  # FFN
+  assert params["pooled_head"]["conv"]["kernel"].shape == (960, 1280)
+  assert "bias" not in params["pooled_head"]["conv"] and "bn" in params["pooled_head"]
+
+
+def test_a_strided_uib_takes_the_stride_in_its_middle_depthwise():
+  _, feats = features(load_config("mobilenet_v4_conv_small"))
+  assert [f.shape[1] for f in feats] == [112, 56, 56, 28, 28] + [14] * 6 + [7] * 7

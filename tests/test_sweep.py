@@ -150,6 +150,23 @@ def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
   assert Image.open(tmp_path / "tradeoff.png").text["published_points"] == "2"
 
 
+def test_report_takes_v3_and_mnv4_members_beside_their_published_rows(tmp_path):
+  for name, top1 in (("mobilenet_v3_small", 0.6), ("mobilenet_v4_conv_small", 0.7)):
+    config = load_config(name)
+    config.data.dataset = "tfds:imagenet2012"
+    config.wandb.mode = "disabled"
+    write_member(tmp_path, name, config, top1)
+  report.write(str(tmp_path))
+  text = (tmp_path / "report.md").read_text()
+  rows = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()
+          if line.startswith(("| mobilenet_v3_small 1-224", "| mobilenet_v4_conv_small 1-224"))]
+  assert [(r[2], r[4], r[5], r[6][:9]) for r in rows] == [
+      ("V3 paper Table 3", "56.5 / 56", "2.531 / 2.5", "ok"),
+      ("TF-slim", "56.5 / 66", "2.532 / 2.9", "⚠ differs"),
+      ("MNv4 paper", "186.0 / 0.2 G", "3.774 / 3.8", "ok")]
+  assert Image.open(tmp_path / "tradeoff.png").text["published_points"] == "3"
+
+
 def test_report_states_the_rank_correlation_of_mult_adds_and_top1(tmp_path):
   config = load_config("tiny")
   config.wandb.mode = "disabled"
