@@ -63,7 +63,24 @@ def render(config, counts):
       f"({counts.params / 1e6:.2f}M)   BN scale/offset {counts.bn_params:,}   "
       f"BN statistics {counts.bn_stats:,}",
   ]
-  return "\n".join(lines)
+  return "\n".join(lines + published_lines(config))
+
+
+def published_lines(config):
+  """The published rows for this model, each counted in its source's convention."""
+  cell = paper.find(config.model.name, config.model.width_multiplier, config.resolution)
+  if cell is None:
+    return []
+  rows = []
+  for published in filter(None, (cell.paper, cell.slim)):
+    madds, params = paper.count_as(config, published.source)
+    unit = paper.UNITS[published.madds_unit]
+    rows.append([f"{published.source} {published.table}".strip(),
+                 f"{madds / unit:.3f} / {published.madds:g}{published.madds_unit}",
+                 f"{params / 1e6:.3f} / {published.params:g}M",
+                 "ok" if published.agrees_with(madds, params) else f"⚠ {published.mismatch}"])
+  return ["", "Published (counted in each source's convention / printed):",
+          tables.markdown_table(["source", "mult-adds", "params", "check"], rows)]
 
 
 def run(config):

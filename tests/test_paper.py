@@ -2,7 +2,7 @@
 
 import pytest
 
-from mobilenet_jax import paper
+from mobilenet_jax import paper, profile_report
 from tests.conftest import load_config
 
 
@@ -37,3 +37,17 @@ def test_agrees_reads_printed_precision_rounded_or_truncated():
   assert not paper.agrees(290_675_200, 292)
   assert paper.agrees(3_472_041, 3.47) and not paper.agrees(3_472_041, 3.6)
   assert paper.agrees(1_320_648, 1.32) and paper.agrees(4_210_088, 4.2)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("mobilenet_v3_large", ["V3 paper Table 3 | 216.590 / 219M | 5.459 / 5.4M | ⚠ the V3 paper",
+                            "TF-slim | 216.591 / 217M | 5.460 / 5.4M | ok"]),
+    ("mobilenet_v3_small", ["V3 paper Table 3 | 56.510 / 56M | 2.531 / 2.5M | ok",
+                            "TF-slim | 56.511 / 66M | 2.532 / 2.9M | ⚠ TF-slim's README"]),
+    ("mobilenet_v4_conv_small", ["MNv4 paper | 0.186 / 0.2G | 3.774 / 3.8M | ok"]),
+    ("mobilenet_v4_conv_medium", ["MNv4 paper | 1.080 / 1G | 9.716 / 9.2M | ⚠ the MNv4 paper"]),
+])
+def test_profile_prints_the_published_rows_with_their_check(name, expected):
+  table = profile_report.published_lines(load_config(name))[-1].splitlines()[2:]
+  rows = [" | ".join(c.strip() for c in line.split("|")[1:-1]) for line in table]
+  assert [row[:len(e)] for row, e in zip(rows, expected)] == expected and len(rows) == len(expected)
