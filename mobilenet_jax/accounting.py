@@ -12,10 +12,13 @@ are reported separately (the papers' counts exclude both).
 
 import collections
 import dataclasses
+import functools
+import json
 import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from jax.extend import core as jax_core
 
 from mobilenet_jax import models
@@ -111,14 +114,24 @@ def _split_bn(params):
 
 
 def profile(config):
-  """Counts the model a config describes; traces at batch 1, compiles nothing."""
+  """Counts the model a config describes; traces at batch 1, compiles nothing. The same model
+  and resolution are counted once per process."""
+  return _profile(json.dumps({"model": config.model.to_dict(), "resolution": config.resolution},
+                             sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=None)
+def _profile(key):
+  described = json.loads(key)
+  config = ml_collections.ConfigDict({"model": described["model"],
+                                      "resolution": described["resolution"]})
   model = models.build_model(config, conv_impl="xla")
   x = jax.ShapeDtypeStruct(models.input_shape(config), jnp.float32)
   variables = jax.eval_shape(model.init, jax.random.key(0), x)
   apply = lambda v, x: model.apply(v, x, mutable=["intermediates"])
-  _, state = jax.eval_shape(apply, variables, x)
+  jaxpr, (_, state) = jax.make_jaxpr(apply, return_shape=True)(variables, x)
   shapes = [feature.shape[1:] for feature in state["intermediates"]["features"]]
-  layers = list(_walk(jax.make_jaxpr(apply)(variables, x).jaxpr))
+  layers = list(_walk(jaxpr.jaxpr))
 
   params, bn_params = _split_bn(variables["params"])
   blocks = [BlockRow(p.name, p.block, f"{p.in_channels}->{p.out_channels}", p.stride, shape)

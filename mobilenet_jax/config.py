@@ -109,6 +109,8 @@ def base_config():
   config.training.eval_every_steps = 0  # 0 = only at the end
   config.training.checkpoint_every_steps = 500
   config.training.keep_checkpoints = 3
+  # Batch-1 latency and inference img/s of the final model, in summary.json.
+  config.training.measure_latency = True
   config.training.preset = ""
 
   # Device mesh axes as (name, size) pairs, -1 = all remaining devices. The batch is split

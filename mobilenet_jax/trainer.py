@@ -161,7 +161,7 @@ def _train(config, workdir, mesh, train_split, val_split, summary_path):
     progress.close()
 
   speed = (latency.measure(model, state.params, state.batch_stats, config.resolution)
-           if status == "finished" else {})
+           if status == "finished" and config.training.measure_latency else {})
   summary = {**run_info, **speed, "steps": int(state.step), "status": status,
              "top1": results.get("eval/top1"), "top5": results.get("eval/top5"),
              "ema_top1": results.get("eval/ema/top1", results.get("eval/top1")),

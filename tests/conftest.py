@@ -1,9 +1,20 @@
+import atexit
 import importlib.util
+import os
 import pathlib
+import shutil
+import tempfile
 
-import pytest
+# One XLA compilation cache for the whole session, subprocesses included: the tests build the
+# same small models again and again. Set before JAX is imported, which reads it then.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="mobilenet_jax_xla_")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
-from mobilenet_jax import command_line
+import pytest  # noqa: E402
+
+from mobilenet_jax import command_line  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -54,11 +54,24 @@ def test_conv_broadcast_matches_xla(shape, stride):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small",
-                                  "mobilenet_v4_conv_medium"])
-def test_whole_model_same_parameters_and_logits(arch):
+def every_block_type():
+  """One row of each block type and UIB variant, SE and h-swish included, and MNv4's head."""
+  config = load_config("tiny")
+  config.model.blocks = (
+      ("conv", 1, 16, 1, 2), ("separable", 1, 16, 1, 1), ("fused_ib", 4, 16, 1, 1),
+      ("uib", 4, 24, 1, 2, {"start_kernel": 3, "kernel": 5}), ("uib", 2, 24, 1, 1),
+      ("uib", 4, 24, 1, 1, {"start_kernel": 5, "kernel": 0}), ("uib", 2, 24, 1, 1, {"kernel": 0}),
+      ("inverted_residual", 3, 32, 1, 2, {"kernel": 5, "se": 0.25, "act": "hard_swish"}))
+  config.model.pooled_head_channels, config.model.pooled_head_norm = 64, True
+  return config
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "every_block_type"])
+def test_whole_model_same_parameters_and_logits(name):
   """Same parameter tree and the same logits (training-mode BN included) for both."""
-  config = load_config(arch, "width=0.25,res=64")
+  config = every_block_type() if name == "every_block_type" else load_config(
+      name, "width=0.25,res=64")
+  config.resolution = 64
   x = jax.random.normal(jax.random.key(0), (4, 64, 64, 3))
   outputs = {}
   for impl in ("xla", "shifted"):

@@ -32,8 +32,9 @@ def launch_sweep(sweep_file, workdir, *extra):
   args = [sys.executable, "launch.py", f"--sweep={sweep_file}", f"--workdir={workdir}",
           "--config.training.num_steps=40", "--config.training.log_every_steps=10",
           "--config.wandb.mode=disabled", *extra]
-  # Every compile is cached, however fast this machine compiles the tiny members.
-  env = {**os.environ, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  # The sweep's own cache, every compile in it, however fast this machine compiles them.
+  env = {key: value for key, value in os.environ.items() if key != "JAX_COMPILATION_CACHE_DIR"}
+  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
   return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, env=env)
 

@@ -21,7 +21,7 @@ from mobilenet_jax import checkpointing, errors, evaluate, models, optim, tracki
 from mobilenet_jax import workdir as workdir_lib
 from tests.conftest import REPO, load_config
 
-TINY_OVERRIDES = {"wandb.mode": "disabled"}
+TINY_OVERRIDES = {"wandb.mode": "disabled", "training.measure_latency": False}
 
 
 def tiny_config(**overrides):
@@ -140,7 +140,7 @@ def test_weight_decay_mask_excludes_depthwise_bn_and_biases():
 
 def test_unknown_preset_and_dataset_are_refused(tmp_path):
   with pytest.raises(errors.ConfigError,
-                     match=r"allowed presets: \['modern', 'paper_v1', 'paper_v2', 'short'\]"):
+                     match=r"allowed presets: \['modern', 'paper_v1', 'paper_v2', 'paper_v3', 'short'\]"):
     load_config("mobilenet_v2", "preset=fast")
   with pytest.raises(errors.DataError, match="allowed: 'digits', 'glyphs', 'folder:PATH', 'tfds:NAME'"):
     trainer.train_and_evaluate(tiny_config(**{"data.dataset": "mnist"}), str(tmp_path / "x"))
