@@ -4,7 +4,6 @@
 """
 
 from mobilenet_jax import config as config_lib
-from mobilenet_jax import presets
 
 # Table 1 as (block type, t, c, n, s). The paper prints stride 2 for the last depthwise layer,
 # but its input and output are both 7x7; TF-slim's _CONV_DEFS (and every release) use stride 1.
@@ -23,13 +22,8 @@ BLOCKS = (
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, width=1.0, res=224, preset="paper_v1")
-  config = config_lib.base_config()
-  config.resolution = arg.res
-  config.model.name = "mobilenet_v1"
-  config.model.blocks = BLOCKS
-  config.model.width_multiplier = arg.width
-  config.model.channel_rounding = "truncate"  # TF-slim: max(int(c * alpha), 8)
-  config.model.bn_momentum = 0.9997  # TF-slim mobilenet_v1_arg_scope
-  config.model.dropout_rate = 0.001  # TF-slim dropout_keep_prob=0.999
-  return presets.apply_preset(config, arg.preset)
+  return config_lib.model_config(
+      arg, "mobilenet_v1", BLOCKS, preset="paper_v1",
+      channel_rounding="truncate",  # TF-slim: max(int(c * alpha), 8)
+      bn_momentum=0.9997,  # TF-slim mobilenet_v1_arg_scope
+      dropout_rate=0.001)  # TF-slim dropout_keep_prob=0.999

@@ -4,7 +4,6 @@
 """
 
 from mobilenet_jax import config as config_lib
-from mobilenet_jax import presets
 
 # Table 2 as (block type, t, c, n, s): the stem conv, then the seventeen bottlenecks (the
 # paper's text says 19; its own n column sums to 17, as does TF-slim's V2_DEF).
@@ -21,14 +20,8 @@ BLOCKS = (
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, width=1.0, res=224, preset="paper_v2")
-  config = config_lib.base_config()
-  config.resolution = arg.res
-  config.model.name = "mobilenet_v2"
-  config.model.blocks = BLOCKS
-  config.model.width_multiplier = arg.width
-  config.model.channel_rounding = "make_divisible"
-  config.model.head_channels = 1280
-  config.model.bn_momentum = 0.997  # TF-slim mobilenet training_scope
-  config.model.dropout_rate = 0.2  # TF-slim dropout_keep_prob=0.8
-  return presets.apply_preset(config, arg.preset)
+  return config_lib.model_config(
+      arg, "mobilenet_v2", BLOCKS, preset="paper_v2", channel_rounding="make_divisible",
+      head_channels=1280,
+      bn_momentum=0.997,  # TF-slim mobilenet training_scope
+      dropout_rate=0.2)  # TF-slim dropout_keep_prob=0.8

@@ -4,7 +4,6 @@
 """
 
 from mobilenet_jax import config as config_lib
-from mobilenet_jax import presets
 
 RE = {"act": "relu"}  # Table 1's NL column: RE = ReLU, HS = h-swish (the model's default)
 SE5 = {"kernel": 5, "se": 0.25}
@@ -27,16 +26,9 @@ BLOCKS = (
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, width=1.0, res=224, preset="paper_v3")
-  config = config_lib.base_config()
-  config.resolution = arg.res
-  config.model.name = "mobilenet_v3_large"
-  config.model.blocks = BLOCKS
-  config.model.width_multiplier = arg.width
-  config.model.channel_rounding = "make_divisible"
-  config.model.activation = "hard_swish"
-  # Table 1's last rows: pool, then a 1x1 conv with bias (no BN) to 1280, h-swish.
-  config.model.pooled_head_channels = 1280
-  config.model.bn_momentum = 0.99  # Section 6.1: "batch-normalization ... average decay of 0.99"
-  config.model.dropout_rate = 0.2  # Section 6.1: dropout keep probability 0.8
-  return presets.apply_preset(config, arg.preset)
+  return config_lib.model_config(
+      arg, "mobilenet_v3_large", BLOCKS, preset="paper_v3", channel_rounding="make_divisible",
+      activation="hard_swish",
+      pooled_head_channels=1280,  # Table 1's last rows: pool, 1x1 conv with bias (no BN), HS
+      bn_momentum=0.99,  # Section 6.1: "batch-normalization ... average decay of 0.99"
+      dropout_rate=0.2)  # Section 6.1: dropout keep probability 0.8

@@ -3,11 +3,10 @@
   python launch.py --config=configs/mobilenet_v3_small.py:width=1.0,res=224 --mode=profile
 """
 
-from mobilenet_jax import config as config_lib
-from mobilenet_jax import presets
+from configs import mobilenet_v3_large
 
-RE = {"act": "relu"}  # Table 2's NL column: RE = ReLU, HS = h-swish (the model's default)
-SE5 = {"kernel": 5, "se": 0.25}
+RE = mobilenet_v3_large.RE  # Table 2's NL column, as Table 1's
+SE5 = mobilenet_v3_large.SE5
 
 # Table 2 as (block type, t, c, n, s[, options]), t = exp size / input channels: the stem, the
 # eleven bneck rows, and the 1x1 conv to 576 before the pool.
@@ -25,15 +24,8 @@ BLOCKS = (
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, width=1.0, res=224, preset="paper_v3")
-  config = config_lib.base_config()
-  config.resolution = arg.res
+  config = mobilenet_v3_large.get_config(arg)
   config.model.name = "mobilenet_v3_small"
   config.model.blocks = BLOCKS
-  config.model.width_multiplier = arg.width
-  config.model.channel_rounding = "make_divisible"
-  config.model.activation = "hard_swish"
   config.model.pooled_head_channels = 1024  # a 1x1 conv with bias, no BN, as V3-Large's
-  config.model.bn_momentum = 0.99  # Section 6.1: "batch-normalization ... average decay of 0.99"
-  config.model.dropout_rate = 0.2  # Section 6.1: dropout keep probability 0.8
-  return presets.apply_preset(config, arg.preset)
+  return config

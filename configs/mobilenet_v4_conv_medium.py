@@ -5,7 +5,6 @@ table.
 """
 
 from configs import mobilenet_v4_conv_small
-from mobilenet_jax import config as config_lib
 
 uib = mobilenet_v4_conv_small.uib
 
@@ -37,9 +36,5 @@ BLOCKS = (
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, width=1.0, res=256, preset="modern")
-  config = mobilenet_v4_conv_small.get_config(f"width={arg.width},res={arg.res},"
-                                              f"preset={arg.preset}")
-  config.model.name = "mobilenet_v4_conv_medium"
-  config.model.blocks = BLOCKS
-  return config
+  return mobilenet_v4_conv_small.get_config(arg, "mobilenet_v4_conv_medium", BLOCKS,
+                                            resolution=256)

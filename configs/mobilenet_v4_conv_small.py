@@ -4,7 +4,6 @@
 """
 
 from mobilenet_jax import config as config_lib
-from mobilenet_jax import presets
 
 K1 = {"kernel": 1}
 
@@ -34,16 +33,9 @@ BLOCKS = (
 )
 
 
-def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, width=1.0, res=224, preset="modern")
-  config = config_lib.base_config()
-  config.resolution = arg.res
-  config.model.name = "mobilenet_v4_conv_small"
-  config.model.blocks = BLOCKS
-  config.model.width_multiplier = arg.width
-  config.model.channel_rounding = "make_divisible"
-  config.model.activation = "relu"
+def get_config(arg=None, name="mobilenet_v4_conv_small", blocks=BLOCKS, resolution=224):
   # After the pool: a 1x1 conv to 1280 without bias, then BN and ReLU.
-  config.model.pooled_head_channels = 1280
-  config.model.pooled_head_norm = True
-  return presets.apply_preset(config, arg.preset)
+  return config_lib.model_config(
+      arg, name, blocks, preset="modern", resolution=resolution,
+      channel_rounding="make_divisible", activation="relu", pooled_head_channels=1280,
+      pooled_head_norm=True)

@@ -10,21 +10,27 @@ import ml_collections
 from mobilenet_jax import errors
 
 
-def load_config_file(spec):
-  """Loads 'path/to/config.py[:arg]' the way --config does: get_config(arg)."""
-  path, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("_config_file", path)
-  if module_spec is None or not os.path.exists(path):
-    raise errors.ConfigError(f"--config={spec}: no config file at {path!r}")
+def load_function(path, flag, name, example):
+  """The function `name` of the Python file at `path`, which `flag` named; a missing file, a
+  syntax error or a missing function is one line."""
+  if not os.path.isfile(path):
+    raise errors.ConfigError(f"{flag}: no such file {path!r}")
+  module_spec = importlib.util.spec_from_file_location(f"_{name}_file", path)
   module = importlib.util.module_from_spec(module_spec)
   try:
     module_spec.loader.exec_module(module)
   except SyntaxError as error:
-    raise errors.ConfigError(f"--config={spec}: {path} line {error.lineno}: {error.msg}") from None
-  if not hasattr(module, "get_config"):
-    raise errors.ConfigError(f"--config={spec}: {path} defines no get_config(arg) returning the "
-                             "config (see configs/mobilenet_v2.py)")
-  return module.get_config(arg or None)
+    raise errors.ConfigError(f"{flag}: {path} line {error.lineno}: {error.msg}") from None
+  if not hasattr(module, name):
+    raise errors.ConfigError(f"{flag}: {path} defines no {name}() (see {example})")
+  return getattr(module, name)
+
+
+def load_config_file(spec):
+  """Loads 'path/to/config.py[:arg]' the way --config does: get_config(arg)."""
+  path, _, arg = spec.partition(":")
+  return load_function(path, f"--config={spec}", "get_config",
+                       "configs/mobilenet_v2.py")(arg or None)
 
 
 def check_overrides(argv):

@@ -134,6 +134,20 @@ def base_config():
   return config
 
 
+def model_config(arg, name, blocks, preset, **model):
+  """A config file's config: the base config with a block table, the config argument's
+  width=, res= and preset= applied, and the model fields that differ from the defaults."""
+  arg = parse_arg(arg, width=1.0, res=model.pop("resolution", 224), preset=preset)
+  config = base_config()
+  config.resolution = arg.res
+  config.model.name = name
+  config.model.blocks = blocks
+  config.model.width_multiplier = arg.width
+  for key, value in model.items():
+    config.model[key] = value
+  return presets.apply_preset(config, arg.preset)
+
+
 def parse_arg(arg, **defaults):
   """Parses a config file's 'key=value,key=value' argument into `defaults`' keys and types."""
   parsed = dict(defaults)

@@ -8,7 +8,6 @@ command lines are exactly what `--dry_run` prints for a cluster's array job.
 
 import ctypes
 import dataclasses
-import importlib.util
 import itertools
 import os
 import shlex
@@ -17,7 +16,7 @@ import subprocess
 import sys
 import time
 
-from mobilenet_jax import errors, tracking
+from mobilenet_jax import command_line, errors, tracking
 from mobilenet_jax import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,17 +62,8 @@ def grid(config, name, axes, fixed=None):
 
 
 def load_sweep(path):
-  if not os.path.exists(path):
-    raise errors.ConfigError(f"--sweep={path}: no such sweep file")
-  spec = importlib.util.spec_from_file_location("_sweep_file", path)
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-  except SyntaxError as error:
-    raise errors.ConfigError(f"--sweep={path} line {error.lineno}: {error.msg}") from None
-  if not hasattr(module, "get_sweep"):
-    raise errors.ConfigError(f"--sweep={path} defines no get_sweep()")
-  return module.get_sweep()
+  return command_line.load_function(path, f"--sweep={path}", "get_sweep",
+                                    "experiments/quickstart.py")()
 
 
 def member_command(sweep, member, workdir, extra_overrides=()):

@@ -110,9 +110,9 @@ def test_cli_unknown_key_and_bad_type():
 
 
 @pytest.mark.parametrize("text,message", [
-    (None, "no config file at"),
+    (None, "no such file"),
     ("def get_config(:\n", "line 1: invalid syntax"),
-    ("x = 1\n", "defines no get_config(arg)"),
+    ("x = 1\n", "defines no get_config() (see configs/mobilenet_v2.py)"),
 ])
 def test_a_broken_config_file_is_one_line_naming_it(tmp_path, text, message):
   path = tmp_path / "my_config.py"

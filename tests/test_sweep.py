@@ -240,5 +240,5 @@ def test_sweep_file_mistakes_are_config_errors(tmp_path):
     sweep.grid("configs/tiny.py", "a{alpha}", {"resolution": (8, 16)})
   broken = tmp_path / "broken.py"
   broken.write_text("def get_sweep(:\n")
-  with pytest.raises(errors.ConfigError, match=rf"--sweep={broken} line 1: invalid syntax"):
+  with pytest.raises(errors.ConfigError, match=rf"--sweep={broken}: {broken} line 1: invalid syntax"):
     sweep.load_sweep(str(broken))
