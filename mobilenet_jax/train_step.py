@@ -28,10 +28,12 @@ def abstract_params(model, config):
 def init_state(model, tx, config, rng):
   variables = model.init(rng, jnp.zeros(models.input_shape(config)))
   params, batch_stats = variables["params"], variables["batch_stats"]
-  ema = config.training.ema_decay > 0
+  # The EMA starts as a copy: called outside jit, the same buffers twice could not be donated.
+  ema = (lambda tree: jax.tree.map(jnp.copy, tree)) if config.training.ema_decay > 0 else (
+      lambda tree: None)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params), ema_params=params if ema else None,
-                    ema_batch_stats=batch_stats if ema else None)
+                    opt_state=tx.init(params), ema_params=ema(params),
+                    ema_batch_stats=ema(batch_stats))
 
 
 def cross_entropy(logits, labels, num_classes, label_smoothing):
