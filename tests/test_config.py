@@ -72,7 +72,7 @@ def test_wrong_type():
 def test_unknown_choice():
   config = load_config("mobilenet_v2")
   config.model.activation = "swish"
-  refused(config, "config.model.activation='swish'", "['relu6', 'relu']")
+  refused(config, "config.model.activation='swish'", "['relu6', 'relu', 'hard_swish']")
 
 
 def test_config_file_argument():
