@@ -30,7 +30,7 @@ def get_sweep():
 
 def launch_sweep(sweep_file, workdir, *extra):
   args = [sys.executable, "launch.py", f"--sweep={sweep_file}", f"--workdir={workdir}",
-          "--config.training.num_steps=40", "--config.training.log_every_steps=10",
+          "--config.training.num_steps=20", "--config.training.log_every_steps=10",
           "--config.wandb.mode=disabled", *extra]
   # The sweep's own cache, every compile in it, however fast this machine compiles them.
   env = {key: value for key, value in os.environ.items() if key != "JAX_COMPILATION_CACHE_DIR"}
@@ -100,7 +100,7 @@ def test_dry_run_prints_one_command_per_member(tmp_path):
 
 @pytest.mark.parametrize("name,count", [("quickstart", 9), ("v1_tradeoff", 16),
                                         ("v1_ablations", 4), ("v2_tradeoff", 21),
-                                        ("imagenette_tradeoff", 9)])
+                                        ("imagenette_tradeoff", 9), ("v3_quickstart", 4)])
 def test_experiment_members_are_valid_configs(name, count):
   definition = sweep.load_sweep(str(REPO / "experiments" / f"{name}.py"))
   assert len(definition.members) == count

@@ -224,51 +224,39 @@ def assert_same_loss_curve(actual, desired):
   np.testing.assert_allclose(actual, desired, rtol=1e-2)
 
 
-def test_eight_devices_give_the_same_loss_curve(tmp_path):
-  steps = ["--config.training.num_steps=10", "--config.training.log_every_steps=1",
-           "--config.wandb.mode=disabled"]
-  one = launch(str(tmp_path / "one"), *steps)
-  eight = launch(str(tmp_path / "eight"), *steps,
-                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
-  for process in (one, eight):
-    output = process.communicate(timeout=300)[0]
-    assert process.returncode == 0, output
-  losses = {name: [m["train/loss"] for m in metrics(str(tmp_path / name)) if "train/loss" in m]
-            for name in ("one", "eight")}
-  assert json.load(open(tmp_path / "eight" / "summary.json"))["devices"] == 8
-  assert_same_loss_curve(losses["eight"], losses["one"])
-
-  # The checkpoint written on 8 devices restores on this process's single device.
-  assert jax.device_count() == 1
-  restored = evaluate.evaluate_checkpoint(tiny_config(), str(tmp_path / "eight"))
-  summary = json.load(open(tmp_path / "eight" / "summary.json"))
-  assert restored["step"] == 10 and restored["count"] == summary["eval_count"] == 360
-  assert restored["top1"] == pytest.approx(summary["top1"], abs=1 / 360)
-
-
 def free_port():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
 
 
-def test_two_processes_train_and_agree_with_one(tmp_path):
+def test_eight_devices_and_two_processes_give_one_devices_loss_curve(tmp_path):
+  """All three runs start together: one device, eight (fake) devices in one process, and two
+  processes over gloo."""
   steps = ["--config.training.num_steps=10", "--config.training.log_every_steps=1",
            "--config.wandb.mode=disabled"]
   port = free_port()
-  workdir = str(tmp_path / "two")
-  processes = [launch(workdir, *steps, f"--coordinator_address=127.0.0.1:{port}",
-                      "--num_processes=2", f"--process_id={i}") for i in range(2)]
-  single = launch(str(tmp_path / "single"), *steps,
-                  env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
-  for process in processes + [single]:
+  runs = {"one": [launch(str(tmp_path / "one"), *steps)],
+          "eight": [launch(str(tmp_path / "eight"), *steps,
+                           env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})],
+          "two": [launch(str(tmp_path / "two"), *steps, f"--coordinator_address=127.0.0.1:{port}",
+                         "--num_processes=2", f"--process_id={i}") for i in range(2)]}
+  for process in sum(runs.values(), []):
     output = process.communicate(timeout=300)[0]
     assert process.returncode == 0, output
-  summary = json.load(open(os.path.join(workdir, "summary.json")))
-  assert summary["processes"] == 2 and summary["status"] == "finished"
-  two = [m["train/loss"] for m in metrics(workdir) if "train/loss" in m]
-  one = [m["train/loss"] for m in metrics(str(tmp_path / "single")) if "train/loss" in m]
-  assert_same_loss_curve(two, one)
+  losses = {name: [m["train/loss"] for m in metrics(str(tmp_path / name)) if "train/loss" in m]
+            for name in runs}
+  summaries = {name: json.load(open(tmp_path / name / "summary.json")) for name in runs}
+  assert summaries["eight"]["devices"] == 8 and summaries["two"]["processes"] == 2
+  assert summaries["two"]["status"] == "finished"
+  assert_same_loss_curve(losses["eight"], losses["one"])
+  assert_same_loss_curve(losses["two"], losses["one"])
+
+  # The checkpoint written on 8 devices restores on this process's single device.
+  assert jax.device_count() == 1
+  restored = evaluate.evaluate_checkpoint(tiny_config(), str(tmp_path / "eight"))
+  assert restored["step"] == 10 and restored["count"] == summaries["eight"]["eval_count"] == 360
+  assert restored["top1"] == pytest.approx(summaries["eight"]["top1"], abs=1 / 360)
 
 
 def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
