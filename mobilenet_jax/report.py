@@ -15,6 +15,7 @@ from scipy import stats
 from mobilenet_jax import errors, paper
 from mobilenet_jax import tables
 from mobilenet_jax import tracking
+from mobilenet_jax import workdir as workdir_lib
 
 COLUMNS = ("name", "arch", "width_multiplier", "resolution", "madds", "params", "top1", "top5",
            "ema_top1", "images_per_second", "latency_ms", "status", "seeds", "top1_std")
@@ -27,7 +28,7 @@ def collect(workdir):
   for name in sorted(os.listdir(workdir)):
     folder = os.path.join(workdir, name)
     if os.path.exists(os.path.join(folder, "summary.json")):
-      members.append((name, tracking.read_json(os.path.join(folder, "config.json")),
+      members.append((name, workdir_lib.read_config(folder),
                       tracking.read_json(os.path.join(folder, "summary.json"))))
   return members
 

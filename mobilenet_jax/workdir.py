@@ -60,15 +60,27 @@ TRAINED_KEYS = ("model", "resolution", "data.central_crop_fraction")
 
 # Config keys added after runs had been written, with the value those runs used: a workdir's
 # config.json without them is read as having them, so it resumes and scores as before.
-ADDED_KEYS = {"config.model.kernel_init": "he_fan_in"}
+ADDED_KEYS = {"config.model.kernel_init": "he_fan_in", "config.model.pooled_head_channels": 0,
+              "config.model.pooled_head_norm": False, "config.training.measure_latency": True}
+
+
+def read_config(workdir):
+  """The workdir's config.json as a nested dict, with the keys added since it was written."""
+  config = tracking.read_json(os.path.join(workdir, "config.json"))
+  for dotted, value in ADDED_KEYS.items():
+    *groups, key = dotted.split(".")[1:]
+    node = config
+    for group in groups:
+      node = node.setdefault(group, {})
+    node.setdefault(key, value)
+  return config
 
 
 def recorded_config(workdir):
   """The workdir's config.json as {dotted key: value}, or None when it has none."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  if not os.path.exists(os.path.join(workdir, "config.json")):
     return None
-  return {**ADDED_KEYS, **tracking.flatten(tracking.read_json(path), "config.")}
+  return tracking.flatten(read_config(workdir), "config.")
 
 
 def _differences(recorded, config, keys=None):

@@ -151,6 +151,19 @@ def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
   assert Image.open(tmp_path / "tradeoff.png").text["published_points"] == "2"
 
 
+def test_report_reads_members_written_before_config_keys_were_added(tmp_path):
+  config = load_config("mobilenet_v2", "width=0.5,res=160")
+  config.data.dataset = "tfds:imagenet2012"
+  write_member(tmp_path, "old", config, 0.6)
+  old = json.loads((tmp_path / "old" / "config.json").read_text())
+  for group, key in (("model", "pooled_head_channels"), ("model", "pooled_head_norm"),
+                     ("model", "kernel_init"), ("training", "measure_latency")):
+    del old[group][key]
+  (tmp_path / "old" / "config.json").write_text(json.dumps(old))
+  assert report.write(str(tmp_path))[0]["madds"] == accounting.profile(config).madds
+  assert "| mobilenet_v2 0.5-160" in (tmp_path / "report.md").read_text()
+
+
 def test_report_takes_v3_and_mnv4_members_beside_their_published_rows(tmp_path):
   for name, top1 in (("mobilenet_v3_small", 0.6), ("mobilenet_v4_conv_small", 0.7)):
     config = load_config(name)
