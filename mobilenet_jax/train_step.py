@@ -25,15 +25,21 @@ def abstract_params(model, config):
                         jnp.zeros(models.input_shape(config)))["params"]
 
 
+def with_weights(state, config, params, batch_stats):
+  """`state` holding these weights, and its EMA (when config.training.ema_decay keeps one)
+  starting from a copy of them: outside jit, the same buffers twice could not be donated."""
+  ema = config.training.ema_decay > 0
+  return state.replace(params=params, batch_stats=batch_stats,
+                       ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+                       ema_batch_stats=jax.tree.map(jnp.copy, batch_stats) if ema else None)
+
+
 def init_state(model, tx, config, rng):
   variables = model.init(rng, jnp.zeros(models.input_shape(config)))
-  params, batch_stats = variables["params"], variables["batch_stats"]
-  # The EMA starts as a copy: called outside jit, the same buffers twice could not be donated.
-  ema = (lambda tree: jax.tree.map(jnp.copy, tree)) if config.training.ema_decay > 0 else (
-      lambda tree: None)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params), ema_params=ema(params),
-                    ema_batch_stats=ema(batch_stats))
+  params = variables["params"]
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=None, batch_stats=None,
+                     opt_state=tx.init(params), ema_params=None, ema_batch_stats=None)
+  return with_weights(state, config, params, variables["batch_stats"])
 
 
 def cross_entropy(logits, labels, num_classes, label_smoothing):

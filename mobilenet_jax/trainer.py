@@ -74,11 +74,8 @@ def _train(config, workdir, mesh, train_split, val_split, summary_path):
                     compiler_options=models.INIT_COMPILER_OPTIONS)(init_rng)
     if config.init_from:
       imported = importers.load_for_model(config, model)
-      ema = config.training.ema_decay > 0
-      state = jax.device_put(state.replace(
-          params=imported.params, batch_stats=imported.batch_stats,
-          ema_params=imported.params if ema else None,
-          ema_batch_stats=imported.batch_stats if ema else None), state_sharding)
+      state = jax.device_put(train_step.with_weights(state, config, imported.params,
+                                                     imported.batch_stats), state_sharding)
   start_step = int(state.step)
   label_offset = importers.label_offset(config)
 
