@@ -4,10 +4,13 @@
       --config.resolution=160 --mode=profile
   python launch.py --config=configs/mobilenet_v2.py:width=0.5,res=160 --workdir=runs/v2
   python launch.py --sweep=experiments/quickstart.py --workdir=runs/quickstart [--jobs=2]
+  python launch.py --sweep=experiments/v2_tradeoff.py --workdir=/shared/runs/v2 --launcher=ray \
+      --ray_address=auto
   python launch.py --mode=report --workdir=runs/quickstart
   python launch.py --config=configs/tiny.py --mode=eval --workdir=runs/tiny
 """
 
+import functools
 import json
 import sys
 
@@ -25,7 +28,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from mobilenet_jax import command_line, errors, evaluate, profile_report, report, sweep  # noqa: E402
 from mobilenet_jax import config as config_lib  # noqa: E402
-from mobilenet_jax import trainer  # noqa: E402
+from mobilenet_jax import ray_launcher, trainer  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:arg].", lock_config=True)
 _MODE = flags.DEFINE_enum(
@@ -36,7 +39,14 @@ _MODE = flags.DEFINE_enum(
 _IMAGE = flags.DEFINE_string("image", None, "Image file for --mode=predict.")
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep file (experiments/*.py): run its members, "
                              "each in --workdir/<member>; --config.key=value applies to all.")
-_JOBS = flags.DEFINE_integer("jobs", 1, "Sweep members run at once, as separate processes.")
+_JOBS = flags.DEFINE_integer("jobs", 1, "Sweep members run at once, as local processes "
+                             "(--launcher=local).")
+_LAUNCHER = flags.DEFINE_enum(
+    "launcher", "local", ["local", "ray"], "Where sweep members run: local processes, or Ray "
+    "tasks asking for each member's config.resources (on --ray_address's cluster).")
+_RAY_ADDRESS = flags.DEFINE_string(
+    "ray_address", None, "--launcher=ray: 'auto' (the cluster `ray start` started on this node) "
+    "or HOST:PORT; omitted, a Ray cluster of this machine alone is started for the sweep.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print one command per sweep member and exit.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, summary).")
 _COORDINATOR = flags.DEFINE_string(
@@ -123,7 +133,11 @@ def _sweep_or_report():
   definition = sweep.load_sweep(_SWEEP.value)
   if _DRY_RUN.value:
     return sweep.dry_run(definition, _WORKDIR.value, _SWEEP_OVERRIDES)
-  statuses = sweep.run(definition, _WORKDIR.value, _SWEEP_OVERRIDES, jobs=_JOBS.value)
+  if _LAUNCHER.value == "ray":
+    run_members = functools.partial(ray_launcher.run_members, address=_RAY_ADDRESS.value)
+  else:
+    run_members = functools.partial(sweep.run_locally, jobs=_JOBS.value)
+  statuses = sweep.run(definition, _WORKDIR.value, run_members, _SWEEP_OVERRIDES)
   if "finished" in statuses.values():
     _write_and_print_report()
   unfinished = {n: s for n, s in statuses.items() if s != "finished"}

@@ -1,6 +1,7 @@
 """Config files as the command line names them ('path.py[:arg]'), and one-line explanations of
 --config.* overrides that absl's parser rejects."""
 
+import ast
 import difflib
 import importlib.util
 import os
@@ -31,6 +32,25 @@ def load_config_file(spec):
   path, _, arg = spec.partition(":")
   return load_function(path, f"--config={spec}", "get_config",
                        "configs/mobilenet_v2.py")(arg or None)
+
+
+def apply_overrides(config, overrides):
+  """Sets ((dotted key, value), ...) on `config`; a string value for a key of another type is
+  read as --config.key=value reads it (a number, a bool, a tuple)."""
+  for dotted, value in overrides:
+    *groups, key = dotted.split(".")
+    node = config
+    for group in groups:
+      node = node[group]
+    if isinstance(value, str) and not isinstance(node[key], str):
+      lowered = value.lower()
+      try:
+        value = lowered == "true" if lowered in ("true", "false") else ast.literal_eval(value)
+      except (ValueError, SyntaxError):
+        raise errors.ConfigError(f"--config.{dotted}={value}: config.{dotted} takes a "
+                                 f"{type(node[key]).__name__} (the default is {node[key]!r})") from None
+    node[key] = value
+  return config
 
 
 def check_overrides(argv):

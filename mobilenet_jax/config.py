@@ -24,6 +24,7 @@ CHOICES = {
     "optimizer.name": ("tf1_rmsprop", "momentum", "nesterov"),
     "schedule.name": ("exponential", "cosine"),
     "wandb.mode": ("auto", "online", "offline", "disabled"),
+    "resources.placement": ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
 }
 STRIDES = (1, 2)
 
@@ -131,6 +132,17 @@ def base_config():
   config.wandb.entity = ""
   config.wandb.group = ""
   config.wandb.tags = ()
+
+  # What one run asks a Ray cluster for (launch.py --sweep=... --launcher=ray); where a run
+  # trains does not change what it computes, so a workdir may resume with other resources.
+  config.resources = ml_collections.ConfigDict()
+  config.resources.processes = 1  # jax.distributed processes (hosts), one Ray task each
+  config.resources.cpus = 1.0  # per process
+  config.resources.gpus = 0.0  # per process
+  config.resources.tpus = 0.0  # TPU chips per process (Ray's 'TPU' resource)
+  # Ray placement-group strategy for the processes: STRICT_SPREAD puts each on its own node.
+  config.resources.placement = "SPREAD"
+  config.resources.max_retries = 3  # relaunches after a worker or node dies; each resumes
   return config
 
 
@@ -219,7 +231,8 @@ def validate(config):
   check_keys(config, base_config())
   model = config.model
   for key in ("model.channel_rounding", "model.activation", "model.dtype", "model.conv_impl",
-              "model.kernel_init", "optimizer.name", "schedule.name", "wandb.mode"):
+              "model.kernel_init", "optimizer.name", "schedule.name", "wandb.mode",
+              "resources.placement"):
     _choice(config, key)
   total_stride = blocks.check_rows(model.blocks)
   if not model.width_multiplier > 0 or not math.isfinite(model.width_multiplier):
@@ -266,6 +279,10 @@ def validate(config):
                              "batch is split over the axis named 'data', e.g. (('data', -1),)")
   if config.init_from:
     parse_init_from(config.init_from)
+  for key, lowest in (("processes", 1), ("cpus", 0), ("gpus", 0), ("tpus", 0), ("max_retries", 0)):
+    if config.resources[key] < lowest:
+      raise errors.ConfigError(f"config.resources.{key}={config.resources[key]}; allowed: "
+                               f">= {lowest}")
   if model.min_channels < 1 or model.head_channels < 0 or model.pooled_head_channels < 0:
     raise errors.ConfigError("config.model.min_channels must be >= 1, head_channels and "
                              "pooled_head_channels >= 0")

@@ -34,12 +34,14 @@ def collect(workdir):
 
 
 def _without_seed(config):
-  config = {k: v for k, v in config.items() if k not in ("seed", "wandb")}
+  config = {k: v for k, v in config.items()
+            if k not in ("seed", "wandb") + workdir_lib.PLACEMENT_KEYS}
   return json.dumps(config, sort_keys=True)
 
 
 def rows(members):
-  """One row per configuration: members that differ only by seed give mean (and std) values."""
+  """One row per configuration: members that differ only by seed (or where they ran) give mean
+  (and std) values."""
   groups = {}
   for name, config, summary in members:
     groups.setdefault(_without_seed(config), []).append((name, config, summary))
@@ -48,7 +50,7 @@ def rows(members):
     name, config, summary = group[0]
     finished = [s for _, _, s in group if s.get("status") == "finished"]
     row = {key: summary.get(key) for key in COLUMNS}
-    row.update(name=name if len(group) == 1 else f"{name} (+{len(group) - 1} seeds)",
+    row.update(name=name if len(group) == 1 else f"{name} (+{len(group) - 1} runs)",
                arch=config["model"]["name"], dataset=config["data"]["dataset"],
                seeds=len(finished), status=summary.get("status") if len(group) == 1 else
                ("finished" if len(finished) == len(group) else f"{len(finished)}/{len(group)} finished"))

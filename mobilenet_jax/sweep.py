@@ -81,42 +81,79 @@ def member_status(workdir, member):
   return tracking.read_json(path).get("status", "pending")
 
 
-class _Running:
-  def __init__(self, member, process, log):
-    self.member, self.process, self.log = member, process, log
+def member_config(member, extra_overrides=()):
+  """The member's config, with the sweep-wide '--config.key=value' overrides applied."""
+  config = command_line.load_config_file(os.path.join(REPO, member.config))
+  sweep_wide = [arg[len("--config."):].split("=", 1) for arg in extra_overrides]
+  return command_line.apply_overrides(config, list(member.overrides) + sweep_wide)
+
+
+def ended_status(workdir, member, returncode, stopped=False):
+  """'finished' or 'preempted' as the member's summary says, else 'failed' with its error; a
+  member the launcher `stopped` before it could checkpoint is 'pending' again."""
+  status = member_status(workdir, member)
+  if returncode == 0 and status in ("finished", "preempted"):
+    return status
+  if stopped and returncode in (0, -signal.SIGTERM):
+    return status
+  with open(os.path.join(workdir, member.name, "launch.log")) as f:
+    lines = [line.rstrip() for line in f if line.strip()]
+  error = next((l for l in reversed(lines) if "error" in l.lower()), lines[-1] if lines else "")
+  return f"failed (exit {returncode}): {error}"
+
+
+def die_with_parent():
+  """In a member, before exec: SIGTERM when the thread that started it exits (PR_SET_PDEATHSIG),
+  so a member whose launcher dies (kill -9 included) checkpoints and stops."""
+  if sys.platform.startswith("linux"):
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
 
 COMPILATION_CACHE = "compilation_cache"
 
 
-def run(sweep, workdir, extra_overrides=(), jobs=1, out=sys.stdout):
-  """Runs every unfinished member, `jobs` at a time; returns {member name: status}.
+def compilation_cache_env(workdir):
+  """Members share one JAX compilation cache in the sweep's workdir (unless
+  JAX_COMPILATION_CACHE_DIR says otherwise), so members that differ only by seed, and resumed
+  members, skip XLA's compiles."""
+  return {"JAX_COMPILATION_CACHE_DIR": os.environ.get(
+      "JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(workdir), COMPILATION_CACHE))}
+
+
+def run(sweep, workdir, run_members, extra_overrides=(), out=sys.stdout):
+  """Runs every unfinished member with `run_members` (run_locally, or ray_launcher.run_members);
+  returns {member name: status}, which sweep.json records as each member ends.
 
   The sweep holds its workdir exclusively while it runs. SIGTERM or Ctrl-C is passed on to the
-  running members, which checkpoint and stop, and a member whose launcher dies (kill -9
-  included) gets SIGTERM too; running the same command again resumes them and skips the
-  finished ones. Members share one JAX compilation cache in the sweep's workdir (unless
-  JAX_COMPILATION_CACHE_DIR says otherwise), so members that differ only by seed, and resumed
-  members, skip XLA's compiles.
+  running members, which checkpoint and stop; running the same command again resumes them and
+  skips the finished ones.
   """
   with workdir_lib.WorkdirLock(workdir):
-    return _run(sweep, workdir, extra_overrides, jobs, out)
+    statuses = {m.name: member_status(workdir, m) for m in sweep.members}
+    for name, status in statuses.items():
+      if status == "finished":
+        print(f"[{sweep.name}] {name}: finished before, skipped", file=out)
+
+    def record(member, status):
+      statuses[member.name] = status
+      print(f"[{sweep.name}] {member.name}: {status}", file=out, flush=True)
+      tracking.write_json(os.path.join(workdir, STATUS_FILE),
+                          {"sweep": sweep.name, "members": statuses})
+
+    todo = [m for m in sweep.members if statuses[m.name] != "finished"]
+    run_members(sweep, todo, workdir, extra_overrides, record)
+    return statuses
 
 
-def _die_with_launcher():
-  """In the member, before exec: SIGTERM when the launcher's thread exits (PR_SET_PDEATHSIG)."""
-  ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+class _Running:
+  def __init__(self, member, process, log):
+    self.member, self.process, self.log = member, process, log
 
 
-def _run(sweep, workdir, extra_overrides, jobs, out):
-  env = dict(os.environ)
-  env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.abspath(workdir),
-                                                           COMPILATION_CACHE))
-  statuses = {m.name: member_status(workdir, m) for m in sweep.members}
-  todo = [m for m in sweep.members if statuses[m.name] != "finished"]
-  for name, status in statuses.items():
-    if status == "finished":
-      print(f"[{sweep.name}] {name}: finished before, skipped", file=out)
+def run_locally(sweep, members, workdir, extra_overrides, record, jobs=1):
+  """Runs `members` as local launch.py processes, `jobs` at a time, calling record(member,
+  status) as each starts and ends."""
+  env = {**os.environ, **compilation_cache_env(workdir)}
   running, stopping = [], False
 
   def stop(*_):
@@ -125,6 +162,7 @@ def _run(sweep, workdir, extra_overrides, jobs, out):
     for r in running:
       r.process.send_signal(signal.SIGTERM)
 
+  todo = list(members)
   previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
   try:
     while (todo and not stopping) or running:
@@ -135,33 +173,18 @@ def _run(sweep, workdir, extra_overrides, jobs, out):
         command = member_command(sweep, member, workdir, extra_overrides)
         log.write(f"$ {shlex.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_launcher if sys.platform.startswith("linux") else None)
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         running.append(_Running(member, process, log))
-        print(f"[{sweep.name}] {member.name}: started", file=out, flush=True)
+        record(member, "started")
       time.sleep(0.2)
       for r in [r for r in running if r.process.poll() is not None]:
         running.remove(r)
         r.log.close()
-        statuses[r.member.name] = _finished_status(workdir, r)
-        print(f"[{sweep.name}] {r.member.name}: {statuses[r.member.name]}", file=out, flush=True)
+        record(r.member, ended_status(workdir, r.member, r.process.returncode, stopping))
   finally:
     for s, handler in previous.items():
       signal.signal(s, handler)
-  tracking.write_json(os.path.join(workdir, STATUS_FILE),
-                      {"sweep": sweep.name, "members": statuses})
-  return statuses
-
-
-def _finished_status(workdir, running):
-  status = member_status(workdir, running.member)
-  if running.process.returncode == 0 and status in ("finished", "preempted"):
-    return status
-  with open(os.path.join(workdir, running.member.name, "launch.log")) as f:
-    lines = [line.rstrip() for line in f if line.strip()]
-  error = next((l for l in reversed(lines) if "error" in l.lower()), lines[-1] if lines else "")
-  return f"failed (exit {running.process.returncode}): {error}"
 
 
 def dry_run(sweep, workdir, extra_overrides=(), out=sys.stdout):

@@ -83,13 +83,21 @@ def recorded_config(workdir):
   return tracking.flatten(read_config(workdir), "config.")
 
 
+# Where a run trains, not what it computes: a workdir resumes with other values of these.
+PLACEMENT_KEYS = ("resources",)
+
+
+def _within(key, prefixes):
+  return any(key == f"config.{p}" or key.startswith(f"config.{p}.") for p in prefixes)
+
+
 def _differences(recorded, config, keys=None):
-  """Sorted dotted keys (under `keys`' prefixes, if given) whose values differ."""
+  """Sorted dotted keys (under `keys`' prefixes, if given; else all but PLACEMENT_KEYS') whose
+  values differ."""
   given = tracking.flatten(json.loads(config.to_json_best_effort()), "config.")
-  within = lambda k: keys is None or any(k == f"config.{p}" or k.startswith(f"config.{p}.")
-                                         for p in keys)
+  compared = lambda k: _within(k, keys) if keys else not _within(k, PLACEMENT_KEYS)
   return sorted(k for k in set(recorded) | set(given)
-                if within(k) and recorded.get(k) != given.get(k))
+                if compared(k) and recorded.get(k) != given.get(k))
 
 
 def check_trained_config(config, workdir):

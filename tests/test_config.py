@@ -44,6 +44,8 @@ def test_unknown_block_type():
     ("training.eval_every_steps", -1, ">= 0"),
     ("data.max_eval_examples", -5, "0 = the whole split"),
     ("mesh", (("batch", -1),), "no 'data' axis"),
+    ("resources.processes", 0, "allowed: >= 1"),
+    ("resources.gpus", -1.0, "allowed: >= 0"),
 ])
 def test_values_that_would_lose_work_or_divide_by_zero(key, value, fragment):
   config = load_config("tiny")

@@ -11,7 +11,7 @@ import time
 import pytest
 from PIL import Image
 
-from mobilenet_jax import accounting, command_line, errors, paper, report, sweep
+from mobilenet_jax import accounting, errors, paper, report, sweep
 from mobilenet_jax import config as config_lib
 from tests.conftest import REPO, load_config
 
@@ -105,14 +105,7 @@ def test_experiment_members_are_valid_configs(name, count):
   definition = sweep.load_sweep(str(REPO / "experiments" / f"{name}.py"))
   assert len(definition.members) == count
   for member in definition.members:
-    config = command_line.load_config_file(str(REPO / member.config))
-    for dotted, value in member.overrides:
-      *groups, key = dotted.split(".")
-      node = config
-      for group in groups:
-        node = node[group]
-      node[key] = value
-    config_lib.validate(config)
+    config_lib.validate(sweep.member_config(member))
 
 
 def write_member(workdir, name, config, top1, seed=0):

@@ -1,0 +1,116 @@
+"""--launcher=ray on a real local Ray cluster (`ray start --head`): failure isolation, a killed
+worker's member relaunched and resuming bitwise, a 2-process member, and the report."""
+
+import csv
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from mobilenet_jax import report
+from tests.conftest import REPO
+from tests.test_training import assert_same_loss_curve, final_params, metrics
+
+RAY = os.path.join(os.path.dirname(sys.executable), "ray")
+SWEEP_FILE = '''
+from mobilenet_jax import sweep
+
+def get_sweep():
+  return sweep.Sweep("ray_sweep", (
+      sweep.Member("reference", "configs/tiny.py"),
+      sweep.Member("killed", "configs/tiny.py"),
+      sweep.Member("broken", "configs/tiny.py", (("model.width_multiplier", -1.0),)),
+      sweep.Member("two_processes", "configs/tiny.py", (("resources.processes", 2),)),
+  ))
+'''
+STEPS = 200
+
+
+@pytest.fixture
+def ray_cluster():
+  """A one-node Ray cluster started as a user starts one; yields its address."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+  # Ray's socket paths must fit in 107 bytes: a short temporary directory, not pytest's.
+  temp_dir = tempfile.mkdtemp(prefix="ray")
+  started = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=4",
+                            "--include-dashboard=false", f"--temp-dir={temp_dir}"],
+                           capture_output=True, text=True, env=env, timeout=120)
+  assert started.returncode == 0, started.stdout + started.stderr
+  yield f"127.0.0.1:{port}"
+  subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+  shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_sweep_isolates_failures_relaunches_a_killed_member_and_runs_two_processes(
+    tmp_path, ray_cluster):
+  sweep_file = tmp_path / "ray_sweep.py"
+  sweep_file.write_text(SWEEP_FILE)
+  workdir = tmp_path / "sweep"
+  launcher = subprocess.Popen(
+      [sys.executable, "launch.py", f"--sweep={sweep_file}", f"--workdir={workdir}",
+       "--launcher=ray", f"--ray_address={ray_cluster}", f"--config.training.num_steps={STEPS}",
+       "--config.training.log_every_steps=1", "--config.training.checkpoint_every_steps=25",
+       "--config.training.measure_latency=False", "--config.wandb.mode=disabled"],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+
+  # Kill the Ray worker running `killed` once it has saved a checkpoint, as a dying node would:
+  # Ray also kills the member process the worker started, so it may not finish its own save.
+  log, checkpoints = workdir / "killed" / "launch.log", workdir / "killed" / "checkpoints"
+  deadline, killed_at = time.time() + 300, None
+  while time.time() < deadline and killed_at is None:
+    text = log.read_text() if log.exists() else ""
+    worker = re.search(r"Ray worker pid (\d+)", text)
+    steps = [int(s) for s in re.findall(rf"(\d+)/{STEPS} ", text)]
+    saved = checkpoints.exists() and any(name.isdigit() for name in os.listdir(checkpoints))
+    if worker and saved and steps and max(steps) < STEPS:
+      os.kill(int(worker.group(1)), signal.SIGKILL)
+      killed_at = max(steps)
+    time.sleep(0.1)
+  output = launcher.communicate(timeout=600)[0]
+  assert killed_at is not None, output
+
+  assert launcher.returncode == 1, output  # the broken member fails, alone
+  assert "broken: failed (exit 1): error: config.model.width_multiplier=-1.0" in output
+  assert "3/4 finished" in output
+  statuses = json.load(open(workdir / "sweep.json"))["members"]
+  assert [statuses[m] for m in ("reference", "killed", "two_processes")] == ["finished"] * 3
+  # Where each member runs, streamed from its launch.log.
+  assert re.search(r"reference \| \[ray\] attempt 1, process 1/1 on \S+ \(", output), output
+
+  # The killed worker's member was relaunched by the launcher, resumed from its last checkpoint,
+  # and ended bitwise equal to the uninterrupted reference.
+  assert "killed: its worker or node died; relaunched (attempt 2)" in output
+  resumed = int(re.search(r"Resumed \S+ at step (\d+)", log.read_text()).group(1))
+  assert 25 <= resumed < STEPS
+  losses = lambda member: {m["step"]: m["train/loss"] for m in metrics(workdir / member)
+                           if "train/loss" in m}
+  assert losses("killed") == losses("reference") and len(losses("reference")) == STEPS
+  (step, killed), (_, reference) = final_params(workdir / "killed"), final_params(workdir / "reference")
+  assert step == STEPS
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, killed, reference)))
+
+  # Two processes over gloo, placed by a placement group: the one-process loss curve.
+  summary = json.load(open(workdir / "two_processes" / "summary.json"))
+  assert summary["processes"] == 2 and (workdir / "two_processes" / "launch.1.log").exists()
+  two = [losses("two_processes")[s] for s in range(1, 11)]
+  assert_same_loss_curve(two, [losses("reference")[s] for s in range(1, 11)])
+
+  with open(workdir / "results.csv") as f:
+    reader = csv.DictReader(f)
+    assert tuple(reader.fieldnames) == report.COLUMNS
+    # One configuration, run three times (seed and placement do not make another).
+    assert [(r["name"], r["seeds"]) for r in reader] == [("killed (+2 runs)", "3")]
