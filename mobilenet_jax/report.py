@@ -158,21 +158,46 @@ def results_table(table_rows):
   return tables.markdown_table(header, lines)
 
 
-def plot(path, table_rows, x_key, x_label, compare_accuracy):
-  """Top-1 against `x_key`, one solid line per α and one dashed line per resolution; the
-  registry's published points overlaid for ImageNet. The PNG's text chunk 'points' records
-  how many measured points were drawn."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+def papers_curve(table_rows):
+  """The papers' ImageNet top-1 for the sweep's models that they publish (the paper's number,
+  else TF-slim's), as rows with this sweep's α and resolution and the published mult-adds."""
+  curve = []
+  for row in table_rows:
+    published = [p for p in published_rows(row) if p.top1 is not None]
+    if published:
+      curve.append({"width_multiplier": row["width_multiplier"], "resolution": row["resolution"],
+                    "madds": published[0].madds_count, "top1": published[0].top1 / 100})
+  return curve
 
-  points = [r for r in table_rows if r["top1"] is not None and r.get(x_key) is not None]
-  fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+
+def _draw_lines(ax, points, x_key):
+  """Top-1 % against `x_key`, one solid line per α and one dashed line per resolution."""
   for key, style, label in (("width_multiplier", "-o", "α"), ("resolution", "--", "res")):
     for value in sorted({r[key] for r in points}):
       line = sorted((r for r in points if r[key] == value), key=lambda r: r[x_key])
       ax.plot([r[x_key] for r in line], [100 * r["top1"] for r in line], style,
               label=f"{label} = {value:g}", alpha=0.9 if style == "-o" else 0.4)
+  if points:
+    ax.set_xscale("log")
+  ax.set_ylabel("top-1 %")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=8, ncol=2)
+
+
+def plot(path, table_rows, x_key, x_label, compare_accuracy):
+  """Top-1 against `x_key`; on ImageNet the registry's published points overlaid, on other data
+  the papers' ImageNet curve for the same models in a panel beside (its shape is what a smaller
+  dataset can reproduce). The PNG's text chunks record how many points each drew."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  points = [r for r in table_rows if r["top1"] is not None and r.get(x_key) is not None]
+  beside = papers_curve(points) if x_key == "madds" and not compare_accuracy else []
+  fig, axes = plt.subplots(1, 2 if beside else 1, figsize=(13 if beside else 7, 5), dpi=110,
+                           squeeze=False, sharex=True)
+  ax = axes[0][0]
+  _draw_lines(ax, points, x_key)
   published = []
   if compare_accuracy and x_key == "madds":
     for r in points:
@@ -181,16 +206,17 @@ def plot(path, table_rows, x_key, x_label, compare_accuracy):
     for source in sorted({s for _, _, s in published}):
       xs, ys = zip(*[(x, y) for x, y, s in published if s == source])
       ax.scatter(xs, ys, marker="x", s=50, label=source)
-  if points:
-    ax.set_xscale("log")
-  ax.set_xlabel(x_label)
-  ax.set_ylabel("top-1 %")
+    ax.legend(fontsize=8, ncol=2)
   datasets = sorted({r["dataset"] for r in table_rows})
+  ax.set_xlabel(x_label)
   ax.set_title(f"top-1 vs {x_label} ({', '.join(datasets)})")
-  ax.grid(True, which="both", alpha=0.3)
-  ax.legend(fontsize=8, ncol=2)
+  if beside:
+    _draw_lines(axes[0][1], beside, "madds")
+    axes[0][1].set_xlabel("mult-adds (published)")
+    axes[0][1].set_title(f"the papers' ImageNet top-1, {len(beside)} of these models")
   fig.tight_layout()
-  fig.savefig(path, metadata={"points": str(len(points)), "published_points": str(len(published))})
+  fig.savefig(path, metadata={"points": str(len(points)), "published_points": str(len(published)),
+                              "papers_curve_points": str(len(beside))})
   plt.close(fig)
   return len(points)
 
@@ -235,6 +261,10 @@ def write(workdir):
   if correlation is not None:
     parts += [f"Spearman rank correlation of mult-adds and top-1 over the {count} "
               f"configurations: {correlation:.3f}.", ""]
+  papers_correlation, papers_count = madds_rank_correlation(papers_curve(table_rows))
+  if papers_correlation is not None and not compare:
+    parts += [f"The same correlation over the papers' ImageNet top-1 for the {papers_count} of "
+              f"these models they publish: {papers_correlation:.3f}.", ""]
   published = paper_table(table_rows, compare)
   if published:
     parts += ["## Beside the papers (V1 Tables 4-7, 9; V2 Table 4 and the TF-slim grids)", "",

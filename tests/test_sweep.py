@@ -121,6 +121,21 @@ def write_member(workdir, name, config, top1, seed=0):
   (folder / "summary.json").write_text(json.dumps(summary))
 
 
+def test_off_imagenet_the_report_draws_the_papers_curve_for_the_same_models_beside(tmp_path):
+  for width, res, top1 in ((0.5, 64, 0.63), (0.5, 96, 0.68), (0.5, 128, 0.70), (0.75, 128, 0.74)):
+    config = load_config("mobilenet_v2", f"width={width},res={res}")
+    config.data.dataset = "folder:imagenette"
+    write_member(tmp_path, f"v2_{width}_{res}", config, top1)
+  report.write(str(tmp_path))
+  plot = Image.open(tmp_path / "tradeoff.png")
+  # TF-slim publishes three of the four (not 64 px); their ImageNet top-1 rises with mult-adds.
+  assert (plot.text["points"], plot.text["papers_curve_points"]) == ("4", "3")
+  assert [row["top1"] for row in report.papers_curve(report.rows(report.collect(str(tmp_path))))] \
+      == [paper.find("mobilenet_v2", w, r).slim.top1 / 100 for w, r in ((0.75, 128), (0.5, 128), (0.5, 96))]
+  assert ("The same correlation over the papers' ImageNet top-1 for the 3 of these models they "
+          "publish: 1.000.") in (tmp_path / "report.md").read_text()
+
+
 def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
   config = load_config("mobilenet_v1", "width=0.5,res=160")
   config.data.dataset = "tfds:imagenet2012"
