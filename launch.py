@@ -8,6 +8,7 @@
       --ray_address=auto
   python launch.py --mode=report --workdir=runs/quickstart
   python launch.py --config=configs/tiny.py --mode=eval --workdir=runs/tiny
+  python launch.py --config=configs/tiny.py --mode=export --workdir=runs/tiny --format=onnx --int8
 """
 
 import functools
@@ -26,16 +27,24 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from mobilenet_jax import command_line, errors, evaluate, profile_report, report, sweep  # noqa: E402
+from mobilenet_jax import command_line, errors, evaluate, export, profile_report  # noqa: E402
+from mobilenet_jax import report, sweep  # noqa: E402
 from mobilenet_jax import config as config_lib  # noqa: E402
 from mobilenet_jax import ray_launcher, trainer  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:arg].", lock_config=True)
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "profile", "eval", "predict", "report"],
+    "mode", "train", ["train", "profile", "eval", "predict", "report", "export"],
     "train: train and evaluate in --workdir (or run --sweep); profile: mult-adds and params; "
     "eval: score config.init_from's weights or --workdir's latest checkpoint (last line: JSON); "
-    "predict: top-5 labels of --image; report: tables and plots of the sweep in --workdir.")
+    "predict: top-5 labels of --image; report: tables and plots of the sweep in --workdir; "
+    "export: those weights as --format files in --workdir/export/, checked and timed.")
+_FORMAT = flags.DEFINE_multi_enum("format", ["onnx"], list(export.FORMATS),
+                                  "--mode=export: the formats to write (repeat for several).")
+_INT8 = flags.DEFINE_bool("int8", False, "--mode=export: also write an int8 model per format, "
+                          "calibrated on 100 training images.")
+_CHECK_EXAMPLES = flags.DEFINE_integer(
+    "check_examples", 250, "--mode=export: validation images each export is checked on.")
 _IMAGE = flags.DEFINE_string("image", None, "Image file for --mode=predict.")
 _SWEEP = flags.DEFINE_string("sweep", None, "Sweep file (experiments/*.py): run its members, "
                              "each in --workdir/<member>; --config.key=value applies to all.")
@@ -97,7 +106,12 @@ def main(argv):
     if _CONFIG.value is None:
       sys.exit("error: --config=FILE[:arg] is required, e.g. --config=configs/mobilenet_v2.py")
     config = config_lib.validate(_CONFIG.value)
-    if _MODE.value in ("eval", "predict"):
+    if _MODE.value == "export":
+      if not _WORKDIR.value:
+        sys.exit("error: --mode=export needs --workdir=DIR: a run with checkpoints, or with "
+                 "--config.init_from=KIND:PATH the directory its export/ goes in")
+      export.export(config, _WORKDIR.value, _FORMAT.value, _INT8.value, _CHECK_EXAMPLES.value)
+    elif _MODE.value in ("eval", "predict"):
       if not (config.init_from or _WORKDIR.value):
         sys.exit(f"error: --mode={_MODE.value} needs --config.init_from=KIND:PATH or "
                  "--workdir=DIR (a run with checkpoints)")

@@ -112,6 +112,9 @@ def base_config():
   config.training.keep_checkpoints = 3
   # Batch-1 latency and inference img/s of the final model, in summary.json.
   config.training.measure_latency = True
+  # Also export the final model to ONNX (export/model.onnx) and record its onnxruntime batch-1
+  # latency, a mobile-style runtime's, beside JAX's.
+  config.training.onnx_latency = False
   config.training.preset = ""
 
   # Device mesh axes as (name, size) pairs, -1 = all remaining devices. The batch is split

@@ -302,13 +302,18 @@ def central_crop(image, resolution, fraction):
   return _resize(np.ascontiguousarray(image[top:top + crop_h, left:left + crop_w]), resolution)
 
 
+def eval_preprocess(pixels, config):
+  """Decoded uint8 pixels -> the model's float input, as evaluation preprocesses them."""
+  return _to_float(central_crop(pixels, config.resolution, config.data.central_crop_fraction))
+
+
 def load_image(path, config):
   """One image file, preprocessed exactly as evaluation preprocesses it."""
   try:
     pixels = _decode(path)
   except IMAGE_ERRORS as error:
     raise errors.DataError(f"--image={path}: not a readable image ({error})") from None
-  return _to_float(central_crop(pixels, config.resolution, config.data.central_crop_fraction))
+  return eval_preprocess(pixels, config)
 
 
 def _stack(items):
@@ -353,9 +358,7 @@ def eval_batches(split, config):
     indices = np.arange(start, start + local)
     mask = (indices < count).astype(np.float32)
     items = [split.source[int(i) if i < count else 0] for i in indices]
-    images = np.stack([_to_float(central_crop(image, config.resolution,
-                                              data.central_crop_fraction))
-                       for image, _ in items])
+    images = np.stack([eval_preprocess(image, config) for image, _ in items])
     labels = np.asarray([label for _, label in items], np.int32)
     return images, labels, mask
 

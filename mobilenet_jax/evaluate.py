@@ -62,20 +62,25 @@ def evaluate_checkpoint(config, workdir):
           **score_on_val(config, model, mesh, state_weights(state, config))}
 
 
+def inference_variables(config, model, workdir=None):
+  """({'params', 'batch_stats'}, the weights' own class names or ()) from config.init_from's
+  weights or, without it, the latest checkpoint in `workdir` (its raw weights)."""
+  if config.init_from:
+    imported = importers.load_for_model(config, model)
+    return {"params": imported.params, "batch_stats": imported.batch_stats}, imported.labels
+  workdir_lib.check_trained_config(config, workdir)
+  state = checkpointing.restore_for_inference(config, model, sharding.make_mesh(config), workdir)
+  return {"params": state.params, "batch_stats": state.batch_stats}, ()
+
+
 def predict(config, image_path, workdir=None, top=5):
   """[(label, probability)] for one image, from config.init_from's weights or, without it,
   the latest checkpoint in `workdir`. Preprocessed as in evaluation (central crop, resize)."""
-  mesh, model = sharding.make_mesh(config), models.build_model(config)
+  model = models.build_model(config)
   image = data.load_image(image_path, config)  # before the restore: a bad file fails fast
   names = data.read_class_names(config.data.class_names) if config.data.class_names else ()
-  if config.init_from:
-    imported = importers.load_for_model(config, model)
-    variables = {"params": imported.params, "batch_stats": imported.batch_stats}
-    names = names or imported.labels
-  else:
-    workdir_lib.check_trained_config(config, workdir)
-    state = checkpointing.restore_for_inference(config, model, mesh, workdir)
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+  variables, labels = inference_variables(config, model, workdir)
+  names = names or labels
   logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, image[None])[0]
   probabilities = np.asarray(jax.nn.softmax(logits))
   offset = importers.label_offset(config)

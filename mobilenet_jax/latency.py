@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from jax.experimental import multihost_utils
 
 
-def _local_copy(tree):
+def local_copy(tree):
   """The whole value of each (possibly sharded, possibly multi-host) array on one device."""
   def whole(x):
     if x.is_fully_replicated:
@@ -32,7 +32,7 @@ def _median_seconds(fn, args, repeats, warmup=3):
 def measure(model, params, batch_stats, resolution, throughput_batch=32):
   """Batch-1 latency (ms, median of 30 jitted calls after warm-up) and inference img/s at
   `throughput_batch`, both on one local device."""
-  variables = _local_copy({"params": params, "batch_stats": batch_stats})
+  variables = local_copy({"params": params, "batch_stats": batch_stats})
   forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
   device = jax.local_devices()[0]
   one = jax.device_put(jnp.zeros((1, resolution, resolution, 3)), device)

@@ -18,7 +18,8 @@ from mobilenet_jax import tracking
 from mobilenet_jax import workdir as workdir_lib
 
 COLUMNS = ("name", "arch", "width_multiplier", "resolution", "madds", "params", "top1", "top5",
-           "ema_top1", "images_per_second", "latency_ms", "status", "seeds", "top1_std")
+           "ema_top1", "images_per_second", "latency_ms", "onnxruntime_latency_ms", "status", "seeds",
+           "top1_std")
 IMAGENET = ("tfds:imagenet2012", "tfds:imagenet2012_subset")
 
 
@@ -54,7 +55,8 @@ def rows(members):
                arch=config["model"]["name"], dataset=config["data"]["dataset"],
                seeds=len(finished), status=summary.get("status") if len(group) == 1 else
                ("finished" if len(finished) == len(group) else f"{len(finished)}/{len(group)} finished"))
-    for key in ("top1", "top5", "ema_top1", "images_per_second", "latency_ms"):
+    for key in ("top1", "top5", "ema_top1", "images_per_second", "latency_ms",
+                "onnxruntime_latency_ms"):
       values = [s[key] for s in finished if s.get(key) is not None]
       row[key] = statistics.fmean(values) if values else None
     top1s = [s["top1"] for s in finished if s.get("top1") is not None]
@@ -221,8 +223,8 @@ def plot(path, table_rows, x_key, x_label, compare_accuracy):
   return len(points)
 
 
-def log_to_wandb(table_rows, workdir):
-  """One 'report' run in the sweep's W&B group with the table and both plots."""
+def log_to_wandb(table_rows, workdir, plots):
+  """One 'report' run in the sweep's W&B group with the table and the plots."""
   config = table_rows[0]["config"]["wandb"]
   mode = tracking.wandb_mode(config["mode"])
   if mode == "disabled":
@@ -233,8 +235,7 @@ def log_to_wandb(table_rows, workdir):
                    dir=os.path.abspath(workdir), settings=wandb.Settings(silent=True))
   table = wandb.Table(columns=list(COLUMNS), data=[[r.get(c) for c in COLUMNS] for r in table_rows])
   run.log({"results": table,
-           "tradeoff": wandb.Image(os.path.join(workdir, "tradeoff.png")),
-           "latency": wandb.Image(os.path.join(workdir, "latency.png"))})
+           **{name: wandb.Image(os.path.join(workdir, f"{name}.png")) for name in plots}})
   run.finish()
 
 
@@ -249,6 +250,11 @@ def write(workdir):
   plot(os.path.join(workdir, "tradeoff.png"), table_rows, "madds", "mult-adds", compare)
   plot(os.path.join(workdir, "latency.png"), table_rows, "latency_ms",
        "batch-1 latency (ms, this machine)", compare)
+  plots = {"tradeoff": "top-1 vs mult-adds", "latency": "top-1 vs latency"}
+  if any(r["onnxruntime_latency_ms"] is not None for r in table_rows):  # config.training.onnx_latency
+    plot(os.path.join(workdir, "latency_onnxruntime.png"), table_rows, "onnxruntime_latency_ms",
+         "batch-1 latency in onnxruntime (ms, 1 thread, this machine)", compare)
+    plots["latency_onnxruntime"] = "top-1 vs onnxruntime latency"
   datasets = sorted({r["dataset"] for r in table_rows})
   parts = [f"# Sweep report: {os.path.basename(os.path.abspath(workdir))}", "",
            f"Dataset: {', '.join(datasets)}. " + (
@@ -270,9 +276,9 @@ def write(workdir):
     parts += ["## Beside the papers (V1 Tables 4-7, 9; V2 Table 4 and the TF-slim grids)", "",
               "Counts are this model's, in each source's convention (classes, BN variables); "
               "⚠ marks a printed number that differs from the count.", "", published, ""]
-  parts += ["![top-1 vs mult-adds](tradeoff.png)", "", "![top-1 vs latency](latency.png)", ""]
+  parts += [line for name, title in plots.items() for line in (f"![{title}]({name}.png)", "")]
   with open(os.path.join(workdir, "report.md"), "w") as f:
     f.write("\n".join(parts))
-  log_to_wandb(table_rows, workdir)
+  log_to_wandb(table_rows, workdir, plots)
   return table_rows
 

@@ -12,8 +12,8 @@ import time
 import jax
 import numpy as np
 
-from mobilenet_jax import accounting, checkpointing, data, errors, evaluate, importers, latency
-from mobilenet_jax import models, optim, sharding, tracking, train_step
+from mobilenet_jax import accounting, checkpointing, data, errors, evaluate, export, importers
+from mobilenet_jax import latency, models, optim, sharding, tracking, train_step
 from mobilenet_jax import config as config_lib
 from mobilenet_jax import workdir as workdir_lib
 
@@ -159,6 +159,10 @@ def _train(config, workdir, mesh, train_split, val_split, summary_path):
 
   speed = (latency.measure(model, state.params, state.batch_stats, config.resolution)
            if status == "finished" and config.training.measure_latency else {})
+  if status == "finished" and config.training.onnx_latency:
+    weights = latency.local_copy({"params": state.params, "batch_stats": state.batch_stats})
+    if jax.process_index() == 0:
+      speed.update(export.onnx_latency(config, weights, workdir))
   summary = {**run_info, **speed, "steps": int(state.step), "status": status,
              "top1": results.get("eval/top1"), "top5": results.get("eval/top5"),
              "ema_top1": results.get("eval/ema/top1", results.get("eval/top1")),

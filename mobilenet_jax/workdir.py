@@ -61,7 +61,8 @@ TRAINED_KEYS = ("model", "resolution", "data.central_crop_fraction")
 # Config keys added after runs had been written, with the value those runs used: a workdir's
 # config.json without them is read as having them, so it resumes and scores as before.
 ADDED_KEYS = {"config.model.kernel_init": "he_fan_in", "config.model.pooled_head_channels": 0,
-              "config.model.pooled_head_norm": False, "config.training.measure_latency": True}
+              "config.model.pooled_head_norm": False, "config.training.measure_latency": True,
+              "config.training.onnx_latency": False}
 
 
 def read_config(workdir):

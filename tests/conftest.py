@@ -1,4 +1,5 @@
 import atexit
+import csv
 import importlib.util
 import os
 import pathlib
@@ -30,6 +31,18 @@ def needs_artifacts(*parts):
   """Skips (with the reason) on a fresh clone, where ../shared/ is absent; CI has it."""
   path = ARTIFACTS.joinpath(*parts)
   return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (present in CI, not in a fresh clone)")
+
+
+@pytest.fixture(scope="module")
+def imagenet_folder(tmp_path_factory):
+  """The 250 ImageNet sample images in the folder layout PATH/val/<wnid>/<file> (links)."""
+  sample = ARTIFACTS / "datasets" / "imagenet_sample_250"
+  root = tmp_path_factory.mktemp("imagenet_sample")
+  with open(sample / "labels.csv") as f:
+    for row in csv.DictReader(f):
+      (root / "val" / row["wnid"]).mkdir(parents=True, exist_ok=True)
+      os.symlink(sample / row["file"], root / "val" / row["wnid"] / row["file"])
+  return root
 
 
 # The messages that ask for TensorFlow can only be seen where it is missing (CI, a fresh clone).

@@ -1,8 +1,6 @@
 """Official weights, imported: they must give the original models' accuracy on real images."""
 
-import csv
 import json
-import os
 
 import h5py
 import numpy as np
@@ -16,17 +14,6 @@ V1_TFJS = ARTIFACTS / "mobilenet_v1_0.75_224_keras_tfjs"
 V2_NPY = ARTIFACTS / "mobilenet_v2_1.0_224_tfslim_float_npy"
 SAMPLE = ARTIFACTS / "datasets" / "imagenet_sample_250"
 WNIDS = ARTIFACTS / "imagenet_wnids_1000.txt"
-
-
-@pytest.fixture(scope="module")
-def imagenet_folder(tmp_path_factory):
-  """imagenet_sample_250 in the folder layout PATH/val/<wnid>/<file> (links, no copies)."""
-  root = tmp_path_factory.mktemp("imagenet_sample")
-  with open(SAMPLE / "labels.csv") as f:
-    for row in csv.DictReader(f):
-      (root / "val" / row["wnid"]).mkdir(parents=True, exist_ok=True)
-      os.symlink(SAMPLE / row["file"], root / "val" / row["wnid"] / row["file"])
-  return root
 
 
 def v1_config(init_from, **extra):

@@ -108,7 +108,7 @@ def test_experiment_members_are_valid_configs(name, count):
     config_lib.validate(sweep.member_config(member))
 
 
-def write_member(workdir, name, config, top1, seed=0):
+def write_member(workdir, name, config, top1, seed=0, **summary_values):
   folder = workdir / name
   folder.mkdir(parents=True)
   config.seed = seed
@@ -117,7 +117,7 @@ def write_member(workdir, name, config, top1, seed=0):
   summary = {"status": "finished", "top1": top1, "top5": top1 + 0.2, "ema_top1": top1,
              "madds": counts.madds, "params": counts.params, "latency_ms": 1.0,
              "images_per_second": 10.0, "width_multiplier": config.model.width_multiplier,
-             "resolution": config.resolution}
+             "resolution": config.resolution, **summary_values}
   (folder / "summary.json").write_text(json.dumps(summary))
 
 
@@ -125,8 +125,10 @@ def test_off_imagenet_the_report_draws_the_papers_curve_for_the_same_models_besi
   for width, res, top1 in ((0.5, 64, 0.63), (0.5, 96, 0.68), (0.5, 128, 0.70), (0.75, 128, 0.74)):
     config = load_config("mobilenet_v2", f"width={width},res={res}")
     config.data.dataset = "folder:imagenette"
-    write_member(tmp_path, f"v2_{width}_{res}", config, top1)
+    write_member(tmp_path, f"v2_{width}_{res}", config, top1, onnxruntime_latency_ms=res / 10)
   report.write(str(tmp_path))
+  assert Image.open(tmp_path / "latency_onnxruntime.png").text["points"] == "4"
+  assert "![top-1 vs onnxruntime latency](latency_onnxruntime.png)" in (tmp_path / "report.md").read_text()
   plot = Image.open(tmp_path / "tradeoff.png")
   # TF-slim publishes three of the four (not 64 px); their ImageNet top-1 rises with mult-adds.
   assert (plot.text["points"], plot.text["papers_curve_points"]) == ("4", "3")

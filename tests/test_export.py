@@ -1,0 +1,90 @@
+"""--mode=export: ONNX (and TFLite where TensorFlow is installed) equal to the JAX model, on a
+trained tiny run and on the shared V1/V2 weights over the 250 ImageNet sample images."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from mobilenet_jax import errors, evaluate, export, models, trainer
+from tests.conftest import REPO, load_config, needs_artifacts, without_tensorflow
+from tests.test_importers import V1_TFJS, V2_NPY, WNIDS, v1_config
+from tests.test_training import tiny_config
+
+with_tensorflow = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                                     reason="TensorFlow is not installed (pip install tensorflow-cpu)")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("tiny") / "run"
+  config = tiny_config(**{"training.num_steps": 30, "training.onnx_latency": True})
+  trainer.train_and_evaluate(config, str(workdir))
+  return config, workdir
+
+
+def test_a_run_with_onnx_latency_records_onnxruntimes_batch1_latency(tiny_run):
+  _, workdir = tiny_run
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert summary["onnxruntime_latency_ms"] > 0 and summary["onnxruntime_latency_ms_4_threads"] > 0
+  assert (workdir / "export" / "model.onnx").exists()
+
+
+def test_a_trained_run_exports_to_onnx_float_and_int8_checked_and_timed(tiny_run):
+  config, workdir = tiny_run
+  rows = export.export(config, str(workdir), ["onnx"], int8=True, check_examples=128)
+  assert [(r["format"], r["precision"]) for r in rows] == [("onnx", "float32"), ("onnx", "int8")]
+  float32, int8 = rows
+  assert (workdir / "export" / "model.onnx").exists() and (workdir / "export" / "model_int8.onnx").exists()
+  assert float32["count"] == 128 and float32["same_top1"] == 128
+  assert float32["max_logit_difference"] < 1e-4 and float32["top1"] == float32["jax_top1"]
+  assert 0 < int8["max_logit_difference"] and int8["same_top1"] > 64  # quantized: close, not equal
+  assert all(r[f"latency_ms_{t}_threads"] > 0 for r in rows for t in export.THREADS)
+  assert json.loads((workdir / "export" / "export.json").read_text()) == rows
+
+
+@needs_artifacts("mobilenet_v2_1.0_224_tfslim_float_npy")
+@needs_artifacts("mobilenet_v1_0.75_224_keras_tfjs")
+def test_shared_v1_and_v2_weights_in_onnxruntime_equal_jax_on_250_imagenet_images(
+    imagenet_folder):
+  v2 = load_config("mobilenet_v2")
+  v2.init_from, v2.model.num_classes = f"slim_npy:{V2_NPY}", 1001
+  v1 = v1_config(f"keras_tfjs:{V1_TFJS}")
+  for config, offset in ((v1, 0), (v2, 1)):
+    config.data.dataset = f"folder:{imagenet_folder}"
+    config.data.class_names, config.data.eval_batch_size = str(WNIDS), 50
+    variables, _ = evaluate.inference_variables(config, models.build_model(config))
+    function = export.inference_function(config, variables)
+    path = str(imagenet_folder / f"{config.model.name}.onnx")
+    export.write_onnx(function, config, path)
+    agreement = export.compare(jax.jit(function), export.OnnxModel(path),
+                               export.check_batches(config, 250), offset)
+    # float32 in both; the runtimes sum in other orders (measured: 4.2e-5 for V2, logits ~10).
+    assert agreement.count == 250 and agreement.same_top1 == 250, agreement
+    assert agreement.max_logit_difference < 1e-3 and agreement.top1 == agreement.jax_top1
+
+
+@with_tensorflow
+def test_tflite_export_equals_jax(tiny_run):
+  config, workdir = tiny_run
+  rows = export.export(config, str(workdir), ["tflite"], int8=True, check_examples=64)
+  assert rows[0]["same_top1"] == 64 and rows[0]["max_logit_difference"] < 1e-4
+  assert rows[1]["precision"] == "int8" and rows[1]["same_top1"] > 32
+
+
+@without_tensorflow
+def test_tflite_without_tensorflow_says_what_to_install(tiny_run):
+  config, workdir = tiny_run
+  with pytest.raises(errors.UserError, match=r"TensorFlow is not installed; pip install tensorflow-cpu"):
+    export.export(config, str(workdir), ["tflite"])
+  assert not (workdir / "export" / "model.tflite").exists()
+
+
+def test_export_without_a_workdir_is_one_line():
+  result = subprocess.run([sys.executable, "launch.py", "--config=configs/tiny.py", "--mode=export"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1 and "Traceback" not in result.stderr
+  assert result.stderr.startswith("error: --mode=export needs --workdir=DIR")
