@@ -1,7 +1,7 @@
 """A real-image α × ρ grid sized for a few hours on a 2-core CPU: V2 α ∈ {0.35, 0.5, 0.75} ×
 resolution {64, 96, 128} on Imagenette (10 ImageNet classes), 10 epochs each with the `short`
-recipe that benchmarks/accuracy.py trains beside torchvision (its 0.35-64 point took 5.7
-minutes there, sharing the machine; the grid has not yet been run end to end).
+recipe that benchmarks/accuracy.py trains beside torchvision. Its table, plot, Spearman and wall
+time are in the README.
 
   python -m mobilenet_jax.prepare_data --dataset=tfds:imagenette
   python launch.py --sweep=experiments/imagenette_tradeoff.py --workdir=runs/imagenette
