@@ -78,6 +78,7 @@ def write_tflite(function, config, path, calibration=None):
   and activations (float32 input and output, as LiteRT's examples feed them)."""
   tf, jax2tf = _tensorflow()
   shape = models.input_shape(config)
+  # TF ops, not one XlaCallModule op: the TFLite converter maps TF ops only.
   converted = tf.function(jax2tf.convert(function, with_gradient=False, native_serialization=False),
                           input_signature=[tf.TensorSpec(shape, tf.float32)], autograph=False)
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
