@@ -1,5 +1,5 @@
 """--mode=export: ONNX (and TFLite where TensorFlow is installed) equal to the JAX model, on a
-trained tiny run and on the shared V1/V2 weights over the 250 ImageNet sample images."""
+trained tiny run and on the shared V1/V2 weights over ImageNet sample images."""
 
 import importlib.util
 import json
@@ -48,7 +48,7 @@ def test_a_trained_run_exports_to_onnx_float_and_int8_checked_and_timed(tiny_run
 
 @needs_artifacts("mobilenet_v2_1.0_224_tfslim_float_npy")
 @needs_artifacts("mobilenet_v1_0.75_224_keras_tfjs")
-def test_shared_v1_and_v2_weights_in_onnxruntime_equal_jax_on_250_imagenet_images(
+def test_shared_v1_and_v2_weights_in_onnxruntime_equal_jax_on_imagenet_images(
     imagenet_folder):
   v2 = load_config("mobilenet_v2")
   v2.init_from, v2.model.num_classes = f"slim_npy:{V2_NPY}", 1001
@@ -61,9 +61,10 @@ def test_shared_v1_and_v2_weights_in_onnxruntime_equal_jax_on_250_imagenet_image
     path = str(imagenet_folder / f"{config.model.name}.onnx")
     export.write_onnx(function, config, path)
     agreement = export.compare(jax.jit(function), export.OnnxModel(path),
-                               export.check_batches(config, 250), offset)
-    # float32 in both; the runtimes sum in other orders (measured: 4.2e-5 for V2, logits ~10).
-    assert agreement.count == 250 and agreement.same_top1 == 250, agreement
+                               export.check_batches(config, 50), offset)
+    # float32 in both; the runtimes sum in other orders (measured on all 250 images: 4.0e-5 for
+    # V1 and 4.2e-5 for V2, every top-1 the same; README's export table).
+    assert agreement.count == 50 and agreement.same_top1 == 50, agreement
     assert agreement.max_logit_difference < 1e-3 and agreement.top1 == agreement.jax_top1
 
 
