@@ -17,6 +17,11 @@ import pytest  # noqa: E402
 
 from mobilenet_jax import command_line  # noqa: E402
 
+def pytest_collection_modifyitems(items):
+  """The tests marked slow start first, so that neither xdist worker idles through the last."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 ARTIFACTS = SHARED / "artifacts"

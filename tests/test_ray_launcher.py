@@ -54,6 +54,7 @@ def ray_cluster():
   shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_ray_sweep_isolates_failures_relaunches_a_killed_member_and_runs_two_processes(
     tmp_path, ray_cluster):
   sweep_file = tmp_path / "ray_sweep.py"

@@ -39,6 +39,7 @@ def launch_sweep(sweep_file, workdir, *extra):
                           text=True, env=env)
 
 
+@pytest.mark.slow
 def test_sweep_isolates_failures_resumes_after_a_kill_and_reports(tmp_path):
   sweep_file = tmp_path / "tiny_sweep.py"
   sweep_file.write_text(SWEEP_FILE)
@@ -221,6 +222,7 @@ def test_quickstart_grid_is_the_one_the_readme_states():
   assert stated in readme
 
 
+@pytest.mark.slow
 def test_a_member_checkpoints_and_stops_when_its_launcher_is_killed(tmp_path):
   sweep_file = tmp_path / "one_member.py"
   sweep_file.write_text(

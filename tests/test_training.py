@@ -217,6 +217,7 @@ def assert_same_loss_curve(actual, desired):
   np.testing.assert_allclose(actual, desired, rtol=1e-2)
 
 
+@pytest.mark.slow
 def test_eight_devices_give_one_devices_loss_curve(tmp_path):
   """Both runs start together: one device, and eight (fake) devices in one process. Two
   processes over gloo are checked where Ray places them (test_ray_launcher.py)."""
