@@ -38,19 +38,27 @@ STEPS = 80
 
 @pytest.fixture
 def ray_cluster():
-  """A one-node Ray cluster started as a user starts one; yields its address."""
+  """A one-node Ray cluster started as a user starts one (`ray start --head`); yields its
+  address. Stopped by killing its process group, not `ray stop`, which would stop every Ray
+  cluster on the machine."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
   # Ray's socket paths must fit in 107 bytes: a short temporary directory, not pytest's.
   temp_dir = tempfile.mkdtemp(prefix="ray")
-  started = subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=4",
-                            "--include-dashboard=false", f"--temp-dir={temp_dir}"],
-                           capture_output=True, text=True, env=env, timeout=120)
-  assert started.returncode == 0, started.stdout + started.stderr
+  head = subprocess.Popen([RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
+                           "--include-dashboard=false", f"--temp-dir={temp_dir}"],
+                          env={**os.environ, "RAY_AUTH_MODE": "disabled"}, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+  output = []
+  for line in head.stdout:
+    output.append(line)
+    if "Ray runtime started" in line:
+      break
+  assert head.poll() is None, "".join(output)
   yield f"127.0.0.1:{port}"
-  subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+  os.killpg(head.pid, signal.SIGKILL)
+  head.wait()
   shutil.rmtree(temp_dir, ignore_errors=True)
 
 
