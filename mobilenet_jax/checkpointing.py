@@ -82,14 +82,16 @@ def restore_latest(manager, abstract_state, state_sharding, move_damaged=False):
               flush=True)
   finally:
     manager.reload()
-  raise errors.TrainingError(f"{directory} holds no checkpoint that can be restored (the notes above say "
-                             "why)")
+  raise errors.TrainingError(
+      f"{directory} holds no checkpoint that can be restored (the notes above say "
+      "why)")
 
 
 def restore_for_inference(config, model, mesh, workdir):
   """The latest TrainState in `workdir`, laid out for `mesh` whatever mesh wrote it."""
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):  # the manager would create it
-    raise errors.TrainingError(f"--workdir={workdir} holds no checkpoints/ (is it the run's workdir?)")
+    raise errors.TrainingError(
+        f"--workdir={workdir} holds no checkpoints/ (is it the run's workdir?)")
   manager = checkpoint_manager(workdir, config)
   if manager.latest_step() is None:
     raise errors.TrainingError(f"{workdir}/checkpoints holds no checkpoint")

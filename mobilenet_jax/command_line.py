@@ -47,8 +47,9 @@ def apply_overrides(config, overrides):
       try:
         value = lowered == "true" if lowered in ("true", "false") else ast.literal_eval(value)
       except (ValueError, SyntaxError):
-        raise errors.ConfigError(f"--config.{dotted}={value}: config.{dotted} takes a "
-                                 f"{type(node[key]).__name__} (the default is {node[key]!r})") from None
+        raise errors.ConfigError(
+            f"--config.{dotted}={value}: config.{dotted} takes a {type(node[key]).__name__} "
+            f"(the default is {node[key]!r})") from None
     node[key] = value
   return config
 

@@ -246,7 +246,8 @@ def validate(config):
         f"config.resolution={config.resolution} collapses the feature map: the blocks "
         f"downsample by {total_stride}, so allowed resolutions are integers >= {total_stride}")
   if model.num_classes < 1:
-    raise errors.ConfigError(f"config.model.num_classes={model.num_classes}; allowed: integers >= 1")
+    raise errors.ConfigError(
+        f"config.model.num_classes={model.num_classes}; allowed: integers >= 1")
   if not 0 <= model.dropout_rate < 1:
     raise errors.ConfigError(f"config.model.dropout_rate={model.dropout_rate}; allowed: [0, 1)")
   if not 0 < model.bn_momentum < 1:
@@ -258,19 +259,23 @@ def validate(config):
     if config.data[key] < 1:
       raise errors.ConfigError(f"config.data.{key}={config.data[key]}; allowed: integers >= 1")
   if not 0 < config.data.min_crop_area <= 1 or not 0 < config.data.central_crop_fraction <= 1:
-    raise errors.ConfigError("config.data.min_crop_area and central_crop_fraction must be in (0, 1]")
+    raise errors.ConfigError(
+        "config.data.min_crop_area and central_crop_fraction must be in (0, 1]")
   if config.training.preset and config.training.preset not in presets.PRESETS:
     raise errors.ConfigError(f"config.training.preset={config.training.preset!r}; allowed: "
                              f"{sorted(presets.PRESETS)} (choose one with the config argument "
                              "preset=NAME)")
   if config.training.num_steps < 1:
-    raise errors.ConfigError(f"config.training.num_steps={config.training.num_steps}; allowed: >= 1")
-  for key, why in (("log_every_steps", "steps between logged metrics"),
-                   ("checkpoint_every_steps", "steps between checkpoints"),
-                   ("keep_checkpoints", "0 would delete every checkpoint, the trained model's too")):
+    raise errors.ConfigError(
+        f"config.training.num_steps={config.training.num_steps}; allowed: >= 1")
+  for key, why in (
+      ("log_every_steps", "steps between logged metrics"),
+      ("checkpoint_every_steps", "steps between checkpoints"),
+      ("keep_checkpoints", "0 would delete every checkpoint, the trained model's too")):
     if config.training[key] < 1:
-      raise errors.ConfigError(f"config.training.{key}={config.training[key]}; allowed: integers >= 1 "
-                               f"({why})")
+      raise errors.ConfigError(
+          f"config.training.{key}={config.training[key]}; allowed: integers >= 1 "
+          f"({why})")
   for key, zero in (("training.eval_every_steps", "only at the end"),
                     ("data.max_eval_examples", "the whole split")):
     group, name = key.split(".")
@@ -278,8 +283,9 @@ def validate(config):
       raise errors.ConfigError(f"config.{key}={config[group][name]}; allowed: integers >= 0 "
                                f"(0 = {zero})")
   if "data" not in [name for name, _ in config.mesh]:
-    raise errors.ConfigError(f"config.mesh={tuple(map(tuple, config.mesh))} has no 'data' axis; the "
-                             "batch is split over the axis named 'data', e.g. (('data', -1),)")
+    raise errors.ConfigError(
+        f"config.mesh={tuple(map(tuple, config.mesh))} has no 'data' axis; the "
+        "batch is split over the axis named 'data', e.g. (('data', -1),)")
   if config.init_from:
     parse_init_from(config.init_from)
   for key, lowest in (("processes", 1), ("cpus", 0), ("gpus", 0), ("tpus", 0), ("max_retries", 0)):

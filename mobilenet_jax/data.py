@@ -173,8 +173,9 @@ def read_class_names(path):
     with open(path) as f:
       return tuple(line.strip() for line in f if line.strip())
   except OSError as error:
-    raise errors.DataError(f"config.data.class_names={path!r}: {error.strerror}; give a file with one "
-                           "class folder name per line") from None
+    raise errors.DataError(
+        f"config.data.class_names={path!r}: {error.strerror}; give a file with one "
+        "class folder name per line") from None
 
 
 def _folder_classes(root, class_names_file, present):
@@ -185,8 +186,9 @@ def _folder_classes(root, class_names_file, present):
     names = read_class_names(class_names_file)
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-      raise errors.DataError(f"config.data.class_names={class_names_file!r} lists {repeated} more than "
-                             "once; give each class folder name once per line")
+      raise errors.DataError(
+          f"config.data.class_names={class_names_file!r} lists {repeated} more than "
+          "once; give each class folder name once per line")
     return names
   train_dir = pathlib.Path(root) / "train"
   if not train_dir.is_dir():
@@ -197,8 +199,9 @@ def _folder_classes(root, class_names_file, present):
 def _folder(root, split, class_names_file):
   split_dir = pathlib.Path(root) / split
   if not split_dir.is_dir():
-    raise errors.DataError(f"config.data.dataset='folder:{root}': no directory {split_dir}; expected "
-                           f"{root}/{{train,val}}/<class>/*.jpg")
+    raise errors.DataError(
+        f"config.data.dataset='folder:{root}': no directory {split_dir}; expected "
+        f"{root}/{{train,val}}/<class>/*.jpg")
   present = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
   class_names = _folder_classes(root, class_names_file, present)
   index = {name: i for i, name in enumerate(class_names)}
@@ -267,8 +270,9 @@ def load_split(data_config, split):
     return _folder(arg, split, data_config.class_names)
   if kind == "tfds" and arg:
     return _tfds(arg, split, data_config.data_dir)
-  raise errors.DataError(f"config.data.dataset={dataset!r}; allowed: 'digits', 'glyphs', 'folder:PATH', "
-                         "'tfds:NAME' (e.g. tfds:imagenet2012, tfds:imagenette, tfds:cifar10)")
+  raise errors.DataError(
+      f"config.data.dataset={dataset!r}; allowed: 'digits', 'glyphs', 'folder:PATH', "
+      "'tfds:NAME' (e.g. tfds:imagenet2012, tfds:imagenette, tfds:cifar10)")
 
 
 def _resize(image, resolution):

@@ -147,9 +147,8 @@ def onnx_latency(config, variables, workdir):
   os.makedirs(os.path.join(workdir, EXPORT_DIR), exist_ok=True)
   path = os.path.join(workdir, EXPORT_DIR, "model.onnx")
   write_onnx(inference_function(config, variables), config, path)
-  return {("onnxruntime_latency_ms" if threads == 1 else
-           f"onnxruntime_latency_ms_{threads}_threads"): latency_ms(OnnxModel(path, threads), config)
-          for threads in THREADS}
+  names = {t: "onnxruntime_latency_ms" + ("" if t == 1 else f"_{t}_threads") for t in THREADS}
+  return {names[t]: latency_ms(OnnxModel(path, t), config) for t in THREADS}
 
 
 @dataclasses.dataclass

@@ -61,12 +61,14 @@ def read_keras_tfjs(path):
     buffer = b"".join(open(os.path.join(folder, p), "rb").read() for p in group["paths"])
     for weight in group["weights"]:
       if weight["dtype"] != "float32":
-        raise errors.WeightsError(f"{path}: tensor {weight['name']} is {weight['dtype']}; only float32 "
-                                  "TF.js weights are supported (not quantized ones)")
+        raise errors.WeightsError(
+            f"{path}: tensor {weight['name']} is {weight['dtype']}; only float32 "
+            "TF.js weights are supported (not quantized ones)")
     sizes = [int(np.prod(weight["shape"])) * 4 for weight in group["weights"]]
     if sum(sizes) != len(buffer):  # a cut or padded shard: checked before any reshape
-      raise errors.WeightsError(f"{path}: group {group['paths']} has {len(buffer)} bytes, the manifest "
-                                f"describes {sum(sizes)}")
+      raise errors.WeightsError(
+          f"{path}: group {group['paths']} has {len(buffer)} bytes, the manifest "
+          f"describes {sum(sizes)}")
     offset = 0
     for weight, size in zip(group["weights"], sizes):
       tensors[weight["name"]] = np.frombuffer(buffer[offset:offset + size], "<f4").reshape(
@@ -177,8 +179,9 @@ def load(config, variables):
     raise errors.WeightsError(f"config.init_from={spec!r}: {path} does not exist")
   arch = config.model.name
   if kind.startswith("keras") and arch != "mobilenet_v1":
-    raise errors.WeightsError(f"config.init_from={spec!r}: Keras-applications weights are MobileNet V1; "
-                              f"config.model.name is {arch!r}")
+    raise errors.WeightsError(
+        f"config.init_from={spec!r}: Keras-applications weights are MobileNet V1; "
+        f"config.model.name is {arch!r}")
   reader = {"keras_h5": read_keras_h5, "keras_tfjs": read_keras_tfjs,
             "slim_ckpt": read_slim_ckpt, "slim_npy": read_slim_npy}[kind]
   try:

@@ -57,7 +57,8 @@ def make_optimizer(config, params, steps_per_epoch):
                                eps_in_sqrt=True, centered=False, momentum=opt.momentum,
                                nesterov=False))
   else:
-    parts.append(optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.name == "nesterov"))
+    parts.append(optax.sgd(schedule, momentum=opt.momentum or None,
+                           nesterov=opt.name == "nesterov"))
   decayed = sum(x.size for x, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask)) if m)
   derived = {"optimizer/peak_learning_rate": peak, "optimizer/decayed_params": decayed,
              "optimizer/undecayed_params": sum(x.size for x in jax.tree.leaves(params)) - decayed}

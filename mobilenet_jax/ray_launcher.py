@@ -215,7 +215,8 @@ def run_members(sweep, members, workdir, extra_overrides, record, address=None, 
         if code is not None or stopping:
           record(attempt.member, sweep_lib.ended_status(workdir, attempt.member, code, stopping))
         elif attempt.number < retries:
-          record(attempt.member, f"its worker or node died; relaunched (attempt {attempt.number + 2})")
+          record(attempt.member,
+                 f"its worker or node died; relaunched (attempt {attempt.number + 2})")
           running.append(_Attempt(sweep, attempt.member, workdir, extra_overrides, env,
                                   attempt.resources, attempt.number + 1))
         else:

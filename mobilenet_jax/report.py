@@ -18,8 +18,8 @@ from mobilenet_jax import tracking
 from mobilenet_jax import workdir as workdir_lib
 
 COLUMNS = ("name", "arch", "width_multiplier", "resolution", "madds", "params", "top1", "top5",
-           "ema_top1", "images_per_second", "latency_ms", "onnxruntime_latency_ms", "status", "seeds",
-           "top1_std")
+           "ema_top1", "images_per_second", "latency_ms", "onnxruntime_latency_ms", "status",
+           "seeds", "top1_std")
 IMAGENET = ("tfds:imagenet2012", "tfds:imagenet2012_subset")
 
 
@@ -106,8 +106,8 @@ def published_rows(row):
 
 def paper_table(table_rows, compare_accuracy):
   """Each member beside every published row for the same model; counts flagged if they differ."""
-  header = ("model", "top-1 (this sweep)", "source", "top-1 (printed)", "M mult-adds counted / printed",
-            "M params counted / printed", "check")
+  header = ("model", "top-1 (this sweep)", "source", "top-1 (printed)",
+            "M mult-adds counted / printed", "M params counted / printed", "check")
   lines = []
   for row in table_rows:
     config = ml_collections.ConfigDict(row["config"])
@@ -135,7 +135,8 @@ def grid_table(table_rows):
     cells = []
     for res in resolutions:
       row = by_key.get((alpha, res))
-      cells.append("" if row is None else f"{_pct(row['top1'], row['top1_std'])} ({_m(row['madds'])} M)")
+      cells.append("" if row is None else
+                   f"{_pct(row['top1'], row['top1_std'])} ({_m(row['madds'])} M)")
     lines.append((f"α = {alpha:g}", *cells))
   return tables.markdown_table(("top-1 % (M mult-adds)", *map(str, resolutions)), lines)
 
@@ -251,7 +252,8 @@ def write(workdir):
   plot(os.path.join(workdir, "latency.png"), table_rows, "latency_ms",
        "batch-1 latency (ms, this machine)", compare)
   plots = {"tradeoff": "top-1 vs mult-adds", "latency": "top-1 vs latency"}
-  if any(r["onnxruntime_latency_ms"] is not None for r in table_rows):  # config.training.onnx_latency
+  # Members run with config.training.onnx_latency.
+  if any(r["onnxruntime_latency_ms"] is not None for r in table_rows):
     plot(os.path.join(workdir, "latency_onnxruntime.png"), table_rows, "onnxruntime_latency_ms",
          "batch-1 latency in onnxruntime (ms, 1 thread, this machine)", compare)
     plots["latency_onnxruntime"] = "top-1 vs onnxruntime latency"

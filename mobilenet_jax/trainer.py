@@ -30,10 +30,11 @@ def train_and_evaluate(config, workdir):
 
   # Every check that can refuse the run comes before anything is written to the workdir.
   mesh = sharding.make_mesh(config)
-  if config.data.batch_size % jax.device_count() or config.data.eval_batch_size % jax.device_count():
+  devices = jax.device_count()
+  if config.data.batch_size % devices or config.data.eval_batch_size % devices:
     raise errors.ConfigError(
         f"config.data.batch_size={config.data.batch_size} and eval_batch_size="
-        f"{config.data.eval_batch_size} must be divisible by the {jax.device_count()} devices")
+        f"{config.data.eval_batch_size} must be divisible by the {devices} devices")
   train_split = data.load_split(config.data, "train")
   val_split = data.load_split(config.data, "val")
   if config.data.batch_size > len(train_split):
@@ -67,7 +68,8 @@ def _train(config, workdir, mesh, train_split, val_split, summary_path):
   manager = checkpointing.checkpoint_manager(workdir, config)
   meta = {}
   if manager.latest_step() is not None:
-    state, meta = checkpointing.restore_latest(manager, abstract_state, state_sharding, move_damaged=True)
+    state, meta = checkpointing.restore_latest(manager, abstract_state, state_sharding,
+                                               move_damaged=True)
     print(f"Resumed {workdir} at step {int(state.step)}.")
   else:
     state = jax.jit(init, out_shardings=state_sharding,

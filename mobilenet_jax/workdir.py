@@ -39,8 +39,9 @@ class WorkdirLock:
       handle.seek(0)
       holder = handle.read().strip() or "another process"
       handle.close()
-      raise errors.WorkdirBusy(f"{os.path.dirname(self.path)} is in use by {holder}; wait for it to "
-                               "finish, stop it (it checkpoints on SIGTERM), or use another --workdir")
+      raise errors.WorkdirBusy(
+          f"{os.path.dirname(self.path)} is in use by {holder}; wait for it to "
+          "finish, stop it (it checkpoints on SIGTERM), or use another --workdir")
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()} since "
