@@ -2,10 +2,11 @@
 
 import pytest
 
+from benchmarks import input as input_benchmark
 from benchmarks import layers as layer_benchmark
 from benchmarks import speed
-from mobilenet_jax import accounting
-from tests.conftest import load_config
+from mobilenet_jax import accounting, data
+from tests.conftest import load_config, needs_artifacts
 
 
 def test_contenders_take_turns_within_each_repeat():
@@ -20,6 +21,16 @@ def test_contenders_take_turns_within_each_repeat():
   assert calls == one_repeat * 3
   assert set(medians) == {"jax", "torch"}
   assert all(seconds > 0 for measures in medians.values() for seconds in measures.values())
+
+
+@needs_artifacts("datasets", "imagenet_sample_250")
+def test_input_benchmark_reads_the_250_sample_images_as_both_splits(tmp_path):
+  config = load_config("mobilenet_v2", "res=32")
+  config.data.dataset = f"folder:{input_benchmark.imagenet_sample_folder(str(tmp_path))}"
+  config.data.batch_size = 8
+  split = data.load_split(config.data, "train")
+  assert len(split) == len(data.load_split(config.data, "val")) == 250
+  assert input_benchmark.pipeline_images_per_second(data.train_batches(split, config), 1, 3) > 0
 
 
 def test_layer_benchmark_takes_every_convolution_with_its_shapes():
