@@ -12,8 +12,6 @@ import dataclasses
 import importlib.util
 import json
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +20,7 @@ import onnxruntime
 from jax2onnx import to_onnx
 from onnxruntime import quantization
 
-from mobilenet_jax import data, errors, evaluate, importers, models, tables
+from mobilenet_jax import data, errors, evaluate, importers, latency, models, tables
 
 FORMATS = ("onnx", "tflite")
 EXPORT_DIR = "export"
@@ -131,14 +129,7 @@ RUNTIMES = {"onnx": OnnxModel, "tflite": TfliteModel}
 def latency_ms(model, config, repeats=30, warmup=5):
   """Median wall time of one batch-1 call after `warmup` calls, in milliseconds."""
   image = np.random.default_rng(0).uniform(-1, 1, models.input_shape(config)).astype(np.float32)
-  for _ in range(warmup):
-    model(image)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    model(image)
-    times.append(time.perf_counter() - start)
-  return 1000 * statistics.median(times)
+  return 1000 * latency.median_seconds(model, (image,), repeats, warmup)
 
 
 def onnx_latency(config, variables, workdir):
@@ -221,10 +212,11 @@ def export(config, workdir, formats, int8=False, check_examples=250, out=print):
           os.remove(path + ".float")
       else:
         write_tflite(function, config, path, calibration if quantized else None)
-      agreement = compare(jax_logits, RUNTIMES[kind](path), checks, importers.label_offset(config))
+      runtimes = {t: RUNTIMES[kind](path, t) for t in THREADS}
+      agreement = compare(jax_logits, runtimes[1], checks, importers.label_offset(config))
       rows.append({"format": kind, "precision": "int8" if quantized else "float32",
                    "path": path, **dataclasses.asdict(agreement),
-                   **{f"latency_ms_{t}_threads": latency_ms(RUNTIMES[kind](path, t), config)
+                   **{f"latency_ms_{t}_threads": latency_ms(runtimes[t], config)
                       for t in THREADS}})
   with open(os.path.join(directory, "export.json"), "w") as f:
     json.dump(rows, f, indent=2)

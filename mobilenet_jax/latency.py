@@ -18,7 +18,8 @@ def local_copy(tree):
   return jax.device_put(jax.tree.map(whole, tree), jax.local_devices()[0])
 
 
-def _median_seconds(fn, args, repeats, warmup=3):
+def median_seconds(fn, args, repeats, warmup=3):
+  """Median wall time of fn(*args), blocked until ready, after `warmup` untimed calls."""
   for _ in range(warmup):
     jax.block_until_ready(fn(*args))
   times = []
@@ -37,7 +38,7 @@ def measure(model, params, batch_stats, resolution, throughput_batch=32):
   device = jax.local_devices()[0]
   one = jax.device_put(jnp.zeros((1, resolution, resolution, 3)), device)
   many = jax.device_put(jnp.zeros((throughput_batch, resolution, resolution, 3)), device)
-  latency = _median_seconds(forward, (variables, one), repeats=30)
-  batch_time = _median_seconds(forward, (variables, many), repeats=5)
+  latency = median_seconds(forward, (variables, one), repeats=30)
+  batch_time = median_seconds(forward, (variables, many), repeats=5)
   return {"latency_ms": 1000 * latency,
           "inference_images_per_second": throughput_batch / batch_time}

@@ -89,9 +89,15 @@ def _resources(member, extra_overrides):
     return config_lib.base_config().resources
 
 
-def _describe(resources):
+def _bundle(resources):
+  """What one process asks for, as a placement-group bundle: {'CPU': 1.0, ...}, zeros left out."""
   asks = {"CPU": resources.cpus, "GPU": resources.gpus, "TPU": resources.tpus}
-  return f"{resources.processes} x {{{', '.join(f'{k}: {v:g}' for k, v in asks.items() if v)}}}"
+  return {k: v for k, v in asks.items() if v}
+
+
+def _describe(resources):
+  bundle = ", ".join(f"{k}: {v:g}" for k, v in _bundle(resources).items())
+  return f"{resources.processes} x {{{bundle}}}"
 
 
 class _Attempt:
@@ -107,9 +113,7 @@ class _Attempt:
     n = resources.processes
     self.group, per_process = None, [({}, [])]
     if n > 1:
-      bundle = {"CPU": resources.cpus, "GPU": resources.gpus, "TPU": resources.tpus}
-      self.group = placement_group(
-          [{k: v for k, v in bundle.items() if v}] * n, strategy=resources.placement)
+      self.group = placement_group([_bundle(resources)] * n, strategy=resources.placement)
       in_bundle = [scheduling_strategies.PlacementGroupSchedulingStrategy(
           self.group, placement_group_bundle_index=i) for i in range(n)]
       coordinator = ray.get(_coordinator_address.options(scheduling_strategy=in_bundle[0]).remote())
