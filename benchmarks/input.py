@@ -1,42 +1,108 @@
-"""The input pipeline's img/s beside the training step's, with one decoding thread and with one
-per core.
+"""The input pipeline's img/s beside the training step's, per core and with every core.
 
-  python benchmarks/input.py --points=v2:0.35:128,v2:1.0:224
+  python benchmarks/input.py --points=v2:0.35:128,v2:1.0:224 [--before=REV]
+  python benchmarks/input.py --sweeps=experiments/v2_tradeoff.py,experiments/imagenette_tradeoff.py
 
-For each point (arch:alpha:resolution, batch --batch): img/s of the training pipeline
+Sources: the 250 ImageNet sample images (ImageNet-sized JPEGs) linked 40 times each, 10,000
+items, so that shuffling costs what it costs on a real dataset; a resized copy of them written by
+`prepare_data --resized_copy` with the longest side 8/7 of the resolution (256 for 224); and the
+Imagenette folder (224x224 JPEGs).
+
+--points: for each point (arch:alpha:resolution, batch --batch), img/s of the training pipeline
 (`data.train_batches`: decode, Inception crop, resize, flip) and of the evaluation pipeline
-(`data.eval_batches`: decode, central crop, resize) on two sources, the 250 ImageNet sample
-images (ImageNet-sized JPEGs, repeated by the training pipeline's epochs) and the Imagenette
-folder (224x224 JPEGs); beside them the training step's img/s on this machine's default device,
-measured as `benchmarks/speed.py` measures it, and the ratio of the all-core pipeline to the
-step: below 1, that step would wait for its input here.
+(`data.eval_batches`: decode, central crop, resize) with one thread and with one per core;
+beside them the training step's img/s on this machine's default device, measured as
+`benchmarks/speed.py` measures it, and their ratio: below 1, that step would wait for its input.
+With --before=REV, revision REV's pipelines are measured too, taking turns with this checkout's
+on every row, so one run gives the before and the after on the same machine.
+
+--sweeps: for each member, the training step's img/s on one H100 projected from the measured
+V2 1.0-224 (H100_STEP) by mult-adds, this machine's step img/s, and the training pipeline's
+img/s projected to 16 cores from the one- and two-core measurements at the member's resolution:
+whether the member would wait for its input on a 16-core H100 host.
 """
 
 import argparse
 import csv
+import io
+import json
 import os
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# --library=DIR: the mobilenet_jax measured is DIR's (another revision's, for --before).
+LIBRARY = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--library=")), REPO)
+sys.path[:0] = [LIBRARY, REPO]
 
+from mobilenet_jax import data  # noqa: E402  (first, so that LIBRARY's package is the one used)
+from mobilenet_jax import accounting, prepare_data, runtime, sweep, tables  # noqa: E402
 from benchmarks import speed  # noqa: E402
-from mobilenet_jax import data, runtime, tables  # noqa: E402
 
-SHARED = os.path.join(os.path.dirname(speed.REPO), "shared", "artifacts")
+SHARED = os.path.join(os.path.dirname(REPO), "shared", "artifacts")
+REPEATS = 40
+# One H100, V2 1.0-224, batch 256, bfloat16: run A of this README's GPU table (img/s).
+H100_STEP = 9_117
+PROJECTED_CORES = 16
 
 
-def imagenet_sample_folder(root):
-  """The 250 sample images as a folder dataset's train and val splits (links, no copies)."""
+def imagenet_sample_folder(root, repeats=1):
+  """The 250 sample images as a folder dataset's train and val splits, each linked `repeats`
+  times (links, no copies)."""
   sample = os.path.join(SHARED, "datasets", "imagenet_sample_250")
   with open(os.path.join(sample, "labels.csv")) as f:
     for row in csv.DictReader(f):
       for split in ("train", "val"):
         os.makedirs(os.path.join(root, split, row["wnid"]), exist_ok=True)
-        os.symlink(os.path.join(sample, row["file"]), os.path.join(root, split, row["wnid"],
-                                                                 row["file"]))
+        for copy in range(repeats):
+          os.symlink(os.path.join(sample, row["file"]),
+                     os.path.join(root, split, row["wnid"], f"{copy:02d}_{row['file']}"))
   return root
+
+
+def repeated(folder, repeats, root):
+  """A folder dataset whose every file of `folder` is linked `repeats` times."""
+  for dirpath, _, files in os.walk(folder):
+    relative = os.path.relpath(dirpath, folder)
+    if relative.count(os.sep) != 1:  # only SPLIT/CLASS folders hold images
+      continue
+    os.makedirs(os.path.join(root, relative), exist_ok=True)
+    for name in files:
+      for copy in range(repeats):
+        os.symlink(os.path.join(dirpath, name), os.path.join(root, relative, f"{copy:02d}_{name}"))
+  return root
+
+
+class Sources:
+  """The benchmark's datasets, made once per run in a temporary folder."""
+
+  def __init__(self, imagenette):
+    self.root = tempfile.mkdtemp(prefix="input_benchmark_")
+    self.sample = imagenet_sample_folder(os.path.join(self.root, "sample"))
+    self.imagenette = imagenette
+    self.copies = {}
+
+  def imagenet(self):
+    path = os.path.join(self.root, "sample_repeated")
+    return path if os.path.isdir(path) else imagenet_sample_folder(path, REPEATS)
+
+  def resized_copy(self, resolution):
+    side = round(resolution * 8 / 7)
+    if side not in self.copies:
+      copy = os.path.join(self.root, f"copy_{side}")
+      config = speed.load_config("v2", 1.0, resolution).data
+      config.dataset = f"folder:{self.sample}"
+      prepare_data.write_resized_copy(config, copy, side)
+      self.copies[side] = repeated(copy, REPEATS, os.path.join(self.root, f"copy_{side}_repeated"))
+    return self.copies[side], side
+
+  def for_point(self, resolution):
+    copy, side = self.resized_copy(resolution)
+    return {"ImageNet sample": self.imagenet(), f"its copy, max side {side}": copy,
+            "Imagenette folder": self.imagenette}
 
 
 def pipeline_images_per_second(batches, threads, count):
@@ -50,40 +116,127 @@ def pipeline_images_per_second(batches, threads, count):
   return images / (time.perf_counter() - start)
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--points", default="v2:0.35:128,v2:1.0:224")
-  parser.add_argument("--batch", type=int, default=64)
-  parser.add_argument("--batches", type=int, default=20, help="batches timed per measurement")
-  parser.add_argument("--imagenette", default=os.path.join(SHARED, "datasets", "imagenette2_224"))
-  args = parser.parse_args()
-  runtime.reexec_with_huge_pages()  # the step timed as launch.py runs it
-  cores = os.cpu_count()
-  sources = {"ImageNet sample (250)": imagenet_sample_folder(tempfile.mkdtemp()),
-             "Imagenette folder": args.imagenette}
+def measure(cell):
+  """img/s of one cell: {folder, resolution, pipeline ('train'|'eval'), batch, batches, threads}."""
+  config = speed.load_config("v2", 1.0, cell["resolution"])
+  config.data.dataset = f"folder:{cell['folder']}"
+  config.data.batch_size = config.data.eval_batch_size = cell["batch"]
+  config.data.class_names = ""
+  split = data.load_split(config.data, "train" if cell["pipeline"] == "train" else "val")
+  batches = (data.train_batches(split, config) if cell["pipeline"] == "train"
+             else data.eval_batches(split, config)[0].repeat())
+  return [pipeline_images_per_second(batches, t, cell["batches"]) for t in cell["threads"]]
+
+
+def measure_before(library, cell):
+  """measure(cell) with the mobilenet_jax in `library`, in a process of its own."""
+  output = subprocess.run([sys.executable, os.path.abspath(__file__), f"--library={library}",
+                           f"--measure={json.dumps(cell)}"], check=True, capture_output=True,
+                          text=True).stdout
+  return json.loads(output.splitlines()[-1])
+
+
+def extract(revision):
+  """Revision's mobilenet_jax/ in a temporary folder (git archive)."""
+  folder = tempfile.mkdtemp(prefix=f"mobilenet_jax_{revision}_")
+  archive = subprocess.run(["git", "-C", REPO, "archive", revision, "mobilenet_jax"],
+                           check=True, capture_output=True).stdout
+  tarfile.open(fileobj=io.BytesIO(archive)).extractall(folder, filter="data")
+  return folder
+
+
+def step_images_per_second(config, batch):
+  config.data.batch_size = batch
+  measures, _ = speed.config_contender(config, batch, "auto", "float32")
+  return batch / speed.time_in_turns({"step": {"train": measures["train"]}}, iters=2,
+                                     repeats=3)["step"]["train"]
+
+
+def points_table(args, sources, cores):
+  before = extract(args.before) if args.before else None
   rows = []
   for point in args.points.split(","):
     arch, width, res = point.split(":")
     config = speed.load_config(arch, float(width), int(res))
-    config.data.batch_size = config.data.eval_batch_size = args.batch
-    measures, _ = speed.jax_contender(arch, float(width), int(res), args.batch, "auto", "float32")
-    step = args.batch / speed.time_in_turns({"step": {"train": measures["train"]}}, iters=2,
-                                            repeats=3)["step"]["train"]
-    for source, path in sources.items():
-      config.data.dataset = f"folder:{path}"
+    step = step_images_per_second(config, args.batch)
+    for source, folder in sources.for_point(int(res)).items():
       for pipeline in ("train", "eval"):
-        split = data.load_split(config.data, "train" if pipeline == "train" else "val")
-        batches = (data.train_batches(split, config) if pipeline == "train"
-                   else data.eval_batches(split, config)[0].repeat())
-        speeds = [pipeline_images_per_second(batches, t, args.batches) for t in (1, cores)]
-        rows.append((f"{arch} {width}-{res}", source, pipeline, round(speeds[0]),
-                     round(speeds[1]), round(step, 1),
-                     f"{speeds[1] / step:.1f}" if pipeline == "train" else ""))
-        print(*rows[-1], sep=" | ", flush=True)
+        cell = {"folder": folder, "resolution": int(res), "pipeline": pipeline,
+                "batch": args.batch, "batches": args.batches, "threads": [1, cores]}
+        old = measure_before(before, cell) if before else None
+        new = measure(cell)
+        row = [f"{arch} {width}-{res}", source, pipeline]
+        for index in range(2):
+          if old:
+            row += [round(old[index]), round(new[index]), f"{new[index] / old[index]:.2f}"]
+          else:
+            row += [round(new[index])]
+        row += [round(step, 1), f"{new[1] / step:.1f}" if pipeline == "train" else ""]
+        rows.append(row)
+        print(*row, sep=" | ", flush=True)
+  header = ["point", "source", "pipeline"]
+  for threads in ("1 thread", f"{cores} threads"):
+    header += ([f"before, {threads}", f"img/s, {threads}", "after / before"] if before
+               else [f"img/s, {threads}"])
+  header += ["train step img/s", f"pipeline / step ({cores} threads)"]
+  print(tables.markdown_table(header, rows))
+
+
+def projected(one, two):
+  """img/s on PROJECTED_CORES cores, each core past the first adding what the second added."""
+  return one + (PROJECTED_CORES - 1) * (two - one)
+
+
+def sweeps_table(args, sources, cores):
+  members = [(loaded.name, member) for loaded in map(sweep.load_sweep, args.sweeps.split(","))
+             for member in loaded.members]
+  reference = accounting.profile(speed.load_config("v2", 1.0, 224)).madds
+  pipelines = {}
+  for resolution in sorted({sweep.member_config(m).resolution for _, m in members}):
+    for kind, folder in (("original", sources.imagenet()),
+                         ("copy", sources.resized_copy(resolution)[0])):
+      one, two = measure({"folder": folder, "resolution": resolution, "pipeline": "train",
+                          "batch": args.batch, "batches": args.batches, "threads": [1, cores]})
+      pipelines[resolution, kind] = one, projected(one, two)
+      print(resolution, kind, round(one), round(two), flush=True)
+  rows = []
+  for sweep_name, member in members:
+    config = sweep.member_config(member)
+    madds = accounting.profile(config).madds
+    h100 = H100_STEP * reference / madds
+    cpu = step_images_per_second(config, args.batch)
+    row = [sweep_name, member.name, f"{madds / 1e6:.1f}", round(cpu, 1), f"{h100:,.0f}"]
+    for kind in ("original", "copy"):
+      one, sixteen = pipelines[config.resolution, kind]
+      row += [round(one), f"{sixteen:,.0f}", "yes" if sixteen < h100 else "no"]
+    rows.append(row)
+    print(*row, sep=" | ", flush=True)
   print(tables.markdown_table(
-      ("point", "source", "pipeline", "img/s, 1 thread", f"img/s, {cores} threads",
-       "train step img/s", f"pipeline / step ({cores} threads)"), rows))
+      ["sweep", "member", "M mult-adds", f"step img/s here ({cores} cores)",
+       "step img/s, one H100 (projected)", "pipeline img/s per core, ImageNet JPEGs",
+       f"… on {PROJECTED_CORES} cores (projected)", "input-bound on the H100",
+       "per core, resized copy", f"… on {PROJECTED_CORES} cores (projected)",
+       "input-bound on the H100, resized copy"], rows))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--points", default="v2:0.35:128,v2:1.0:224")
+  parser.add_argument("--sweeps", default="", help="sweep files: the per-member table instead")
+  parser.add_argument("--before", default="", help="a git revision whose pipelines to measure too")
+  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--batches", type=int, default=20, help="batches timed per measurement")
+  parser.add_argument("--imagenette", default=os.path.join(SHARED, "datasets", "imagenette2_224"))
+  parser.add_argument("--library", default=REPO, help=argparse.SUPPRESS)
+  parser.add_argument("--measure", default="", help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.measure:  # a process of --before's, measuring one cell with --library's pipelines
+    print(json.dumps(measure(json.loads(args.measure))))
+    return
+  runtime.reexec_with_huge_pages()  # the step timed as launch.py runs it
+  sources = Sources(args.imagenette)
+  (sweeps_table if args.sweeps else points_table)(args, sources, os.cpu_count())
 
 
 if __name__ == "__main__":

@@ -82,7 +82,11 @@ def load_config(arch, width, res):
 
 def jax_contender(arch, width, res, batch, impl, dtype):
   """The contender's measures, and the bytes XLA's cost analysis gives for one training step."""
-  config = load_config(arch, width, res)
+  return config_contender(load_config(arch, width, res), batch, impl, dtype)
+
+
+def config_contender(config, batch, impl, dtype):
+  """jax_contender for any config (a sweep member's)."""
   config.model.conv_impl = impl
   config.model.dtype = dtype
   config.data.batch_size = batch

@@ -1,18 +1,30 @@
-"""Prepares a tensorflow-datasets dataset as ArrayRecord files, the format training reads.
+"""Datasets on disk: prepares a tensorflow-datasets dataset as ArrayRecord files (the format
+training reads), checks that every image of a folder decodes, writes a resized copy.
 
   python -m mobilenet_jax.prepare_data --dataset=tfds:imagenette [--data_dir=DIR]
   python -m mobilenet_jax.prepare_data --dataset=tfds:imagenet2012 --data_dir=DIR \
       [--manual_dir=DIR_WITH_ILSVRC2012_TARS]
   python -m mobilenet_jax.prepare_data --check --dataset=folder:PATH   # every image decodes?
+  python -m mobilenet_jax.prepare_data --dataset=folder:PATH|tfds:NAME \
+      --resized_copy=OUT --max_side=256   # JPEGs at most 256 px a side, for a faster input
 
-Training reads the result through `tfds.data_source` with no TensorFlow; TFDS itself needs
-TensorFlow (`pip install tensorflow-cpu`) to encode images while preparing, and only then.
+Training reads prepared TFDS data through `tfds.data_source` with no TensorFlow; TFDS itself
+needs TensorFlow (`pip install tensorflow-cpu`) to encode images while preparing, and only then.
+A resized copy is a folder dataset: decoding a JPEG costs about its pixel count, so training at
+224 px on images stored at 256 px a side instead of ImageNet's ~470 reads several times faster
+(benchmarks/README.md); as FFCV does, pick the side for the largest resolution trained.
 """
 
+import concurrent.futures
+import json
 import os
+import pathlib
 
+import ml_collections
+import tqdm
 from absl import app
 from absl import flags
+from PIL import Image
 
 from mobilenet_jax import data, errors
 
@@ -22,6 +34,12 @@ _CHECK = flags.DEFINE_bool("check", False, "With --dataset=folder:PATH: decode e
                            "its train/ and val/ and list the files that fail.")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "Where manually downloaded files are "
                                   "(imagenet2012: ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar).")
+_RESIZED_COPY = flags.DEFINE_string("resized_copy", "", "Write the dataset's train and val splits "
+                                    "to this folder as JPEGs at most --max_side pixels a side.")
+_MAX_SIDE = flags.DEFINE_integer("max_side", 0, "With --resized_copy: the longest side of the "
+                                 "stored images, e.g. 256 for sweeps up to 224 px.")
+_CLASS_NAMES = flags.DEFINE_string("class_names", "", "With a folder:PATH dataset: the "
+                                   "config.data.class_names file it is trained with, if any.")
 
 def prepare(name, data_dir="", manual_dir=""):
   """Downloads (or reads from manual_dir) and writes `name` as ArrayRecord under data_dir."""
@@ -48,6 +66,82 @@ def prepare(name, data_dir="", manual_dir=""):
   return builder
 
 
+def _parallel(function, items, description, threads=None):
+  """function over items on a thread pool (PIL decodes and encodes outside the GIL), with a
+  progress bar; the results in order."""
+  with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count()) as pool:
+    return list(tqdm.tqdm(pool.map(function, items), total=len(items), unit="image",
+                          desc=description))
+
+
+def check_folder(root, threads=None):
+  """[(path, reason)] for every file of a folder dataset's splits that does not decode."""
+  files = [f for split in ("train", "val") if (pathlib.Path(root) / split).is_dir()
+           for f in data.load_split(ml_collections.ConfigDict(
+               {"dataset": f"folder:{root}", "class_names": ""}), split).source.files]
+
+  def problem(path):
+    try:
+      with data.opened(path) as image:
+        data.decoded(image)
+    except errors.DataError as error:
+      return path, str(error)
+    return None
+
+  return [p for p in _parallel(problem, files, f"checking {root}", threads) if p]
+
+
+COPY_QUALITY = 90  # FFCV's default JPEG quality for its stored images
+
+
+def write_resized_copy(data_config, out, max_side, threads=None):
+  """Writes the dataset's train and val splits to `out` as a folder dataset of JPEGs at most
+  `max_side` pixels a side, with class_names.txt in label order; returns [(image, reason)] for
+  the images that did not decode. Files already written are kept: an interrupted copy resumes."""
+  out = pathlib.Path(out)
+  record = {"dataset": data_config.dataset, "class_names": data_config.class_names,
+            "max_side": max_side, "quality": COPY_QUALITY}
+  record_path = out / "resized_copy.json"
+  if record_path.exists():
+    written = json.loads(record_path.read_text())
+    if written != record:
+      raise errors.DataError(f"--resized_copy={out} holds a copy made with {written}, not "
+                             f"{record}; give another folder")
+  elif out.exists() and any(out.iterdir()):
+    raise errors.DataError(f"--resized_copy={out} is a folder with other files in it; give a new "
+                           "or empty folder")
+  out.mkdir(parents=True, exist_ok=True)
+  record_path.write_text(json.dumps(record, indent=1) + "\n")
+  problems = []
+  for split_name in ("train", "val"):
+    split = data.load_split(data_config, split_name)
+    (out / "class_names.txt").write_text("".join(f"{name}\n" for name in split.class_names))
+    for name in split.class_names:
+      (out / split_name / name).mkdir(parents=True, exist_ok=True)
+
+    def write(index):
+      image, label = split.source[index]
+      name = pathlib.Path(image).name if isinstance(image, str) else f"{index:08d}.jpg"
+      target = out / split_name / split.class_names[label] / (
+          name if name.lower().endswith((".jpg", ".jpeg")) else name + ".jpg")
+      if target.exists():
+        return None
+      try:
+        with data.opened(image) as pil:
+          pil.thumbnail((max_side, max_side), Image.BICUBIC)  # decodes at a DCT scale first
+          pixels = pil if pil.mode == "RGB" else pil.convert("RGB")
+          partial = target.with_name(target.name + ".partial")
+          pixels.save(partial, "JPEG", quality=COPY_QUALITY)
+      except (errors.DataError, *data.IMAGE_ERRORS) as error:
+        return str(image), str(error)
+      os.replace(partial, target)  # whole files only, so a resumed copy can trust what exists
+      return None
+
+    problems += [p for p in _parallel(write, range(len(split)), f"{split_name} -> {out}", threads)
+                 if p]
+  return problems
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments {argv[1:]}")
@@ -56,6 +150,8 @@ def main(argv):
     if kind != "folder" or not name:
       raise app.UsageError(f"--check takes --dataset=folder:PATH, not {_DATASET.value!r}")
     return _check(name)
+  if _RESIZED_COPY.value:
+    return _resized_copy(_DATASET.value or "")
   if kind != "tfds" or not name:
     raise app.UsageError(f"--dataset={_DATASET.value!r}: expected tfds:NAME (digits and "
                          "folder: datasets need no preparation)")
@@ -70,7 +166,7 @@ def main(argv):
 
 def _check(root):
   try:
-    bad = data.check_folder(root)
+    bad = check_folder(root)
   except errors.DataError as error:
     raise SystemExit(f"error: {error}") from None
   for path, reason in bad:
@@ -78,6 +174,28 @@ def _check(root):
   if bad:
     raise SystemExit(f"error: {len(bad)} unreadable images in {root}; remove or replace them")
   print(f"{root}: every image decodes")
+
+
+def _resized_copy(dataset):
+  if _MAX_SIDE.value < 1:
+    raise SystemExit(f"error: --resized_copy needs --max_side=N (pixels, at least 1), not "
+                     f"{_MAX_SIDE.value}")
+  if not dataset.startswith(("folder:", "tfds:")):
+    raise SystemExit(f"error: --dataset={dataset!r}: --resized_copy takes folder:PATH or tfds:NAME")
+  config = ml_collections.ConfigDict({"dataset": dataset, "data_dir": _DATA_DIR.value,
+                                      "class_names": _CLASS_NAMES.value})
+  out = _RESIZED_COPY.value
+  try:
+    bad = write_resized_copy(config, out, _MAX_SIDE.value)
+  except errors.DataError as error:
+    raise SystemExit(f"error: {error}") from None
+  for image, reason in bad:
+    print(f"{image}: {reason}")
+  if bad:
+    raise SystemExit(f"error: {len(bad)} images did not decode and are not in {out}; the rest "
+                     "are")
+  print(f"Wrote {out}; train with --config.data.dataset=folder:{out} "
+        f"--config.data.class_names={out}/class_names.txt")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from mobilenet_jax import tracking
 from mobilenet_jax import workdir as workdir_lib
 
 COLUMNS = ("name", "arch", "width_multiplier", "resolution", "madds", "params", "top1", "top5",
-           "ema_top1", "images_per_second", "latency_ms", "onnxruntime_latency_ms", "status",
+           "ema_top1", "images_per_second", "input_wait_fraction", "latency_ms",
+           "onnxruntime_latency_ms", "status",
            "seeds", "top1_std")
 IMAGENET = ("tfds:imagenet2012", "tfds:imagenet2012_subset")
 
@@ -55,8 +56,8 @@ def rows(members):
                arch=config["model"]["name"], dataset=config["data"]["dataset"],
                seeds=len(finished), status=summary.get("status") if len(group) == 1 else
                ("finished" if len(finished) == len(group) else f"{len(finished)}/{len(group)} finished"))
-    for key in ("top1", "top5", "ema_top1", "images_per_second", "latency_ms",
-                "onnxruntime_latency_ms"):
+    for key in ("top1", "top5", "ema_top1", "images_per_second", "input_wait_fraction",
+                "latency_ms", "onnxruntime_latency_ms"):
       values = [s[key] for s in finished if s.get(key) is not None]
       row[key] = statistics.fmean(values) if values else None
     top1s = [s["top1"] for s in finished if s.get("top1") is not None]
@@ -152,10 +153,12 @@ def madds_rank_correlation(table_rows):
 
 def results_table(table_rows):
   header = ("member", "arch", "α", "res", "M mult-adds", "M params", "top-1", "top-5", "EMA top-1",
-            "train img/s", "latency ms (batch 1)", "status")
+            "train img/s", "input wait", "latency ms (batch 1)", "status")
   lines = [(r["name"], r["arch"], f"{r['width_multiplier']:g}", r["resolution"], _m(r["madds"]),
             _m(r["params"], 2), _pct(r["top1"], r["top1_std"]), _pct(r["top5"]),
-            _pct(r["ema_top1"]), "–" if r["images_per_second"] is None else f"{r['images_per_second']:.0f}",
+            _pct(r["ema_top1"]),
+            "–" if r["images_per_second"] is None else f"{r['images_per_second']:.0f}",
+            "–" if r["input_wait_fraction"] is None else f"{r['input_wait_fraction']:.0%}",
             "–" if r["latency_ms"] is None else f"{r['latency_ms']:.2f}", r["status"])
            for r in table_rows]
   return tables.markdown_table(header, lines)

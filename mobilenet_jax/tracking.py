@@ -76,7 +76,7 @@ class MetricWriter:
     self.enabled = jax.process_index() == 0
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.last_logged = -1
-    self._speeds = []
+    self._speeds, self._input_waits = [], []
     self.run = None
     self.run_id = run_id
     if not self.enabled:
@@ -98,6 +98,7 @@ class MetricWriter:
   def log(self, step, metrics):
     if "train/images_per_second" in metrics:
       self._speeds.append(metrics["train/images_per_second"])
+      self._input_waits.append(metrics["train/input_wait_fraction"])
     if not self.enabled or step <= self.last_logged and "eval/top1" not in metrics:
       return
     with open(self.path, "a") as f:
@@ -107,8 +108,11 @@ class MetricWriter:
 
   def images_per_second(self):
     """Median training speed of this session's logged intervals (the first includes compiling)."""
-    speeds = sorted(self._speeds[1:] or self._speeds)
-    return speeds[len(speeds) // 2] if speeds else None
+    return _median(self._speeds[1:] or self._speeds)
+
+  def input_wait_fraction(self):
+    """Median fraction of wall time the loop waited for input, over the same intervals."""
+    return _median(self._input_waits[1:] or self._input_waits)
 
   def progress(self, start, total):
     return Progress(start, total, self.enabled)
@@ -119,8 +123,14 @@ class MetricWriter:
       self.run.finish()
 
 
+def _median(values):
+  values = sorted(values)
+  return values[len(values) // 2] if values else None
+
+
 class Progress:
-  """Step, loss, img/s and ETA on one line (tqdm computes the ETA)."""
+  """Step, loss, img/s, the fraction of time spent waiting for input and the ETA on one line
+  (tqdm computes the ETA)."""
 
   def __init__(self, start, total, enabled):
     self.bar = tqdm.tqdm(total=total, initial=start, unit="step", disable=not enabled,
@@ -128,7 +138,8 @@ class Progress:
 
   def update(self, step, metrics):
     self.bar.set_postfix(loss=f"{metrics['train/loss']:.3f}",
-                         img_s=f"{metrics['train/images_per_second']:.0f}", refresh=False)
+                         img_s=f"{metrics['train/images_per_second']:.0f}",
+                         input_wait=f"{metrics['train/input_wait_fraction']:.0%}", refresh=False)
     self.bar.update(step - self.bar.n)
 
   def close(self):

@@ -119,8 +119,11 @@ def _train(config, workdir, mesh, train_split, val_split, summary_path):
   batches = data.iterate(data.train_batches(train_split, config), start_step)
   try:
     step, last_time, last_step = start_step, time.perf_counter(), start_step
+    waited = 0.0  # seconds this logging interval spent blocked on the input pipeline
     while step < num_steps:
+      wait_start = time.perf_counter()
       images, labels = next(batches)
+      waited += time.perf_counter() - wait_start
       state, metrics = step_fn(state, jax.make_array_from_process_local_data(batch_sharding, images),
                                jax.make_array_from_process_local_data(
                                    batch_sharding, labels + label_offset), dropout_rng)
@@ -140,7 +143,9 @@ def _train(config, workdir, mesh, train_split, val_split, summary_path):
         now = time.perf_counter()
         metrics["train/images_per_second"] = (
             (step - last_step) * config.data.batch_size / (now - last_time))
-        last_time, last_step = now, step
+        # The steps run asynchronously: time blocked in next() is time the device had no batch.
+        metrics["train/input_wait_fraction"] = waited / (now - last_time)
+        last_time, last_step, waited = now, step, 0.0
         writer.log(step, metrics)
         progress.update(step, metrics)
       if preempted:
@@ -170,6 +175,7 @@ def _train(config, workdir, mesh, train_split, val_split, summary_path):
              "ema_top1": results.get("eval/ema/top1", results.get("eval/top1")),
              "eval_count": results.get("eval/count"),
              "images_per_second": writer.images_per_second(),
+             "input_wait_fraction": writer.input_wait_fraction(),
              "wandb_run_id": writer.run_id}
   if status == "finished" and summary["eval_count"] != eval_count:
     raise errors.TrainingError(f"evaluated {summary['eval_count']} examples, expected {eval_count}")

@@ -6,7 +6,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mobilenet_jax import data, errors, prepare_data, trainer
-from tests.conftest import without_tensorflow
+from tests.conftest import ARTIFACTS, needs_artifacts, without_tensorflow
 from tests.test_training import tiny_config
 
 
@@ -160,8 +160,95 @@ def test_an_unreadable_image_is_named_in_training_and_found_by_the_check(tmp_pat
   write_folder(tmp_path / "images", ["n01", "n02"], per_class=40)
   bad = tmp_path / "images" / "train" / "n02" / "cut.jpg"
   bad.write_bytes(b"")
-  assert [path for path, _ in data.check_folder(str(tmp_path / "images"))] == [str(bad)]
+  assert [path for path, _ in prepare_data.check_folder(str(tmp_path / "images"))] == [str(bad)]
   config = tiny_config(**{"data.dataset": f"folder:{tmp_path / 'images'}", "data.batch_size": 80,
                           "training.num_steps": 3})
   with pytest.raises(errors.DataError, match=rf"{bad} is not a readable image .* --check"):
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_crop_box_keeps_the_inception_area_and_aspect_ranges():
+  rng = np.random.default_rng(0)
+  boxes = np.array([data.crop_box(395, 467, rng, 0.25) for _ in range(20_000)])
+  width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+  area, aspect = width * height / (395 * 467), width / height
+  # Rounding to whole pixels moves the bounds by under half a pixel per side.
+  assert 0.249 < area.min() < 0.252 and 0.99 < area.max() <= 1.0
+  assert 0.745 < aspect.min() < 0.755 and 1.33 < aspect.max() < 1.34
+  assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= 467).all() and (boxes[:, 3] <= 395).all()
+  # Drawn uniform in area and in log aspect; crops that do not fit are redrawn, which thins
+  # the largest areas but leaves every part of the range well covered.
+  assert (np.histogram(area, bins=3, range=(0.25, 1))[0] > 0.1 * len(area)).all()
+  log_aspect = np.histogram(np.log(aspect), bins=3, range=(np.log(3 / 4), np.log(4 / 3)))[0]
+  assert (log_aspect > 0.1 * len(aspect)).all()
+  assert data.crop_box(10, 10, rng, 1.0) == (0, 0, 10, 10)  # only the whole image fits
+
+
+def _todays_eval_preprocess(path, resolution, fraction):
+  """Evaluation preprocessing before the pipeline decoded lazily (commit 6dcaf85): the whole
+  decode to a numpy array, a numpy crop, then PIL's bilinear resize."""
+  with Image.open(path) as image:
+    pixels = np.asarray(image.convert("RGB"))
+  h, w = pixels.shape[:2]
+  crop_h, crop_w = max(int(round(h * fraction)), 1), max(int(round(w * fraction)), 1)
+  top, left = (h - crop_h) // 2, (w - crop_w) // 2
+  crop = np.ascontiguousarray(pixels[top:top + crop_h, left:left + crop_w])
+  resized = np.asarray(Image.fromarray(crop).resize((resolution, resolution), Image.BILINEAR))
+  return resized.astype(np.float32) / 127.5 - 1.0
+
+
+@needs_artifacts("datasets", "imagenet_sample_250")
+def test_eval_preprocessing_is_bit_identical_to_the_numpy_crop_on_the_sample_images():
+  files = sorted((ARTIFACTS / "datasets" / "imagenet_sample_250").glob("*.JPEG"))
+  assert len(files) == 250
+  for resolution in (224, 128):
+    config = tiny_config(**{"resolution": resolution})
+    for path in files:
+      np.testing.assert_array_equal(data.eval_preprocess(str(path), config),
+                                    _todays_eval_preprocess(path, resolution, 0.875))
+
+
+@needs_artifacts("datasets", "imagenet_sample_250")
+def test_training_crop_from_a_dct_scaled_decode_matches_the_crop_of_the_whole_image():
+  path = str(ARTIFACTS / "datasets" / "imagenet_sample_250" / "n01440764_tench.JPEG")
+  full = np.asarray(Image.open(path).convert("RGB"))  # 375 x 500
+  for resolution, seed in ((224, 0), (64, 0), (32, 3)):
+    crop = data.random_resized_crop(path, np.random.default_rng(seed), resolution, 0.25)
+    reference = data.random_resized_crop(
+        np.ascontiguousarray(full), np.random.default_rng(seed), resolution, 0.25)
+    assert crop.shape == (resolution, resolution, 3)
+    # From the whole decode the two are the same crop; a DCT-scaled decode blurs it a little.
+    difference = np.abs(crop.astype(int) - reference.astype(int)).mean()
+    assert difference < 6, (resolution, difference)
+
+
+def test_a_resized_copy_keeps_labels_resumes_and_refuses_other_settings(tmp_path):
+  write_folder(tmp_path / "images", ["n01", "n02"], per_class=3, size=40)
+  Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "images/train/n02/wide.png")
+  (tmp_path / "images/train/n01/cut.jpg").write_bytes(b"")
+  source = tiny_config(**{"data.dataset": f"folder:{tmp_path / 'images'}"}).data
+  out = tmp_path / "copy"
+  problems = prepare_data.write_resized_copy(source, str(out), max_side=20)
+  assert [image for image, _ in problems] == [str(tmp_path / "images/train/n01/cut.jpg")]
+  assert (out / "class_names.txt").read_text() == "n01\nn02\n"
+  with Image.open(out / "train/n02/wide.png.jpg") as wide:
+    assert wide.size == (20, 12) and wide.format == "JPEG"
+  copy = tiny_config(**{"data.dataset": f"folder:{out}",
+                        "data.class_names": str(out / "class_names.txt")}).data
+  for split in ("train", "val"):
+    original, resized = data.load_split(source, split), data.load_split(copy, split)
+    assert sorted(resized.source.labels) == sorted(
+        label for path, label in zip(original.source.files, original.source.labels)
+        if not path.endswith("cut.jpg"))
+  assert max(Image.open(f).size[0] for f in resized.source.files) == 20
+
+  # Run again: what exists is kept, what is missing is written.
+  kept = out / "train/n01/0.jpg"
+  written_at = kept.stat().st_mtime_ns
+  (out / "val/n02/1.jpg").unlink()
+  prepare_data.write_resized_copy(source, str(out), max_side=20)
+  assert kept.stat().st_mtime_ns == written_at and (out / "val/n02/1.jpg").exists()
+  with pytest.raises(errors.DataError, match=r"holds a copy made with .*'max_side': 20"):
+    prepare_data.write_resized_copy(source, str(out), max_side=32)
+  with pytest.raises(errors.DataError, match="other files in it"):
+    prepare_data.write_resized_copy(source, str(tmp_path / "images"), max_side=32)

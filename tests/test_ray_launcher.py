@@ -19,7 +19,7 @@ import pytest
 
 from mobilenet_jax import report
 from tests.conftest import REPO
-from tests.test_training import assert_same_loss_curve, final_params, metrics
+from tests.test_training import SAME_CURVE_RATE, assert_same_loss_curve, final_params, metrics
 
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 SWEEP_FILE = '''
@@ -72,7 +72,8 @@ def test_ray_sweep_isolates_failures_relaunches_a_killed_member_and_runs_two_pro
       [sys.executable, "launch.py", f"--sweep={sweep_file}", f"--workdir={workdir}",
        "--launcher=ray", f"--ray_address={ray_cluster}", f"--config.training.num_steps={STEPS}",
        "--config.training.log_every_steps=1", "--config.training.checkpoint_every_steps=10",
-       "--config.training.measure_latency=False", "--config.wandb.mode=disabled"],
+       "--config.training.measure_latency=False", "--config.wandb.mode=disabled",
+       SAME_CURVE_RATE],
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
       env={**os.environ, "RAY_AUTH_MODE": "disabled"})
 
