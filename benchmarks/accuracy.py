@@ -96,7 +96,7 @@ def train_torch(config, arch, width):
   steps_per_epoch = max(len(train_split) // config.data.batch_size, 1)
   schedule, _ = optim.learning_rate_schedule(config, steps_per_epoch)
   loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.training.label_smoothing)
-  to_torch = lambda images: torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(
+  to_torch = lambda pixels: torch.from_numpy(data.to_float(pixels)).permute(0, 3, 1, 2).contiguous(
       memory_format=torch.channels_last)
   batches = data.iterate(data.train_batches(train_split, config))
   num_steps = config.training.num_steps

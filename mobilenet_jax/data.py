@@ -277,12 +277,15 @@ def load_split(data_config, split):
       "'tfds:NAME' (e.g. tfds:imagenet2012, tfds:imagenette, tfds:cifar10)")
 
 
-def _to_float(pixels):
-  """uint8 pixels -> [-1, 1], in place on one float32 copy (the values of x / 127.5 - 1)."""
-  images = pixels.astype(np.float32)
-  images /= 127.5
-  images -= 1.0
-  return images
+# x / 127.5 - 1 for every uint8 value. Batches leave the pipeline as uint8 (a quarter of the
+# bytes to copy and to send to the device) and the train and eval steps look them up here, as
+# to_float does on the host: XLA's own division differs from NumPy's in the last bit.
+PIXEL_VALUES = np.arange(256, dtype=np.float32) / 127.5 - 1.0
+
+
+def to_float(pixels):
+  """uint8 pixels -> the model's [-1, 1] input."""
+  return PIXEL_VALUES[pixels]
 
 
 def crop_box(height, width, rng, min_area):
@@ -331,7 +334,7 @@ def central_crop(image, resolution, fraction):
 
 def eval_preprocess(image, config):
   """A source item's image -> the model's float input, as evaluation preprocesses it."""
-  return _to_float(central_crop(image, config.resolution, config.data.central_crop_fraction))
+  return to_float(central_crop(image, config.resolution, config.data.central_crop_fraction))
 
 
 def load_image(path, config):
@@ -343,10 +346,8 @@ def load_image(path, config):
 
 
 def _stack(items):
-  """A batch of (uint8 pixels, label) items as float images and int32 labels: one conversion for
-  the whole batch, on a quarter of the bytes a stack of float images would copy."""
   images, labels = zip(*items)
-  return _to_float(np.stack(images)), np.asarray(labels, np.int32)
+  return np.stack(images), np.asarray(labels, np.int32)
 
 
 def local_batch_size(global_batch):
@@ -358,7 +359,8 @@ def local_batch_size(global_batch):
 
 
 def train_batches(split, config):
-  """A MapDataset whose item t is this process's part of the global batch of step t."""
+  """A MapDataset whose item t is this process's part of the global batch of step t: uint8
+  images (to_float makes them the model's input) and int32 labels."""
   data = config.data
   local = local_batch_size(data.batch_size)
 
@@ -375,7 +377,8 @@ def train_batches(split, config):
 
 
 def eval_batches(split, config):
-  """Every example exactly once: the last global batch is padded, with mask 0 on the padding."""
+  """Every example exactly once, as (uint8 images, labels, mask): the last global batch is
+  padded, with mask 0 on the padding."""
   data = config.data
   local = local_batch_size(data.eval_batch_size)
   count = len(split) if not data.max_eval_examples else min(len(split), data.max_eval_examples)
@@ -388,8 +391,8 @@ def eval_batches(split, config):
     mask = (indices < count).astype(np.float32)
     items = [split.source[int(i) if i < count else 0] for i in indices]
     with check_hint(data.dataset):
-      images = _to_float(np.stack([central_crop(image, config.resolution,
-                                                data.central_crop_fraction) for image, _ in items]))
+      images = np.stack([central_crop(image, config.resolution, data.central_crop_fraction)
+                         for image, _ in items])
     labels = np.asarray([label for _, label in items], np.int32)
     return images, labels, mask
 

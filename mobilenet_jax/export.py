@@ -174,7 +174,7 @@ def check_batches(config, count):
   config = config.copy_and_resolve_references()
   config.data.max_eval_examples = count
   batches, _ = data.eval_batches(data.load_split(config.data, "val"), config)
-  return list(data.iterate(batches))
+  return [(data.to_float(images), labels, mask) for images, labels, mask in data.iterate(batches)]
 
 
 def calibration_batches(config, count=100, batch_size=10):

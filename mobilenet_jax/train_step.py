@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mobilenet_jax import models
+from mobilenet_jax import data, models
 
 
 @flax.struct.dataclass
@@ -53,6 +53,12 @@ def ema_update(ema, new, step, decay):
   return jax.tree.map(lambda e, n: rate * e + (1.0 - rate) * n, ema, new)
 
 
+def model_input(images):
+  """The pipeline's uint8 pixels as the model's [-1, 1] floats, the same as data.to_float gives
+  on the host; float images (synthetic, or preprocessed already) pass unchanged."""
+  return jnp.asarray(data.PIXEL_VALUES)[images] if images.dtype == jnp.uint8 else images
+
+
 def make_train_step(model, tx, config, schedule):
   """BN statistics are computed over the global batch: under jit with the batch sharded over
   the mesh, the mean in BatchNorm is a cross-device reduction (sync-BN), so the loss does not
@@ -66,7 +72,7 @@ def make_train_step(model, tx, config, schedule):
 
     def loss_fn(params):
       logits, updates = model.apply(
-          {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+          {"params": params, "batch_stats": state.batch_stats}, model_input(images), train=True,
           mutable=["batch_stats"], rngs={"dropout": dropout_rng})
       loss = jnp.mean(cross_entropy(logits, labels, num_classes, smoothing))
       return loss, (logits, updates["batch_stats"])
@@ -96,7 +102,8 @@ def make_eval_step(model, num_classes):
   """Sums over the batch (masked for padding) so partial batches add up exactly."""
 
   def eval_step(params, batch_stats, images, labels, mask):
-    logits = model.apply({"params": params, "batch_stats": batch_stats}, images, train=False)
+    logits = model.apply({"params": params, "batch_stats": batch_stats}, model_input(images),
+                         train=False)
     top5 = jax.lax.top_k(logits, min(5, num_classes))[1]
     correct5 = jnp.any(top5 == labels[:, None], axis=-1)
     loss = cross_entropy(logits, labels, num_classes, 0.0)

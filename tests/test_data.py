@@ -1,11 +1,12 @@
 """The input pipeline: TFDS ArrayRecord sources prepared by our command, folders, determinism."""
 
+import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from mobilenet_jax import data, errors, prepare_data, trainer
+from mobilenet_jax import data, errors, prepare_data, train_step, trainer
 from tests.conftest import ARTIFACTS, needs_artifacts, without_tensorflow
 from tests.test_training import tiny_config
 
@@ -110,7 +111,7 @@ def test_train_batches_are_a_pure_function_of_seed_and_step():
     np.testing.assert_array_equal(first[step][1], again[step][1])
   assert not np.array_equal(first[0][1], first[22][1])  # a new epoch is shuffled anew
   images = first[3][0]
-  assert images.shape == (64, 16, 16, 3) and images.min() >= -1 and images.max() <= 1
+  assert images.shape == (64, 16, 16, 3) and images.dtype == np.uint8
 
 
 def test_eval_batches_cover_every_example_once():
@@ -198,7 +199,8 @@ def _todays_eval_preprocess(path, resolution, fraction):
 
 
 @needs_artifacts("datasets", "imagenet_sample_250")
-def test_eval_preprocessing_is_bit_identical_to_the_numpy_crop_on_the_sample_images():
+def test_eval_preprocessing_is_bit_identical_to_the_numpy_crop_on_the_sample_images(
+    imagenet_folder):
   files = sorted((ARTIFACTS / "datasets" / "imagenet_sample_250").glob("*.JPEG"))
   assert len(files) == 250
   for resolution in (224, 128):
@@ -206,6 +208,24 @@ def test_eval_preprocessing_is_bit_identical_to_the_numpy_crop_on_the_sample_ima
     for path in files:
       np.testing.assert_array_equal(data.eval_preprocess(str(path), config),
                                     _todays_eval_preprocess(path, resolution, 0.875))
+  # The eval batches carry the same pixels as uint8, and the eval step converts them on the
+  # device to the same floats.
+  config = tiny_config(**{"resolution": 128, "data.dataset": f"folder:{imagenet_folder}",
+                          "data.eval_batch_size": 125})
+  batches, count = data.eval_batches(data.load_split(config.data, "val"), config)
+  images = np.concatenate([batches[b][0] for b in range(len(batches))])
+  files = data.load_split(config.data, "val").source.files
+  assert count == len(images) == 250 and images.dtype == np.uint8
+  for image, path in zip(images, files):
+    np.testing.assert_array_equal(data.to_float(image),
+                                  _todays_eval_preprocess(path, 128, 0.875))
+
+
+def test_the_steps_turn_uint8_pixels_into_the_hosts_floats_bit_for_bit():
+  pixels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+  np.testing.assert_array_equal(jax.jit(train_step.model_input)(pixels),
+                                pixels.astype(np.float32) / 127.5 - 1.0)
+  np.testing.assert_array_equal(data.to_float(pixels), pixels.astype(np.float32) / 127.5 - 1.0)
 
 
 @needs_artifacts("datasets", "imagenet_sample_250")
