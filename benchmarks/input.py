@@ -100,9 +100,11 @@ class Sources:
     return self.copies[side], side
 
   def for_point(self, resolution):
+    """[(kind, label, folder)]"""
     copy, side = self.resized_copy(resolution)
-    return {"ImageNet sample": self.imagenet(), f"its copy, max side {side}": copy,
-            "Imagenette folder": self.imagenette}
+    return [("original", "ImageNet sample", self.imagenet()),
+            ("copy", f"its copy, max side {side}", copy),
+            ("imagenette", "Imagenette folder", self.imagenette)]
 
 
 def pipeline_images_per_second(batches, threads, count):
@@ -154,12 +156,12 @@ def step_images_per_second(config, batch):
 
 def points_table(args, sources, cores):
   before = extract(args.before) if args.before else None
-  rows = []
+  rows, per_core = [], {}
   for point in args.points.split(","):
     arch, width, res = point.split(":")
     config = speed.load_config(arch, float(width), int(res))
     step = step_images_per_second(config, args.batch)
-    for source, folder in sources.for_point(int(res)).items():
+    for kind, source, folder in sources.for_point(int(res)):
       for pipeline in ("train", "eval"):
         cell = {"folder": folder, "resolution": int(res), "pipeline": pipeline,
                 "batch": args.batch, "batches": args.batches, "threads": [1, cores]}
@@ -173,6 +175,7 @@ def points_table(args, sources, cores):
             row += [round(new[index])]
         row += [round(step, 1), f"{new[1] / step:.1f}" if pipeline == "train" else ""]
         rows.append(row)
+        per_core[point, kind, pipeline] = (old or new)[0], new[0]
         print(*row, sep=" | ", flush=True)
   header = ["point", "source", "pipeline"]
   for threads in ("1 thread", f"{cores} threads"):
@@ -180,6 +183,15 @@ def points_table(args, sources, cores):
                else [f"img/s, {threads}"])
   header += ["train step img/s", f"pipeline / step ({cores} threads)"]
   print(tables.markdown_table(header, rows))
+  if before:  # per core, the pipeline as it was on ImageNet's own JPEGs against today's
+    print(tables.markdown_table(
+        ["point", "pipeline", "before, originals", "after, originals", "after, resized copy",
+         "copy / before"],
+        [[point, pipeline, round(per_core[point, "original", pipeline][0]),
+          round(per_core[point, "original", pipeline][1]),
+          round(per_core[point, "copy", pipeline][1]),
+          f"{per_core[point, 'copy', pipeline][1] / per_core[point, 'original', pipeline][0]:.2f}"]
+         for point in args.points.split(",") for pipeline in ("train", "eval")]))
 
 
 def projected(one, two):

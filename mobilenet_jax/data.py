@@ -15,6 +15,7 @@ import pathlib
 
 import grain
 import jax
+from absl import flags
 import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -399,8 +400,15 @@ def eval_batches(split, config):
   return grain.MapDataset.range(num_batches).map(batch), count
 
 
-def iterate(dataset, start=0, threads=None):
-  """Prefetching iterator over dataset[start:], decoded by a thread pool."""
-  threads = threads or min(16, os.cpu_count() or 1)
-  return iter(dataset[start:].to_iter_dataset(grain.ReadOptions(num_threads=threads,
-                                                                prefetch_buffer_size=4)))
+def iterate(dataset, start=0, threads=None, processes=0):
+  """Prefetching iterator over dataset[start:], decoded by a thread pool: in this process, or in
+  each of `processes` grain worker processes (items in the same order)."""
+  threads = threads or max(min(16, os.cpu_count() or 1) // max(processes, 1), 1)
+  items = dataset[start:].to_iter_dataset(grain.ReadOptions(num_threads=threads,
+                                                            prefetch_buffer_size=4))
+  if processes:
+    if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags (defaults here)
+      flags.FLAGS.mark_as_parsed()
+    items = items.mp_prefetch(grain.MultiprocessingOptions(num_workers=processes,
+                                                           per_worker_buffer_size=2))
+  return iter(items)

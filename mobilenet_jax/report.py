@@ -36,8 +36,8 @@ def collect(workdir):
 
 
 def _without_seed(config):
-  config = {k: v for k, v in config.items()
-            if k not in ("seed", "wandb") + workdir_lib.PLACEMENT_KEYS}
+  config = {k: v for k, v in tracking.flatten(config, "config.").items()
+            if not workdir_lib.is_placement(k) and k.split(".")[1] not in ("seed", "wandb")}
   return json.dumps(config, sort_keys=True)
 
 

@@ -116,7 +116,8 @@ def _train(config, workdir, mesh, train_split, val_split, summary_path):
   preemption = checkpointing.Preemption()
   status, results = "finished", {}
   progress = writer.progress(start_step, num_steps)
-  batches = data.iterate(data.train_batches(train_split, config), start_step)
+  batches = data.iterate(data.train_batches(train_split, config), start_step,
+                         processes=config.data.worker_processes)
   try:
     step, last_time, last_step = start_step, time.perf_counter(), start_step
     waited = 0.0  # seconds this logging interval spent blocked on the input pipeline

@@ -85,19 +85,24 @@ def recorded_config(workdir):
   return tracking.flatten(read_config(workdir), "config.")
 
 
-# Where a run trains, not what it computes: a workdir resumes with other values of these.
-PLACEMENT_KEYS = ("resources",)
+# Where and how a run trains, not what it computes: a workdir resumes with other values of these.
+PLACEMENT_KEYS = ("resources", "data.worker_processes")
 
 
 def _within(key, prefixes):
   return any(key == f"config.{p}" or key.startswith(f"config.{p}.") for p in prefixes)
 
 
+def is_placement(dotted_key):
+  """Whether a 'config.'-prefixed dotted key is, or is under, one of PLACEMENT_KEYS."""
+  return _within(dotted_key, PLACEMENT_KEYS)
+
+
 def _differences(recorded, config, keys=None):
   """Sorted dotted keys (under `keys`' prefixes, if given; else all but PLACEMENT_KEYS') whose
   values differ."""
   given = tracking.flatten(json.loads(config.to_json_best_effort()), "config.")
-  compared = lambda k: _within(k, keys) if keys else not _within(k, PLACEMENT_KEYS)
+  compared = lambda k: _within(k, keys) if keys else not is_placement(k)
   return sorted(k for k in set(recorded) | set(given)
                 if compared(k) and recorded.get(k) != given.get(k))
 

@@ -272,3 +272,14 @@ def test_a_resized_copy_keeps_labels_resumes_and_refuses_other_settings(tmp_path
     prepare_data.write_resized_copy(source, str(out), max_side=32)
   with pytest.raises(errors.DataError, match="other files in it"):
     prepare_data.write_resized_copy(source, str(tmp_path / "images"), max_side=32)
+
+
+def test_worker_processes_give_the_same_batches_from_any_step():
+  config = tiny_config()
+  batches = data.train_batches(data.load_split(config.data, "train"), config)
+  in_threads, in_processes = data.iterate(batches, 21), data.iterate(batches, 21, processes=2)
+  for step in range(21, 25):  # across the first epoch's end (22 batches)
+    threads_batch, processes_batch = next(in_threads), next(in_processes)
+    np.testing.assert_array_equal(threads_batch[0], processes_batch[0])
+    np.testing.assert_array_equal(threads_batch[1], batches[step][1])
+    np.testing.assert_array_equal(processes_batch[1], batches[step][1])
