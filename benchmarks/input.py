@@ -10,7 +10,8 @@ Imagenette folder (224x224 JPEGs).
 
 --points: for each point (arch:alpha:resolution, batch --batch), img/s of the training pipeline
 (`data.train_batches`: decode, Inception crop, resize, flip) and of the evaluation pipeline
-(`data.eval_batches`: decode, central crop, resize) with one thread and with one per core;
+(`data.eval_batches`: decode, central crop, resize) with one thread, one thread per core, and
+one grain worker process per core (`config.data.worker_processes`);
 beside them the training step's img/s on this machine's default device, measured as
 `benchmarks/speed.py` measures it, and their ratio: below 1, that step would wait for its input.
 With --before=REV, revision REV's pipelines are measured too, taking turns with this checkout's
@@ -18,8 +19,9 @@ on every row, so one run gives the before and the after on the same machine.
 
 --sweeps: for each member, the training step's img/s on one H100 projected from the measured
 V2 1.0-224 (H100_STEP) by mult-adds, this machine's step img/s, and the training pipeline's
-img/s projected to 16 cores from the one- and two-core measurements at the member's resolution:
-whether the member would wait for its input on a 16-core H100 host.
+img/s with one thread, and projected to 16 cores linearly from two worker processes (one thread
+each) at the member's resolution: whether the member would wait for its input on a 16-core H100
+host.
 """
 
 import argparse
@@ -107,9 +109,10 @@ class Sources:
             ("imagenette", "Imagenette folder", self.imagenette)]
 
 
-def pipeline_images_per_second(batches, threads, count):
-  """Images per second over `count` batches, after two that warm the thread pool up."""
-  iterator = data.iterate(batches, threads=threads)
+def pipeline_images_per_second(batches, threads, count, processes=0):
+  """Images per second over `count` batches, after two that warm the workers up."""
+  iterator = (data.iterate(batches, threads=threads, processes=processes) if processes
+              else data.iterate(batches, threads=threads))
   for _ in range(2):
     next(iterator)
   start, images = time.perf_counter(), 0
@@ -119,7 +122,8 @@ def pipeline_images_per_second(batches, threads, count):
 
 
 def measure(cell):
-  """img/s of one cell: {folder, resolution, pipeline ('train'|'eval'), batch, batches, threads}."""
+  """img/s of one cell: {folder, resolution, pipeline ('train'|'eval'), batch, batches, threads
+  (a list: one measurement each), processes (grain worker processes, each with those threads)}."""
   config = speed.load_config("v2", 1.0, cell["resolution"])
   config.data.dataset = f"folder:{cell['folder']}"
   config.data.batch_size = config.data.eval_batch_size = cell["batch"]
@@ -127,7 +131,8 @@ def measure(cell):
   split = data.load_split(config.data, "train" if cell["pipeline"] == "train" else "val")
   batches = (data.train_batches(split, config) if cell["pipeline"] == "train"
              else data.eval_batches(split, config)[0].repeat())
-  return [pipeline_images_per_second(batches, t, cell["batches"]) for t in cell["threads"]]
+  return [pipeline_images_per_second(batches, t, cell["batches"], cell.get("processes", 0))
+          for t in cell["threads"]]
 
 
 def measure_before(library, cell):
@@ -167,13 +172,16 @@ def points_table(args, sources, cores):
                 "batch": args.batch, "batches": args.batches, "threads": [1, cores]}
         old = measure_before(before, cell) if before else None
         new = measure(cell)
+        processes, = measure({**cell, "threads": [1], "processes": cores})
         row = [f"{arch} {width}-{res}", source, pipeline]
         for index in range(2):
           if old:
             row += [round(old[index]), round(new[index]), f"{new[index] / old[index]:.2f}"]
           else:
             row += [round(new[index])]
-        row += [round(step, 1), f"{new[1] / step:.1f}" if pipeline == "train" else ""]
+        best = max(new[1], processes)
+        row += [round(processes), round(step, 1),
+                f"{best / step:.1f}" if pipeline == "train" else ""]
         rows.append(row)
         per_core[point, kind, pipeline] = (old or new)[0], new[0]
         print(*row, sep=" | ", flush=True)
@@ -181,7 +189,8 @@ def points_table(args, sources, cores):
   for threads in ("1 thread", f"{cores} threads"):
     header += ([f"before, {threads}", f"img/s, {threads}", "after / before"] if before
                else [f"img/s, {threads}"])
-  header += ["train step img/s", f"pipeline / step ({cores} threads)"]
+  header += [f"img/s, {cores} worker processes", "train step img/s",
+             f"pipeline / step ({cores} cores)"]
   print(tables.markdown_table(header, rows))
   if before:  # per core, the pipeline as it was on ImageNet's own JPEGs against today's
     print(tables.markdown_table(
@@ -194,9 +203,10 @@ def points_table(args, sources, cores):
          for point in args.points.split(",") for pipeline in ("train", "eval")]))
 
 
-def projected(one, two):
-  """img/s on PROJECTED_CORES cores, each core past the first adding what the second added."""
-  return one + (PROJECTED_CORES - 1) * (two - one)
+def projected(two_processes):
+  """img/s on PROJECTED_CORES cores, each adding what each of two worker processes gave here:
+  linear, so an upper estimate."""
+  return two_processes * PROJECTED_CORES / 2
 
 
 def sweeps_table(args, sources, cores):
@@ -207,9 +217,11 @@ def sweeps_table(args, sources, cores):
   for resolution in sorted({sweep.member_config(m).resolution for _, m in members}):
     for kind, folder in (("original", sources.imagenet()),
                          ("copy", sources.resized_copy(resolution)[0])):
-      one, two = measure({"folder": folder, "resolution": resolution, "pipeline": "train",
-                          "batch": args.batch, "batches": args.batches, "threads": [1, cores]})
-      pipelines[resolution, kind] = one, projected(one, two)
+      cell = {"folder": folder, "resolution": resolution, "pipeline": "train",
+              "batch": args.batch, "batches": args.batches, "threads": [1]}
+      one, = measure(cell)
+      two, = measure({**cell, "processes": 2})  # processes scale past the GIL; threads did not
+      pipelines[resolution, kind] = one, projected(two)
       print(resolution, kind, round(one), round(two), flush=True)
   rows = []
   for sweep_name, member in members:
