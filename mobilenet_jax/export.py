@@ -16,9 +16,6 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import onnxruntime
-from jax2onnx import to_onnx
-from onnxruntime import quantization
 
 from mobilenet_jax import data, errors, evaluate, importers, latency, models, tables
 
@@ -36,27 +33,29 @@ def inference_function(config, variables):
 
 def write_onnx(function, config, path):
   """The float32 ONNX graph of `function`, with a dynamic batch dimension."""
+  from jax2onnx import to_onnx  # with sympy, half a second of every launch.py start
   shape = jax.ShapeDtypeStruct(("batch", *models.input_shape(config)[1:]), jnp.float32)
   to_onnx(function, inputs=[shape], model_name=config.model.name, input_names=["images"],
           output_names=["logits"], return_mode="file", output_path=path)
 
 
-class _Calibration(quantization.CalibrationDataReader):
-
-  def __init__(self, batches):
-    self._batches = iter(batches)
-
-  def get_next(self):
-    images = next(self._batches, None)
-    return None if images is None else {"images": images}
-
-
 def quantize_onnx(float_path, int8_path, calibration):
   """Static int8 (QDQ: int8 weights per output channel, int8 activations) from the ranges the
   `calibration` batches reach, after onnxruntime's recommended shape inference and folding."""
+  from onnxruntime import quantization
+
+  class Calibration(quantization.CalibrationDataReader):
+
+    def __init__(self, batches):
+      self._batches = iter(batches)
+
+    def get_next(self):
+      images = next(self._batches, None)
+      return None if images is None else {"images": images}
+
   prepared = int8_path + ".prepared"
   quantization.quant_pre_process(float_path, prepared)
-  quantization.quantize_static(prepared, int8_path, _Calibration(calibration),
+  quantization.quantize_static(prepared, int8_path, Calibration(calibration),
                                quant_format=quantization.QuantFormat.QDQ, per_channel=True,
                                activation_type=quantization.QuantType.QInt8,
                                weight_type=quantization.QuantType.QInt8)
@@ -93,6 +92,7 @@ class OnnxModel:
   """An exported .onnx file in onnxruntime on this machine's CPU."""
 
   def __init__(self, path, threads=1):
+    import onnxruntime
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])

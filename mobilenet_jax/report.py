@@ -10,7 +10,6 @@ import os
 import statistics
 
 import ml_collections
-from scipy import stats
 
 from mobilenet_jax import errors, paper
 from mobilenet_jax import tables
@@ -145,6 +144,7 @@ def grid_table(table_rows):
 def madds_rank_correlation(table_rows):
   """Spearman's rank correlation of mult-adds and top-1 over the configurations (seed-averaged),
   and how many there are; None below three. The papers' trade-off is this being near 1."""
+  from scipy import stats  # half a second of every launch.py start, for reports only
   points = [(r["madds"], r["top1"]) for r in table_rows if r["top1"] is not None]
   if len(points) < 3:
     return None, len(points)

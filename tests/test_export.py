@@ -18,6 +18,10 @@ with_tensorflow = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is N
                                      reason="TensorFlow is not installed (pip install tensorflow-cpu)")
 
 
+# One worker runs this module's tests, so the run they share is trained once, not once per worker.
+pytestmark = pytest.mark.xdist_group("tiny_run")
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("tiny") / "run"
