@@ -318,7 +318,7 @@ def random_resized_crop(image, rng, resolution, min_area):
     box = (left * x_scale, top * y_scale, min(right * x_scale, pil.size[0]),
            min(bottom * y_scale, pil.size[1]))
     resized = decoded(pil).resize((resolution, resolution), Image.BILINEAR, box=box)
-    # Flipped by PIL, not as a numpy view: stacking 64 reversed views took 19 ms, 0.4 ms copied.
+    # Flipped by PIL, not as a reversed numpy view, which the batch's stack copies slowly.
     return np.asarray(resized.transpose(Image.FLIP_LEFT_RIGHT) if flip else resized)
 
 

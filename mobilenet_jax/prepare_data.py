@@ -110,11 +110,11 @@ def write_resized_copy(data_config, out, max_side, threads=None):
   elif out.exists() and any(out.iterdir()):
     raise errors.DataError(f"--resized_copy={out} is a folder with other files in it; give a new "
                            "or empty folder")
+  splits = {name: data.load_split(data_config, name) for name in ("train", "val")}  # before writing
   out.mkdir(parents=True, exist_ok=True)
   record_path.write_text(json.dumps(record, indent=1) + "\n")
   problems = []
-  for split_name in ("train", "val"):
-    split = data.load_split(data_config, split_name)
+  for split_name, split in splits.items():
     (out / "class_names.txt").write_text("".join(f"{name}\n" for name in split.class_names))
     for name in split.class_names:
       (out / split_name / name).mkdir(parents=True, exist_ok=True)

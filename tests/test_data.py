@@ -283,3 +283,7 @@ def test_worker_processes_give_the_same_batches_from_any_step():
     np.testing.assert_array_equal(threads_batch[0], processes_batch[0])
     np.testing.assert_array_equal(threads_batch[1], batches[step][1])
     np.testing.assert_array_equal(processes_batch[1], batches[step][1])
+  missing = tiny_config(**{"data.dataset": f"folder:{tmp_path / 'none'}"}).data
+  with pytest.raises(errors.DataError, match="no directory"):
+    prepare_data.write_resized_copy(missing, str(tmp_path / "copy2"), max_side=20)
+  assert not (tmp_path / "copy2").exists()  # a refused source leaves no folder behind
