@@ -272,6 +272,10 @@ def test_a_resized_copy_keeps_labels_resumes_and_refuses_other_settings(tmp_path
     prepare_data.write_resized_copy(source, str(out), max_side=32)
   with pytest.raises(errors.DataError, match="other files in it"):
     prepare_data.write_resized_copy(source, str(tmp_path / "images"), max_side=32)
+  missing = tiny_config(**{"data.dataset": f"folder:{tmp_path / 'none'}"}).data
+  with pytest.raises(errors.DataError, match="no directory"):
+    prepare_data.write_resized_copy(missing, str(tmp_path / "copy2"), max_side=20)
+  assert not (tmp_path / "copy2").exists()  # a refused source leaves no folder behind
 
 
 def test_worker_processes_give_the_same_batches_from_any_step():
@@ -283,7 +287,3 @@ def test_worker_processes_give_the_same_batches_from_any_step():
     np.testing.assert_array_equal(threads_batch[0], processes_batch[0])
     np.testing.assert_array_equal(threads_batch[1], batches[step][1])
     np.testing.assert_array_equal(processes_batch[1], batches[step][1])
-  missing = tiny_config(**{"data.dataset": f"folder:{tmp_path / 'none'}"}).data
-  with pytest.raises(errors.DataError, match="no directory"):
-    prepare_data.write_resized_copy(missing, str(tmp_path / "copy2"), max_side=20)
-  assert not (tmp_path / "copy2").exists()  # a refused source leaves no folder behind
