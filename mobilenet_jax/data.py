@@ -10,6 +10,7 @@ access, so the batch of step t is `batches[t]`: resuming needs the step and noth
 import contextlib
 import dataclasses
 import functools
+import io
 import os
 import pathlib
 
@@ -70,14 +71,15 @@ def _unreadable(name, error):
 
 
 def opened(image):
-  """A source item's image (a file path or uint8 pixels) as a PIL image, not yet decoded; a file
-  PIL cannot open is a errors.DataError naming it."""
+  """A source item's image (a file path, a file's bytes or uint8 pixels) as a PIL image, not yet
+  decoded; a file PIL cannot open is a errors.DataError naming it."""
   if isinstance(image, np.ndarray):
     return Image.fromarray(image)
   try:
-    return Image.open(image)
+    return Image.open(io.BytesIO(image) if isinstance(image, bytes) else image)
   except IMAGE_ERRORS as error:
-    raise _unreadable(image, error) from None
+    raise _unreadable("an image of the dataset" if isinstance(image, bytes) else image,
+                      error) from None
 
 
 def decoded(pil):
@@ -85,7 +87,7 @@ def decoded(pil):
   try:
     pil.load()
   except IMAGE_ERRORS as error:
-    raise _unreadable(pil.filename, error) from None
+    raise _unreadable(getattr(pil, "filename", "") or "an image of the dataset", error) from None
   return pil if pil.mode == "RGB" else pil.convert("RGB")
 
 
@@ -95,6 +97,8 @@ def check_hint(dataset):
   try:
     yield
   except errors.DataError as error:
+    if not dataset.startswith("folder:"):
+      raise
     raise errors.DataError(f"{error}; find every such file with: python -m "
                            f"mobilenet_jax.prepare_data --check --dataset={dataset}") from None
 
@@ -108,6 +112,8 @@ class TfdsSource:
 
   def __getitem__(self, index):
     record = self.source[index]
+    if isinstance(record["image"], bytes):  # an Image feature's file, read with SkipDecoding
+      return record["image"], int(record["label"])
     image = np.asarray(record["image"])
     if image.ndim == 2 or image.shape[-1] == 1:
       image = np.repeat(image.reshape(image.shape[:2] + (1,)), 3, axis=-1)
@@ -257,7 +263,11 @@ def _tfds(name, split, data_dir):
                            f"{prepare_command(name, data_dir)}{manual_note(name, builder)}")
   if tfds_split not in builder.info.splits:
     tfds_split = "test"
-  source = tfds.data_source(name, split=tfds_split, data_dir=data_dir or None)
+  # An Image feature's JPEG or PNG bytes as stored: the pipeline decodes each knowing its crop,
+  # where data_source would decode every image whole first.
+  encoded = isinstance(builder.info.features["image"], tfds.features.Image)
+  source = tfds.data_source(name, split=tfds_split, data_dir=data_dir or None,
+                            decoders={"image": tfds.decode.SkipDecoding()} if encoded else None)
   label = builder.info.features["label"]
   return Split(TfdsSource(source), label.num_classes, tuple(label.names))
 

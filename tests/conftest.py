@@ -53,3 +53,5 @@ def imagenet_folder(tmp_path_factory):
 # The messages that ask for TensorFlow can only be seen where it is missing (CI, a fresh clone).
 without_tensorflow = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is not None,
                                         reason="TensorFlow is installed here")
+with_tensorflow = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                                     reason="TensorFlow is not installed (pip install tensorflow-cpu)")

@@ -7,7 +7,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mobilenet_jax import data, errors, prepare_data, train_step, trainer
-from tests.conftest import ARTIFACTS, needs_artifacts, without_tensorflow
+from tests.conftest import ARTIFACTS, needs_artifacts, with_tensorflow, without_tensorflow
 from tests.test_training import tiny_config
 
 
@@ -71,6 +71,38 @@ def test_prepared_tfds_dataset_trains_through_data_source(tmp_path):
   summary = trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert summary["eval_count"] == 50  # the 'test' split stands in for a missing 'validation'
   assert summary["top1"] > 0.8  # stripes: chance is 0.5
+
+
+class TinyJpegs(TinyStripes):
+  """JPEGs of several sizes in TFDS's Image feature, whose encoding needs TensorFlow."""
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+        "label": tfds.features.ClassLabel(names=["dark", "light"])}))
+
+  def _generate_examples(self, seed, count):
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+      height, width = rng.integers(40, 90, 2)
+      ramp = np.linspace(0, 255, width)[None, :, None] * rng.uniform(0.3, 1, (1, 1, 3))
+      yield i, {"image": (ramp + rng.integers(0, 30, (height, width, 3))).astype(np.uint8),
+                "label": i % 2}
+
+
+@with_tensorflow
+def test_tfds_image_files_are_decoded_by_the_pipeline_as_tfds_decodes_them(tmp_path):
+  prepare_data.prepare("tiny_jpegs", str(tmp_path))
+  config = tiny_config(**{"data.dataset": "tfds:tiny_jpegs", "data.data_dir": str(tmp_path),
+                          "resolution": 32})
+  split = data.load_split(config.data, "val")
+  assert isinstance(split.source[0][0], bytes)  # the JPEG as stored, decoded knowing the crop
+  whole = tfds.data_source("tiny_jpegs", split="test", data_dir=str(tmp_path))
+  for i in range(len(split)):
+    np.testing.assert_array_equal(data.central_crop(split.source[i][0], 32, 0.875),
+                                  data.central_crop(np.asarray(whole[i]["image"]), 32, 0.875))
+  assert data.train_batches(data.load_split(config.data, "train"), config)[0][0].shape == (
+      64, 32, 32, 3)
 
 
 @without_tensorflow

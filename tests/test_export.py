@@ -1,7 +1,6 @@
 """--mode=export: ONNX (and TFLite where TensorFlow is installed) equal to the JAX model, on a
 trained tiny run and on the shared V1/V2 weights over ImageNet sample images."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -10,12 +9,10 @@ import jax
 import pytest
 
 from mobilenet_jax import errors, evaluate, export, models, trainer
-from tests.conftest import REPO, load_config, needs_artifacts, without_tensorflow
+from tests.conftest import REPO, load_config, needs_artifacts, with_tensorflow, without_tensorflow
 from tests.test_importers import V1_TFJS, V2_NPY, WNIDS, v1_config
 from tests.test_training import tiny_config
 
-with_tensorflow = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
-                                     reason="TensorFlow is not installed (pip install tensorflow-cpu)")
 
 
 # One worker runs this module's tests, so the run they share is trained once, not once per worker.
