@@ -94,7 +94,8 @@ def ended_status(workdir, member, returncode, stopped=False):
   status = member_status(workdir, member)
   if returncode == 0 and status in ("finished", "preempted"):
     return status
-  if stopped and returncode in (0, -signal.SIGTERM):
+  # None: no exit code at all, as when Ray's cancel ends the worker that ran the member.
+  if stopped and returncode in (0, -signal.SIGTERM, None):
     return status
   with open(os.path.join(workdir, member.name, "launch.log")) as f:
     lines = [line.rstrip() for line in f if line.strip()]

@@ -267,3 +267,15 @@ def test_sweep_file_mistakes_are_config_errors(tmp_path):
   broken.write_text("def get_sweep(:\n")
   with pytest.raises(errors.ConfigError, match=rf"--sweep={broken}: {broken} line 1: invalid syntax"):
     sweep.load_sweep(str(broken))
+
+
+def test_a_member_stopped_with_the_launcher_keeps_its_on_disk_status(tmp_path):
+  member = sweep.Member("m", "configs/tiny.py")
+  (tmp_path / "m").mkdir()
+  (tmp_path / "m" / "launch.log").write_text("step 5/100\n")
+  # Stopping: SIGTERM's exit, or no exit code (a Ray worker ended by the cancel), is not a failure.
+  for code in (-signal.SIGTERM, None):
+    assert sweep.ended_status(str(tmp_path), member, code, stopped=True) == "pending"
+  (tmp_path / "m" / "summary.json").write_text('{"status": "preempted"}')
+  assert sweep.ended_status(str(tmp_path), member, None, stopped=True) == "preempted"
+  assert sweep.ended_status(str(tmp_path), member, None) == "failed (exit None): step 5/100"
