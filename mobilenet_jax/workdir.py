@@ -98,13 +98,20 @@ def is_placement(dotted_key):
   return _within(dotted_key, PLACEMENT_KEYS)
 
 
+def _comparable(key, value):
+  """A folder dataset compares by the folder it names, however its path is spelled."""
+  if key == "config.data.dataset" and str(value).startswith("folder:"):
+    return "folder:" + os.path.realpath(value[len("folder:"):])
+  return value
+
+
 def _differences(recorded, config, keys=None):
   """Sorted dotted keys (under `keys`' prefixes, if given; else all but PLACEMENT_KEYS') whose
   values differ."""
   given = tracking.flatten(json.loads(config.to_json_best_effort()), "config.")
   compared = lambda k: _within(k, keys) if keys else not is_placement(k)
   return sorted(k for k in set(recorded) | set(given)
-                if compared(k) and recorded.get(k) != given.get(k))
+                if compared(k) and _comparable(k, recorded.get(k)) != _comparable(k, given.get(k)))
 
 
 def check_trained_config(config, workdir):

@@ -425,3 +425,14 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints_before(t
                                                   r"the earlier checkpoints .* \(latest: step 2\)"):
     trainer.train_and_evaluate(config, str(workdir))
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2"]
+
+
+def test_a_workdir_resumes_when_its_image_folder_is_named_by_another_path(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "images").mkdir()
+  workdir = str(tmp_path / "run")
+  workdir_lib.claim(tiny_config(**{"data.dataset": "folder:images"}), workdir)
+  (tmp_path / "run" / "checkpoints" / "10").mkdir(parents=True)
+  workdir_lib.claim(tiny_config(**{"data.dataset": f"folder:{tmp_path / 'images'}/"}), workdir)
+  with pytest.raises(errors.ConfigError, match="config.data.dataset differ"):
+    workdir_lib.claim(tiny_config(**{"data.dataset": "folder:other"}), workdir)
