@@ -96,12 +96,13 @@ def read_slim_ckpt(path):
     import tensorflow as tf
   except ModuleNotFoundError:
     raise errors.WeightsError(f"config.init_from=slim_ckpt:{path} needs TensorFlow to read the "
-                              "checkpoint (pip install tensorflow-cpu); or convert it once to a folder of "
-                              ".npy files and use slim_npy:") from None
+                              "checkpoint (pip install tensorflow-cpu); or convert it once to a "
+                              "folder of .npy files and use slim_npy:") from None
   reader = tf.train.load_checkpoint(path)
   return {_slim_stem(name): reader.get_tensor(name)
           for name in reader.get_variable_to_shape_map()
-          if not name.endswith(("/ExponentialMovingAverage", "global_step")) and "RMSProp" not in name}
+          if not name.endswith(("/ExponentialMovingAverage", "global_step"))
+          and "RMSProp" not in name}
 
 
 def read_slim_npy(path):

@@ -102,7 +102,8 @@ GRID = (
     _v1(0.75, 128, (62.1, 83.9, 104, 2.59), slim_mismatch=_V1_075.format(104)),
     _v1(0.5, 224, (63.3, 84.9, 150, 1.34), (63.7, 149, 1.3, None, "Table 6"),
         slim_mismatch="TF-slim prints 150 M mult-adds for 0.5-224; the architecture has "
-                      "149.498 M, which neither rounds nor truncates to 150 (the paper's 149 agrees)"),
+                      "149.498 M, which neither rounds nor truncates to 150 (the paper's 149 "
+                      "agrees)"),
     _v1(0.5, 192, (61.7, 83.6, 110, 1.34)),
     _v1(0.5, 160, (59.1, 81.9, 77, 1.34), (60.2, 76, 1.32, None, "Table 9")),
     _v1(0.5, 128, (56.3, 79.4, 49, 1.34)),
@@ -113,8 +114,8 @@ GRID = (
     _v1(0.25, 128, (41.5, 66.3, 14, 0.47)),
     # V2 Figure 5: alpha in {0.35, 0.5, 0.75, 1.0} x resolution 96-224, plus 1.4 at 224.
     _v2(1.4, 224, (75.0, 92.5, 582, 6.06), (74.7, 585, 6.9, None, "Table 4"),
-        paper_mismatch="the V2 paper prints 585 M mult-adds and 6.9 M params for 1.4-224; the architecture "
-        "(and TF-slim) has 582 M and 6.06 M"),
+        paper_mismatch="the V2 paper prints 585 M mult-adds and 6.9 M params for 1.4-224; the "
+        "architecture (and TF-slim) has 582 M and 6.06 M"),
     # TF-slim also released 1.3-224 (not in the paper's figure): the registry's 22nd V2 cell.
     _v2(1.3, 224, (74.4, 92.1, 509, 5.34)),
     _v2(1.0, 224, (71.8, 91.0, 300, 3.47), (72.0, 300, 3.4, None, "Table 4")),

@@ -29,11 +29,13 @@ from PIL import Image
 from mobilenet_jax import data, errors
 
 _DATASET = flags.DEFINE_string("dataset", None, "tfds:NAME, e.g. tfds:imagenette.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: TFDS's, ~/tensorflow_datasets).")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: TFDS's, "
+                                "~/tensorflow_datasets).")
 _CHECK = flags.DEFINE_bool("check", False, "With --dataset=folder:PATH: decode every image of "
                            "its train/ and val/ and list the files that fail.")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "Where manually downloaded files are "
-                                  "(imagenet2012: ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar).")
+                                  "(imagenet2012: ILSVRC2012_img_train.tar, "
+                                  "ILSVRC2012_img_val.tar).")
 _RESIZED_COPY = flags.DEFINE_string("resized_copy", "", "Write the dataset's train and val splits "
                                     "to this folder as JPEGs at most --max_side pixels a side.")
 _MAX_SIDE = flags.DEFINE_integer("max_side", 0, "With --resized_copy: the longest side of the "

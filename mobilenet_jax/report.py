@@ -54,7 +54,8 @@ def rows(members):
     row.update(name=name if len(group) == 1 else f"{name} (+{len(group) - 1} runs)",
                arch=config["model"]["name"], dataset=config["data"]["dataset"],
                seeds=len(finished), status=summary.get("status") if len(group) == 1 else
-               ("finished" if len(finished) == len(group) else f"{len(finished)}/{len(group)} finished"))
+               ("finished" if len(finished) == len(group)
+                else f"{len(finished)}/{len(group)} finished"))
     for key in ("top1", "top5", "ema_top1", "images_per_second", "input_wait_fraction",
                 "latency_ms", "onnxruntime_latency_ms"):
       values = [s[key] for s in finished if s.get(key) is not None]

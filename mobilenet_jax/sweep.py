@@ -45,7 +45,8 @@ class Sweep:
 def grid(config, name, axes, fixed=None):
   """Members for every combination of `axes` ({dotted key: values}), each also with the `fixed`
   overrides; `name` formats the keys' last parts, e.g. grid('configs/tiny.py',
-  'a{width_multiplier:g}_r{resolution}', {'model.width_multiplier': (0.5, 1), 'resolution': (8, 16)})."""
+  'a{width_multiplier:g}_r{resolution}',
+  {'model.width_multiplier': (0.5, 1), 'resolution': (8, 16)})."""
   keys = list(axes)
   members = []
   for values in itertools.product(*(axes[k] for k in keys)):

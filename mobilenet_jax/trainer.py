@@ -125,7 +125,8 @@ def _train(config, workdir, mesh, train_split, val_split, summary_path):
       wait_start = time.perf_counter()
       images, labels = next(batches)
       waited += time.perf_counter() - wait_start
-      state, metrics = step_fn(state, jax.make_array_from_process_local_data(batch_sharding, images),
+      state, metrics = step_fn(state,
+                               jax.make_array_from_process_local_data(batch_sharding, images),
                                jax.make_array_from_process_local_data(
                                    batch_sharding, labels + label_offset), dropout_rng)
       step += 1
