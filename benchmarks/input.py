@@ -51,17 +51,15 @@ H100_STEP = 9_117
 PROJECTED_CORES = 16
 
 
-def imagenet_sample_folder(root, repeats=1):
-  """The 250 sample images as a folder dataset's train and val splits, each linked `repeats`
-  times (links, no copies)."""
+def imagenet_sample_folder(root):
+  """The 250 sample images as a folder dataset's train and val splits (links, no copies)."""
   sample = os.path.join(SHARED, "datasets", "imagenet_sample_250")
   with open(os.path.join(sample, "labels.csv")) as f:
     for row in csv.DictReader(f):
       for split in ("train", "val"):
         os.makedirs(os.path.join(root, split, row["wnid"]), exist_ok=True)
-        for copy in range(repeats):
-          os.symlink(os.path.join(sample, row["file"]),
-                     os.path.join(root, split, row["wnid"], f"{copy:02d}_{row['file']}"))
+        os.symlink(os.path.join(sample, row["file"]),
+                   os.path.join(root, split, row["wnid"], row["file"]))
   return root
 
 
@@ -89,7 +87,7 @@ class Sources:
 
   def imagenet(self):
     path = os.path.join(self.root, "sample_repeated")
-    return path if os.path.isdir(path) else imagenet_sample_folder(path, REPEATS)
+    return path if os.path.isdir(path) else repeated(self.sample, REPEATS, path)
 
   def resized_copy(self, resolution):
     side = round(resolution * 8 / 7)
@@ -127,7 +125,6 @@ def measure(cell):
   config = speed.load_config("v2", 1.0, cell["resolution"])
   config.data.dataset = f"folder:{cell['folder']}"
   config.data.batch_size = config.data.eval_batch_size = cell["batch"]
-  config.data.class_names = ""
   split = data.load_split(config.data, "train" if cell["pipeline"] == "train" else "val")
   batches = (data.train_batches(split, config) if cell["pipeline"] == "train"
              else data.eval_batches(split, config)[0].repeat())

@@ -115,9 +115,10 @@ def write_resized_copy(data_config, out, max_side, threads=None):
   splits = {name: data.load_split(data_config, name) for name in ("train", "val")}  # before writing
   out.mkdir(parents=True, exist_ok=True)
   record_path.write_text(json.dumps(record, indent=1) + "\n")
+  # Both splits share one class list (data.load_split), in label order.
+  (out / "class_names.txt").write_text("".join(f"{name}\n" for name in splits["train"].class_names))
   problems = []
   for split_name, split in splits.items():
-    (out / "class_names.txt").write_text("".join(f"{name}\n" for name in split.class_names))
     for name in split.class_names:
       (out / split_name / name).mkdir(parents=True, exist_ok=True)
 

@@ -18,8 +18,7 @@ from mobilenet_jax import workdir as workdir_lib
 
 COLUMNS = ("name", "arch", "width_multiplier", "resolution", "madds", "params", "top1", "top5",
            "ema_top1", "images_per_second", "input_wait_fraction", "latency_ms",
-           "onnxruntime_latency_ms", "status",
-           "seeds", "top1_std")
+           "onnxruntime_latency_ms", "status", "seeds", "top1_std")
 IMAGENET = ("tfds:imagenet2012", "tfds:imagenet2012_subset")
 
 

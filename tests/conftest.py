@@ -1,5 +1,4 @@
 import atexit
-import csv
 import importlib.util
 import os
 import pathlib
@@ -15,6 +14,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402
 
+from benchmarks import input as input_benchmark  # noqa: E402
 from mobilenet_jax import command_line  # noqa: E402
 
 def pytest_collection_modifyitems(items):
@@ -40,14 +40,9 @@ def needs_artifacts(*parts):
 
 @pytest.fixture(scope="module")
 def imagenet_folder(tmp_path_factory):
-  """The 250 ImageNet sample images in the folder layout PATH/val/<wnid>/<file> (links)."""
-  sample = ARTIFACTS / "datasets" / "imagenet_sample_250"
+  """The 250 ImageNet sample images in the folder layout PATH/{train,val}/<wnid>/<file> (links)."""
   root = tmp_path_factory.mktemp("imagenet_sample")
-  with open(sample / "labels.csv") as f:
-    for row in csv.DictReader(f):
-      (root / "val" / row["wnid"]).mkdir(parents=True, exist_ok=True)
-      os.symlink(sample / row["file"], root / "val" / row["wnid"] / row["file"])
-  return root
+  return pathlib.Path(input_benchmark.imagenet_sample_folder(str(root)))
 
 
 # The messages that ask for TensorFlow can only be seen where it is missing (CI, a fresh clone).

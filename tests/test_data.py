@@ -244,9 +244,10 @@ def test_eval_preprocessing_is_bit_identical_to_the_numpy_crop_on_the_sample_ima
   # device to the same floats.
   config = tiny_config(**{"resolution": 128, "data.dataset": f"folder:{imagenet_folder}",
                           "data.eval_batch_size": 125})
-  batches, count = data.eval_batches(data.load_split(config.data, "val"), config)
+  split = data.load_split(config.data, "val")
+  batches, count = data.eval_batches(split, config)
   images = np.concatenate([batches[b][0] for b in range(len(batches))])
-  files = data.load_split(config.data, "val").source.files
+  files = split.source.files
   assert count == len(images) == 250 and images.dtype == np.uint8
   for image, path in zip(images, files):
     np.testing.assert_array_equal(data.to_float(image),
