@@ -155,6 +155,20 @@ def test_eval_batches_cover_every_example_once():
   assert masks[-1][:360 - 5 * 64].all() and not masks[-1][360 - 5 * 64:].any()
 
 
+def test_digits_are_scikit_learns_digits_split_80_20():
+  from sklearn.datasets import load_digits
+  digits = load_digits()
+  config = tiny_config().data
+  train, val = data.load_split(config, "train"), data.load_split(config, "val")
+  assert (len(train), len(val)) == (1437, 360)
+  images = np.concatenate([train.source.images, val.source.images])
+  labels = np.concatenate([train.source.labels, val.source.labels])
+  order = np.random.default_rng(0).permutation(1797)
+  expected = np.repeat((digits.images * (255 / 16)).astype(np.uint8)[..., None], 3, axis=-1)
+  np.testing.assert_array_equal(images, expected[order])
+  np.testing.assert_array_equal(labels, digits.target[order])
+
+
 def test_glyphs_are_rendered_letters_a_pure_function_of_the_split():
   import ml_collections
   config = ml_collections.ConfigDict({"dataset": "glyphs"})
