@@ -127,10 +127,10 @@ def _profile(key):
                                       "resolution": described["resolution"]})
   model = models.build_model(config, conv_impl="xla")
   x = jax.ShapeDtypeStruct(models.input_shape(config), jnp.float32)
-  variables = jax.eval_shape(model.init, jax.random.key(0), x)
-  apply = lambda v, x: model.apply(v, x, mutable=["intermediates"])
-  jaxpr, (_, state) = jax.make_jaxpr(apply, return_shape=True)(variables, x)
-  shapes = [feature.shape[1:] for feature in state["intermediates"]["features"]]
+  # One trace gives the variables and the forward pass: initialisation runs the model once.
+  init = lambda key, x: model.init_with_output(key, x, mutable=True)
+  jaxpr, (_, variables) = jax.make_jaxpr(init, return_shape=True)(jax.random.key(0), x)
+  shapes = [feature.shape[1:] for feature in variables["intermediates"]["features"]]
   layers = list(_walk(jaxpr.jaxpr))
 
   params, bn_params = _split_bn(variables["params"])

@@ -1,5 +1,7 @@
 """Every conv implementation computes the same outputs and gradients from the same parameters."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -10,31 +12,36 @@ from mobilenet_jax import convolutions, layers, models
 from tests.conftest import load_config
 
 
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def outputs_and_grads(conv, x, kernel, stride):
+  """The conv's outputs, and the gradients of a nonlinear loss of them by input and kernel;
+  jitted, so that each comparison compiles once instead of dispatching op by op."""
+  loss = lambda x, kernel: jnp.sum(jnp.sin(conv(x, kernel, stride)))
+  return conv(x, kernel, stride), jax.grad(loss, (0, 1))(x, kernel)
+
+
+def assert_same_as_xla(conv, x, kernel, stride, outputs_tol, grads_tol):
+  (outputs, grads), (xla_outputs, xla_grads) = (outputs_and_grads(c, x, kernel, stride)
+                                                for c in (conv, convolutions.conv_xla))
+  np.testing.assert_allclose(outputs, xla_outputs, rtol=outputs_tol, atol=outputs_tol)
+  for grad, xla_grad in zip(grads, xla_grads):
+    np.testing.assert_allclose(grad, xla_grad, rtol=grads_tol, atol=grads_tol)
+
+
 @pytest.mark.parametrize("shape,k", [((2, 9, 9, 5), 3), ((2, 8, 8, 5), 3), ((1, 7, 10, 3), 3),
                                      ((2, 4, 4, 6), 3), ((2, 9, 9, 4), 5), ((1, 8, 10, 3), 5)])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_shifted_matches_xla(shape, k, stride):
   x = jax.random.normal(jax.random.key(0), shape)
   kernel = jax.random.normal(jax.random.key(1), (k, k, 1, shape[-1]))
-  loss = lambda fn: lambda x, k: jnp.sum(jnp.sin(fn(x, k, stride)))
-  np.testing.assert_allclose(convolutions.depthwise_shifted(x, kernel, stride),
-                             convolutions.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
-  grads_shifted = jax.grad(loss(convolutions.depthwise_shifted), (0, 1))(x, kernel)
-  grads_xla = jax.grad(loss(convolutions.conv_xla), (0, 1))(x, kernel)
-  for shifted, xla in zip(grads_shifted, grads_xla):
-    np.testing.assert_allclose(shifted, xla, rtol=1e-4, atol=1e-4)
+  assert_same_as_xla(convolutions.depthwise_shifted, x, kernel, stride, 1e-5, 1e-4)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_pointwise_matmul_matches_xla(stride):
   x = jax.random.normal(jax.random.key(0), (2, 7, 7, 8))
   kernel = jax.random.normal(jax.random.key(1), (1, 1, 8, 12))
-  loss = lambda fn: lambda x, k: jnp.sum(jnp.sin(fn(x, k, stride)))
-  np.testing.assert_allclose(convolutions.pointwise_matmul(x, kernel, stride),
-                             convolutions.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
-  for a, b in zip(jax.grad(loss(convolutions.pointwise_matmul), (0, 1))(x, kernel),
-                  jax.grad(loss(convolutions.conv_xla), (0, 1))(x, kernel)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  assert_same_as_xla(convolutions.pointwise_matmul, x, kernel, stride, 1e-5, 1e-4)
 
 
 @pytest.mark.parametrize("shape,stride", [((2, 9, 9, 3), 2), ((1, 8, 10, 3), 2),
@@ -46,12 +53,7 @@ def test_conv_broadcast_matches_xla(shape, stride):
   kernel = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 6))
   jaxpr = str(jax.make_jaxpr(convolutions.conv_broadcast, static_argnums=2)(x, kernel, stride))
   assert ("conv_general_dilated" in jaxpr) == (9 * shape[-1] > convolutions.MAX_BROADCAST_TERMS)
-  np.testing.assert_allclose(convolutions.conv_broadcast(x, kernel, stride),
-                             convolutions.conv_xla(x, kernel, stride), rtol=1e-5, atol=1e-5)
-  loss = lambda fn: lambda x, k: jnp.sum(jnp.sin(fn(x, k, stride)))
-  for a, b in zip(jax.grad(loss(convolutions.conv_broadcast), (0, 1))(x, kernel),
-                  jax.grad(loss(convolutions.conv_xla), (0, 1))(x, kernel)):
-    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+  assert_same_as_xla(convolutions.conv_broadcast, x, kernel, stride, 1e-5, 1e-6)
 
 
 def every_block_type():
@@ -73,19 +75,19 @@ def test_whole_model_same_parameters_and_logits(name):
       name, "width=0.25,res=64")
   config.resolution = 64
   x = jax.random.normal(jax.random.key(0), (4, 64, 64, 3))
-  outputs = {}
-  for impl in ("xla", "shifted"):
-    model = models.build_model(config, conv_impl=impl)
-    variables = jax.jit(model.init, compiler_options=models.INIT_COMPILER_OPTIONS)(
-        jax.random.key(1), x)
-    logits, _ = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"],
-                                                 rngs={"dropout": jax.random.key(2)}))(variables, x)
-    outputs[impl] = (variables, logits)
-  (v1, l1), (v2, l2) = outputs["xla"], outputs["shifted"]
-  assert jax.tree.structure(v1) == jax.tree.structure(v2)
-  for a, b in zip(jax.tree.leaves(v1), jax.tree.leaves(v2)):
+  models_by_impl = {impl: models.build_model(config, conv_impl=impl) for impl in ("xla", "shifted")}
+  # Both initialised in one compile, and applied in another: each is compiled once.
+  variables = jax.jit(lambda key, x: {impl: model.init(key, x) for impl, model in
+                                      models_by_impl.items()},
+                      compiler_options=models.INIT_COMPILER_OPTIONS)(jax.random.key(1), x)
+  logits = jax.jit(lambda variables, x: {
+      impl: model.apply(variables[impl], x, train=True, mutable=["batch_stats"],
+                        rngs={"dropout": jax.random.key(2)})[0]
+      for impl, model in models_by_impl.items()})(variables, x)
+  assert jax.tree.structure(variables["xla"]) == jax.tree.structure(variables["shifted"])
+  for a, b in zip(jax.tree.leaves(variables["xla"]), jax.tree.leaves(variables["shifted"])):
     np.testing.assert_array_equal(a, b)
-  np.testing.assert_allclose(l1, l2, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(logits["xla"], logits["shifted"], rtol=1e-4, atol=1e-4)
 
 
 def test_auto_picks_by_backend():
@@ -121,7 +123,7 @@ def test_batch_norm_activation_matches_flax(activation):
       def fn(params, x):
         y, updates = apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train)
         return jnp.sum(jnp.sin(3.0 * y)), (y, updates["batch_stats"])
-      return jax.grad(fn, (0, 1), has_aux=True)(variables["params"], x)
+      return jax.jit(jax.grad(fn, (0, 1), has_aux=True))(variables["params"], x)
 
     (grads, (y, stats)), (grads_ref, (y_ref, stats_ref)) = loss(apply_ours), loss(apply_reference)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)

@@ -15,11 +15,12 @@ from tests.test_training import tiny_config
 
 
 
-# One worker runs this module's tests, so the run they share is trained once, not once per worker.
+# One worker runs this module's tests, so the run they share is trained once, not once per worker;
+# session-scoped, since a module-scoped run was torn down and trained again between its tests.
 pytestmark = pytest.mark.xdist_group("tiny_run")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("tiny") / "run"
   config = tiny_config(**{"training.num_steps": 30, "training.onnx_latency": True})

@@ -13,10 +13,9 @@ from tests.conftest import load_config
 def features(config, batch=2):
   model = models.build_model(config)
   x = jax.ShapeDtypeStruct(models.input_shape(config, batch), jnp.float32)
-  variables = jax.eval_shape(model.init, jax.random.key(0), x)
-  logits, state = jax.eval_shape(
-      lambda v, x: model.apply(v, x, mutable=["intermediates"]), variables, x)
-  return logits, state["intermediates"]["features"]
+  logits, variables = jax.eval_shape(
+      lambda key, x: model.init_with_output(key, x, mutable=True), jax.random.key(0), x)
+  return logits, variables["intermediates"]["features"]
 
 
 @pytest.mark.parametrize("arch", ["mobilenet_v1", "mobilenet_v2"])

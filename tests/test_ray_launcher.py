@@ -73,7 +73,7 @@ def test_ray_sweep_isolates_failures_relaunches_a_killed_member_and_runs_two_pro
        "--launcher=ray", f"--ray_address={ray_cluster}", f"--config.training.num_steps={STEPS}",
        "--config.training.log_every_steps=1", "--config.training.checkpoint_every_steps=10",
        "--config.training.measure_latency=False", "--config.wandb.mode=disabled",
-       SAME_CURVE_RATE],
+       f"--config.optimizer.learning_rate={SAME_CURVE_RATE}"],
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
       env={**os.environ, "RAY_AUTH_MODE": "disabled"})
 

@@ -229,7 +229,7 @@ def test_a_run_waiting_for_its_input_says_so_in_its_metrics_and_summary(tmp_path
 
 # Runs compared step by step train at this rate: at the tiny config's 0.045 the net amplifies
 # float rounding to 1e-4 within five steps (how soon depends on the images), at 0.01 it does not.
-SAME_CURVE_RATE = "--config.optimizer.learning_rate=0.01"
+SAME_CURVE_RATE = 0.01
 
 
 def assert_same_loss_curve(actual, desired):
@@ -241,27 +241,26 @@ def assert_same_loss_curve(actual, desired):
 
 @pytest.mark.slow
 def test_eight_devices_give_one_devices_loss_curve(tmp_path):
-  """Both runs start together: one device, and eight (fake) devices in one process. Two
+  """Eight (fake) devices in a process started for them, one device here, side by side. Two
   processes over gloo are checked where Ray places them (test_ray_launcher.py)."""
-  steps = ["--config.training.num_steps=10", "--config.training.log_every_steps=1",
-           SAME_CURVE_RATE, "--config.wandb.mode=disabled"]
-  runs = {"one": launch(str(tmp_path / "one"), *steps),
-          "eight": launch(str(tmp_path / "eight"), *steps,
-                          env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})}
-  for process in runs.values():
-    output = process.communicate(timeout=300)[0]
-    assert process.returncode == 0, output
+  overrides = {**TINY_OVERRIDES, "training.num_steps": 10, "training.log_every_steps": 1,
+               "optimizer.learning_rate": SAME_CURVE_RATE}
+  eight = launch(str(tmp_path / "eight"), *(f"--config.{k}={v}" for k, v in overrides.items()),
+                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert jax.device_count() == 1
+  one = trainer.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "one"))
+  output = eight.communicate(timeout=300)[0]
+  assert eight.returncode == 0, output
   losses = {name: [m["train/loss"] for m in metrics(str(tmp_path / name)) if "train/loss" in m]
-            for name in runs}
-  summaries = {name: json.load(open(tmp_path / name / "summary.json")) for name in runs}
-  assert summaries["eight"]["devices"] == 8
+            for name in ("one", "eight")}
+  summary = json.load(open(tmp_path / "eight" / "summary.json"))
+  assert summary["devices"] == 8 and one["devices"] == 1
   assert_same_loss_curve(losses["eight"], losses["one"])
 
   # The checkpoint written on 8 devices restores on this process's single device.
-  assert jax.device_count() == 1
   restored = evaluate.evaluate_checkpoint(tiny_config(), str(tmp_path / "eight"))
-  assert restored["step"] == 10 and restored["count"] == summaries["eight"]["eval_count"] == 360
-  assert restored["top1"] == pytest.approx(summaries["eight"]["top1"], abs=1 / 360)
+  assert restored["step"] == 10 and restored["count"] == summary["eval_count"] == 360
+  assert restored["top1"] == pytest.approx(summary["top1"], abs=1 / 360)
 
 
 def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
