@@ -38,6 +38,14 @@ def needs_artifacts(*parts):
   return pytest.mark.skipif(not path.exists(), reason=f"needs {path} (present in CI, not in a fresh clone)")
 
 
+@pytest.fixture(scope="session")
+def shared_tmp_path(tmp_path_factory, worker_id):
+  """A temporary directory that every xdist worker of this session sees (each worker's own
+  base directory is a child of it)."""
+  base = tmp_path_factory.getbasetemp()
+  return base if worker_id == "master" else base.parent
+
+
 @pytest.fixture(scope="module")
 def imagenet_folder(tmp_path_factory):
   """The 250 ImageNet sample images in the folder layout PATH/{train,val}/<wnid>/<file> (links)."""

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import filelock
 import jax
 import pytest
 
@@ -15,16 +16,14 @@ from tests.test_training import tiny_config
 
 
 
-# One worker runs this module's tests, so the run they share is trained once, not once per worker;
-# session-scoped, since a module-scoped run was torn down and trained again between its tests.
-pytestmark = pytest.mark.xdist_group("tiny_run")
-
-
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("tiny") / "run"
+def tiny_run(shared_tmp_path):
+  """Trained once per session, by the first xdist worker to ask; the others wait for it."""
+  workdir = shared_tmp_path / "tiny_onnx_run"
   config = tiny_config(**{"training.num_steps": 30, "training.onnx_latency": True})
-  trainer.train_and_evaluate(config, str(workdir))
+  with filelock.FileLock(f"{workdir}.lock"):
+    if not (workdir / "summary.json").exists():
+      trainer.train_and_evaluate(config, str(workdir))
   return config, workdir
 
 
