@@ -13,6 +13,7 @@ labels by it, so a 1000-wnid class list scores a 1001-class model correctly.
 """
 
 import dataclasses
+import functools
 import glob
 import json
 import os
@@ -173,7 +174,8 @@ def label_offset(config):
 
 def load(config, variables):
   """config.init_from's weights for the model that `config` describes; `variables` (a fresh
-  init) gives the expected shapes and, with config.init_new_classifier, the classifier."""
+  init, or its shapes) gives the expected shapes and, with config.init_new_classifier, the
+  classifier."""
   spec, new_classifier = config.init_from, config.init_new_classifier
   kind, path = config_lib.parse_init_from(spec)
   if not os.path.exists(path):
@@ -242,9 +244,15 @@ def load(config, variables):
 
 
 def load_for_model(config, model):
-  """config.init_from's weights, checked against a fresh init of `model`; described on stdout."""
-  variables = jax.jit(model.init, compiler_options=models.INIT_COMPILER_OPTIONS)(
-      jax.random.key(config.seed), jnp.zeros(models.input_shape(config)))
+  """config.init_from's weights, checked against `model`'s shapes; described on stdout. Only a
+  new classifier needs initialised values: otherwise the shapes are traced, not compiled."""
+  init = functools.partial(model.init, jax.random.key(config.seed))
+  images = jax.ShapeDtypeStruct(models.input_shape(config), jnp.float32)
+  if config.init_new_classifier:
+    variables = jax.jit(init, compiler_options=models.INIT_COMPILER_OPTIONS)(
+        jnp.zeros(images.shape, images.dtype))
+  else:
+    variables = jax.eval_shape(init, images)
   imported = load(config, variables)
   if jax.process_index() == 0:
     print(describe(imported))
