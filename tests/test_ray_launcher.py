@@ -33,7 +33,7 @@ def get_sweep():
       sweep.Member("two_processes", "configs/tiny.py", (("resources.processes", 2),)),
   ))
 '''
-STEPS = 80
+STEPS = 40
 
 
 @pytest.fixture
