@@ -11,7 +11,9 @@ from tests.conftest import load_config
 
 
 def features(config, batch=2):
-  model = models.build_model(config)
+  # Traced with XLA's convolutions, a few ops each instead of k*k windows: the shapes are the
+  # same for every implementation (test_conv_impls.py), and tracing takes half the time.
+  model = models.build_model(config, conv_impl="xla")
   x = jax.ShapeDtypeStruct(models.input_shape(config, batch), jnp.float32)
   logits, variables = jax.eval_shape(
       lambda key, x: model.init_with_output(key, x, mutable=True), jax.random.key(0), x)
