@@ -121,9 +121,9 @@ def main(argv):
         for label, probability in evaluate.predict(config, _IMAGE.value, _WORKDIR.value):
           print(f"{probability:7.2%}  {label}")
       elif config.init_from:
-        print(json.dumps(evaluate.evaluate_imported(config)))
+        print(json.dumps(evaluate.imported_weights(config)))
       else:
-        print(json.dumps(evaluate.evaluate_checkpoint(config, _WORKDIR.value)))
+        print(json.dumps(evaluate.checkpoint(config, _WORKDIR.value)))
     elif _MODE.value == "profile":
       profile_report.run(config)
     elif _MODE.value == "train":

@@ -9,7 +9,7 @@ from mobilenet_jax import checkpointing, data, importers, models, sharding, trai
 from mobilenet_jax import workdir as workdir_lib
 
 
-def evaluate_batches(eval_fn, batches, mesh, variables, label_offset=0):
+def over_batches(eval_fn, batches, mesh, variables, label_offset=0):
   """Sums top-1/top-5/loss over every example once; returns fractions and the count.
   `label_offset` shifts dataset labels to the model's (1 for TF-slim's background class)."""
   batch_sharding = sharding.batch_sharding(mesh)
@@ -41,7 +41,7 @@ def score(eval_fn, batches, mesh, weights, label_offset):
   """Every {prefix: (params, batch_stats)} evaluated; results keyed prefix + metric."""
   results = {}
   for prefix, variables in weights.items():
-    for key, value in evaluate_batches(eval_fn, batches, mesh, variables, label_offset).items():
+    for key, value in over_batches(eval_fn, batches, mesh, variables, label_offset).items():
       results[prefix + key] = value
   return results
 
@@ -52,7 +52,7 @@ def score_on_val(config, model, mesh, weights):
                importers.label_offset(config))
 
 
-def evaluate_checkpoint(config, workdir):
+def checkpoint(config, workdir):
   """Scores the latest checkpoint in `workdir` (raw and EMA weights) on this machine's devices,
   however many wrote it; returns {'step', 'top1', 'top5', 'loss', 'count', 'ema/top1', ...}."""
   workdir_lib.check_trained_config(config, workdir)
@@ -93,7 +93,7 @@ def predict(config, image_path, workdir=None, top=5):
   return [(label(int(i)), float(probabilities[i])) for i in np.argsort(-probabilities)[:top]]
 
 
-def evaluate_imported(config):
+def imported_weights(config):
   """Scores config.init_from's weights; returns {'top1', 'top5', 'loss', 'count'}."""
   mesh, model = sharding.make_mesh(config), models.build_model(config)
   imported = importers.load_for_model(config, model)

@@ -44,7 +44,7 @@ def write_keras_h5(path, tensors):
 @needs_artifacts("mobilenet_v1_0.75_224_keras_tfjs")
 def test_keras_v1_from_tfjs_and_h5_scores_imagenet_images(imagenet_folder, tmp_path):
   config = v1_config(f"keras_tfjs:{V1_TFJS}", dataset=f"folder:{imagenet_folder}")
-  results = evaluate.evaluate_imported(config)
+  results = evaluate.imported_weights(config)
   # Exactly what these weights scored before the input pipeline was rewritten (issue 22).
   assert results["count"] == 250 and round(results["top1"] * 250) == 218, results
 
@@ -70,7 +70,7 @@ def test_slim_v2_npy_scores_imagenet_images_with_the_background_class(imagenet_f
   config.data.class_names = str(WNIDS)  # 1000 wnids; the importer's offset adds the background
   config.data.eval_batch_size = 50
   assert importers.label_offset(config) == 1
-  results = evaluate.evaluate_imported(config)
+  results = evaluate.imported_weights(config)
   assert results["count"] == 250 and round(results["top1"] * 250) == 219, results
 
 
@@ -81,12 +81,12 @@ def test_wrong_width_or_class_count_is_refused_with_both_shapes():
   with pytest.raises(errors.WeightsError,
                      match=r"block_00/conv_bn/conv/kernel: model expects \(3, 3, 3, 16\), "
                            r"conv1/kernel is \(3, 3, 3, 24\)"):
-    evaluate.evaluate_imported(config)
+    evaluate.imported_weights(config)
   config = v1_config(f"keras_tfjs:{V1_TFJS}")
   config.model.num_classes = 1001
   with pytest.raises(errors.WeightsError, match=r"classifier/kernel: model expects "
                                                    r"\(768, 1001\), conv_preds/kernel is \(768, 1000\)"):
-    evaluate.evaluate_imported(config)
+    evaluate.imported_weights(config)
   config.init_new_classifier = True  # fine-tuning to another class count keeps the body
   imported = importers.load_for_model(config, models.build_model(config))
   assert imported.params["classifier"]["kernel"].shape == (768, 1001)

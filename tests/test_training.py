@@ -258,7 +258,7 @@ def test_eight_devices_give_one_devices_loss_curve(tmp_path):
   assert_same_loss_curve(losses["eight"], losses["one"])
 
   # The checkpoint written on 8 devices restores on this process's single device.
-  restored = evaluate.evaluate_checkpoint(tiny_config(), str(tmp_path / "eight"))
+  restored = evaluate.checkpoint(tiny_config(), str(tmp_path / "eight"))
   assert restored["step"] == 10 and restored["count"] == summary["eval_count"] == 360
   assert restored["top1"] == pytest.approx(summary["top1"], abs=1 / 360)
 
@@ -306,13 +306,13 @@ def test_scoring_a_workdir_refuses_another_model_or_preprocessing(tmp_path):
   workdir = str(tmp_path / "run")
   trainer.train_and_evaluate(tiny_config(**{"training.num_steps": 2}), workdir)
   with pytest.raises(errors.ConfigError, match=r"\['config.resolution'\] .*=16"):
-    evaluate.evaluate_checkpoint(tiny_config(**{"resolution": 32}), workdir)
+    evaluate.checkpoint(tiny_config(**{"resolution": 32}), workdir)
   image = tmp_path / "digit.png"
   Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
   with pytest.raises(errors.ConfigError, match="config.model.width_multiplier"):
     evaluate.predict(tiny_config(**{"model.width_multiplier": 0.5}), str(image), workdir)
   # Other data settings (another dataset, fewer examples) are the user's to choose.
-  scored = evaluate.evaluate_checkpoint(tiny_config(**{"data.max_eval_examples": 100}), workdir)
+  scored = evaluate.checkpoint(tiny_config(**{"data.max_eval_examples": 100}), workdir)
   assert scored["step"] == 2 and scored["count"] == 100
 
 
@@ -351,7 +351,7 @@ def test_user_errors_before_any_work_name_the_key_or_file(tmp_path):
     trainer.train_and_evaluate(tiny_config(**{"data.batch_size": 2048}), str(tmp_path / "a"))
   missing = tmp_path / "does_not_exist"
   with pytest.raises(errors.TrainingError, match="holds no checkpoints/"):
-    evaluate.evaluate_checkpoint(tiny_config(), str(missing))
+    evaluate.checkpoint(tiny_config(), str(missing))
   assert not missing.exists()  # nothing created
   (tmp_path / "empty.jpg").write_bytes(b"")
   for image in (tmp_path / "empty.jpg", tmp_path / "absent.png", tmp_path):
@@ -364,7 +364,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_and_the_one_before_used(tmp_path
   config = tiny_config(**{"training.num_steps": 4, "training.checkpoint_every_steps": 2})
   trainer.train_and_evaluate(config, str(workdir))
   shutil.rmtree(workdir / "checkpoints" / "4" / "state")
-  assert evaluate.evaluate_checkpoint(config, str(workdir))["step"] == 2  # eval changes nothing
+  assert evaluate.checkpoint(config, str(workdir))["step"] == 2  # eval changes nothing
   assert "note: checkpoint step 4 cannot be restored" in capsys.readouterr().out
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
   (workdir / "summary.json").unlink()  # as if the run had died after the damaged save
