@@ -50,7 +50,8 @@ def rows(members):
     name, config, summary = group[0]
     finished = [s for _, _, s in group if s.get("status") == "finished"]
     row = {key: summary.get(key) for key in COLUMNS}
-    row.update(name=name if len(group) == 1 else f"{name} (+{len(group) - 1} runs)",
+    others = len(group) - 1
+    row.update(name=name if not others else f"{name} (+{others} run{'s' * (others > 1)})",
                arch=config["model"]["name"], dataset=config["data"]["dataset"],
                seeds=len(finished), status=summary.get("status") if len(group) == 1 else
                ("finished" if len(finished) == len(group)

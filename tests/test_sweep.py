@@ -144,9 +144,13 @@ def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
   config.data.dataset = "tfds:imagenet2012"
   config.wandb.mode = "disabled"
   write_member(tmp_path, "seed0", config, 0.58, seed=0)
-  write_member(tmp_path, "seed1", config, 0.60, seed=1)
+  placed = config.copy_and_resolve_references()
+  placed.resources.processes, placed.data.worker_processes = 2, 2
+  write_member(tmp_path, "seed1_two_processes", placed, 0.60, seed=1)
   table_rows = report.write(str(tmp_path))
+  # Neither the seed nor the placement makes another configuration.
   assert len(table_rows) == 1 and table_rows[0]["seeds"] == 2
+  assert table_rows[0]["name"] == "seed0 (+1 run)"
   assert table_rows[0]["top1"] == pytest.approx(0.59)
   assert table_rows[0]["top1_std"] == pytest.approx(0.0141421, rel=1e-4)
   text = (tmp_path / "report.md").read_text()
