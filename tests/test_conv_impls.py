@@ -12,6 +12,11 @@ from mobilenet_jax import convolutions, layers, models
 from tests.conftest import load_config
 
 
+def normal(seed, shape):
+  """Standard-normal test inputs from numpy: jax.random would compile a sampler per shape."""
+  return np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 3))
 def outputs_and_grads(conv, x, kernel, stride):
   """The conv's outputs, and the gradients of a nonlinear loss of them by input and kernel;
@@ -32,15 +37,15 @@ def assert_same_as_xla(conv, x, kernel, stride, outputs_tol, grads_tol):
                                      ((2, 4, 4, 6), 3), ((2, 9, 9, 4), 5), ((1, 8, 10, 3), 5)])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_shifted_matches_xla(shape, k, stride):
-  x = jax.random.normal(jax.random.key(0), shape)
-  kernel = jax.random.normal(jax.random.key(1), (k, k, 1, shape[-1]))
+  x = normal(0, shape)
+  kernel = normal(1, (k, k, 1, shape[-1]))
   assert_same_as_xla(convolutions.depthwise_shifted, x, kernel, stride, 1e-5, 1e-4)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
 def test_pointwise_matmul_matches_xla(stride):
-  x = jax.random.normal(jax.random.key(0), (2, 7, 7, 8))
-  kernel = jax.random.normal(jax.random.key(1), (1, 1, 8, 12))
+  x = normal(0, (2, 7, 7, 8))
+  kernel = normal(1, (1, 1, 8, 12))
   assert_same_as_xla(convolutions.pointwise_matmul, x, kernel, stride, 1e-5, 1e-4)
 
 
@@ -49,8 +54,8 @@ def test_pointwise_matmul_matches_xla(stride):
 def test_conv_broadcast_matches_xla(shape, stride):
   """Broadcast multiply-adds up to MAX_BROADCAST_TERMS (3 input channels here), XLA's convolution
   past it (8); either way the same outputs, and XLA's convolution's own gradients."""
-  x = jax.random.normal(jax.random.key(0), shape)
-  kernel = jax.random.normal(jax.random.key(1), (3, 3, shape[-1], 6))
+  x = normal(0, shape)
+  kernel = normal(1, (3, 3, shape[-1], 6))
   jaxpr = str(jax.make_jaxpr(convolutions.conv_broadcast, static_argnums=2)(x, kernel, stride))
   assert ("conv_general_dilated" in jaxpr) == (9 * shape[-1] > convolutions.MAX_BROADCAST_TERMS)
   assert_same_as_xla(convolutions.conv_broadcast, x, kernel, stride, 1e-5, 1e-6)
@@ -74,7 +79,7 @@ def test_whole_model_same_parameters_and_logits(name):
   config = every_block_type() if name == "every_block_type" else load_config(
       name, "width=0.25,res=64")
   config.resolution = 64
-  x = jax.random.normal(jax.random.key(0), (4, 64, 64, 3))
+  x = normal(0, (4, 64, 64, 3))
   models_by_impl = {impl: models.build_model(config, conv_impl=impl) for impl in ("xla", "shifted")}
   # Both initialised in one compile, and applied in another: each is compiled once.
   variables = jax.jit(lambda key, x: {impl: model.init(key, x) for impl, model in
@@ -101,7 +106,7 @@ def test_batch_norm_activation_matches_flax(activation):
   """BatchNormActivation is nn.BatchNorm then the activation: same variables, outputs, gradients
   (input, scale, bias) and running statistics, in training and in inference."""
   act = layers.ACTIVATIONS.get(activation)
-  x = 3.0 * jax.random.normal(jax.random.key(0), (4, 6, 5, 7)) + 1.0
+  x = 3.0 * normal(0, (4, 6, 5, 7)) + 1.0
   ours = layers.BatchNormActivation(activation=act, momentum=0.9, epsilon=1e-3)
   reference = nn.BatchNorm(momentum=0.9, epsilon=1e-3)
   variables = ours.init(jax.random.key(1), x, train=False)
