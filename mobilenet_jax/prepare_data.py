@@ -59,6 +59,10 @@ def prepare(name, data_dir="", manual_dir=""):
     builder.download_and_prepare(
         file_format="array_record",
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  except OSError as error:  # requests' download errors are OSErrors
+    raise errors.DataError(f"--dataset=tfds:{name}: the download failed "
+                           f"({type(error).__name__}: {' '.join(str(error).split())}); it "
+                           "needs network access to the dataset's source") from None
   except Exception as error:  # TFDS re-raises the ImportError as a RuntimeError
     if "No module named 'tensorflow'" not in str(error):
       raise

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
+from tensorflow_datasets.core.download import downloader
 
 from mobilenet_jax import data, errors, prepare_data, train_step, trainer
 from tests.conftest import ARTIFACTS, needs_artifacts, with_tensorflow, without_tensorflow
@@ -58,6 +59,25 @@ def test_imagenet_preparation_says_where_the_tar_files_go(tmp_path):
   message = str(error.value)
   assert "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar" in message
   assert str(tmp_path / "downloads" / "manual") in message
+
+
+class TinyDownload(TinyStripes):
+  """A dataset whose source is a URL that never resolves (the .invalid domain is reserved)."""
+
+  def _split_generators(self, dl_manager):
+    dl_manager.download("https://example.invalid/tiny_download.tgz")
+
+
+def test_a_failed_download_is_one_line_naming_the_dataset(tmp_path, monkeypatch):
+  # TFDS finds a registered dataset's code through importlib_resources (in requirements.txt).
+  builder = tfds.builder("imagenette", data_dir=str(tmp_path))
+  assert builder.code_path.name == "imagenette_dataset_builder.py"
+  monkeypatch.setattr(downloader, "MAX_RETRIES", 0)  # TFDS's backoff takes minutes
+  with pytest.raises(errors.DataError, match=r"^--dataset=tfds:tiny_download: the download "
+                                             r"failed \(ConnectionError: .*example\.invalid.*\); "
+                                             r"it needs network access") as error:
+    prepare_data.prepare("tiny_download", str(tmp_path))
+  assert "\n" not in str(error.value)
 
 
 def test_prepared_tfds_dataset_trains_through_data_source(tmp_path):
