@@ -2,6 +2,7 @@
 
   python benchmarks/input.py --points=v2:0.35:128,v2:1.0:224 [--before=REV]
   python benchmarks/input.py --sweeps=experiments/v2_tradeoff.py,experiments/imagenette_tradeoff.py
+  python benchmarks/input.py --torchvision [--points=...]
 
 Sources: the 250 ImageNet sample images (ImageNet-sized JPEGs) linked 40 times each, 10,000
 items, so that shuffling costs what it costs on a real dataset; a resized copy of them written by
@@ -22,6 +23,11 @@ V2 1.0-224 (H100_STEP) by mult-adds, this machine's step img/s, and the training
 img/s with one thread, and projected to 16 cores linearly from two worker processes (one thread
 each) at the member's resolution: whether the member would wait for its input on a 16-core H100
 host.
+
+--torchvision: the training pipeline beside an independent one doing the same work on the same
+files: torchvision's ImageFolder with RandomResizedCrop (the same area and aspect ranges) and a
+horizontal flip to uint8 tensors, batched by a DataLoader; one core each (this process, one
+thread), then one worker process per core each. Turn by turn, cell by cell.
 """
 
 import argparse
@@ -107,16 +113,19 @@ class Sources:
             ("imagenette", "Imagenette folder", self.imagenette)]
 
 
-def pipeline_images_per_second(batches, threads, count, processes=0):
-  """Images per second over `count` batches, after two that warm the workers up."""
-  iterator = (data.iterate(batches, threads=threads, processes=processes) if processes
-              else data.iterate(batches, threads=threads))
+def images_per_second(iterator, count):
+  """Images per second over `count` (images, ...) batches, after two that warm the workers up."""
   for _ in range(2):
     next(iterator)
   start, images = time.perf_counter(), 0
   for _ in range(count):
     images += len(next(iterator)[0])
   return images / (time.perf_counter() - start)
+
+
+def pipeline_images_per_second(batches, threads, count, processes=0):
+  return images_per_second(data.iterate(batches, threads=threads, processes=processes)
+                           if processes else data.iterate(batches, threads=threads), count)
 
 
 def measure(cell):
@@ -200,6 +209,45 @@ def points_table(args, sources, cores):
          for point in args.points.split(",") for pipeline in ("train", "eval")]))
 
 
+def torchvision_images_per_second(folder, resolution, min_crop_area, batch, count, workers):
+  """torchvision's training input on the same folder: img/s over `count` batches after two;
+  `workers` DataLoader processes (0: this process)."""
+  import torch  # benchmarks/requirements.txt
+  from torchvision import datasets, transforms
+  torch.set_num_threads(1)
+  transform = transforms.Compose([
+      transforms.RandomResizedCrop(resolution, scale=(min_crop_area, 1.0)),
+      transforms.RandomHorizontalFlip(), transforms.PILToTensor()])
+  loader = torch.utils.data.DataLoader(
+      datasets.ImageFolder(os.path.join(folder, "train"), transform), batch_size=batch,
+      shuffle=True, num_workers=workers, drop_last=True)
+  return images_per_second(iter(loader), count)
+
+
+def torchvision_table(args, sources, cores):
+  rows = []
+  for point in args.points.split(","):
+    _, _, res = point.split(":")
+    min_crop_area = speed.load_config("v2", 1.0, int(res)).data.min_crop_area
+    for _, source, folder in sources.for_point(int(res))[:2]:
+      cell = {"folder": folder, "resolution": int(res), "pipeline": "train",
+              "batch": args.batch, "batches": args.batches, "threads": [1]}
+      ours, = measure(cell)
+      theirs = torchvision_images_per_second(folder, int(res), min_crop_area, args.batch,
+                                             args.batches, 0)
+      ours_all, = measure({**cell, "processes": cores})
+      theirs_all = torchvision_images_per_second(folder, int(res), min_crop_area, args.batch,
+                                                 args.batches, cores)
+      row = [f"{res} px", source, round(ours), round(theirs), f"{ours / theirs:.2f}",
+             round(ours_all), round(theirs_all), f"{ours_all / theirs_all:.2f}"]
+      rows.append(row)
+      print(*row, sep=" | ", flush=True)
+  print(tables.markdown_table(
+      ["resolution", "source", "ours, 1 core", "torchvision, 1 core", "ours / torchvision",
+       f"ours, {cores} processes", f"torchvision, {cores} workers", "ours / torchvision"],
+      rows))
+
+
 def projected(two_processes):
   """img/s on PROJECTED_CORES cores, each adding what each of two worker processes gave here:
   linear, so an upper estimate."""
@@ -246,6 +294,8 @@ def main():
   parser.add_argument("--points", default="v2:0.35:128,v2:1.0:224")
   parser.add_argument("--sweeps", default="", help="sweep files: the per-member table instead")
   parser.add_argument("--before", default="", help="a git revision whose pipelines to measure too")
+  parser.add_argument("--torchvision", action="store_true",
+                      help="the training pipeline beside torchvision's, same files and work")
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--batches", type=int, default=20, help="batches timed per measurement")
   parser.add_argument("--imagenette", default=os.path.join(SHARED, "datasets", "imagenette2_224"))
@@ -257,7 +307,8 @@ def main():
     return
   runtime.reexec_with_huge_pages()  # the step timed as launch.py runs it
   sources = Sources(args.imagenette)
-  (sweeps_table if args.sweeps else points_table)(args, sources, os.cpu_count())
+  table = sweeps_table if args.sweeps else torchvision_table if args.torchvision else points_table
+  table(args, sources, os.cpu_count())
 
 
 if __name__ == "__main__":

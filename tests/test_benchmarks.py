@@ -33,6 +33,13 @@ def test_input_benchmark_reads_the_250_sample_images_as_both_splits(tmp_path):
   assert input_benchmark.pipeline_images_per_second(data.train_batches(split, config), 1, 3) > 0
 
 
+@needs_artifacts("datasets", "imagenet_sample_250")
+def test_input_benchmark_times_torchvision_on_the_same_folder(tmp_path):
+  pytest.importorskip("torchvision", reason="PyTorch is in benchmarks/requirements.txt")
+  folder = input_benchmark.imagenet_sample_folder(str(tmp_path))
+  assert input_benchmark.torchvision_images_per_second(folder, 32, 0.25, 8, 3, 0) > 0
+
+
 def test_layer_benchmark_takes_every_convolution_with_its_shapes():
   """V1 (the paper's Table 1) at alpha 0.5, 128 px: the stem, then 13 depthwise-pointwise pairs,
   each with its input (batch 1), HWIO kernel and stride."""
