@@ -32,10 +32,10 @@ def launch_sweep(sweep_file, workdir, *extra, own_cache=True):
   args = [sys.executable, "launch.py", f"--sweep={sweep_file}", f"--workdir={workdir}",
           "--config.training.num_steps=20", "--config.training.log_every_steps=10",
           "--config.wandb.mode=disabled", *extra]
-  # With its own cache, the sweep's members fill the cache in its workdir; otherwise they
-  # share the session's, where the tests before them left the tiny config's programs.
-  env = {key: value for key, value in os.environ.items()
-         if key != "JAX_COMPILATION_CACHE_DIR" or not own_cache}
+  env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  if own_cache:  # the sweep's own cache in its workdir, every compile in it, however fast
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+  # Otherwise the members share the session's, where earlier tests left the tiny programs.
   return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, env=env)
 
