@@ -45,6 +45,7 @@ _CLASS_NAMES = flags.DEFINE_string("class_names", "", "With a folder:PATH datase
 
 def prepare(name, data_dir="", manual_dir=""):
   """Downloads (or reads from manual_dir) and writes `name` as ArrayRecord under data_dir."""
+  import requests  # tensorflow-datasets downloads with it
   import tensorflow_datasets as tfds
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
@@ -59,7 +60,7 @@ def prepare(name, data_dir="", manual_dir=""):
     builder.download_and_prepare(
         file_format="array_record",
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-  except OSError as error:  # requests' download errors are OSErrors
+  except requests.exceptions.RequestException as error:  # not other OSErrors, e.g. a full disk
     raise errors.DataError(f"--dataset=tfds:{name}: the download failed "
                            f"({type(error).__name__}: {' '.join(str(error).split())}); it "
                            "needs network access to the dataset's source") from None
