@@ -20,21 +20,21 @@ import pytest
 from mobilenet_jax import report, trainer
 from tests.conftest import REPO
 from tests.test_training import SAME_CURVE_RATE, assert_same_loss_curve, final_params, metrics
-from tests.test_training import tiny_config
+from tests.test_training import config_flags, tiny_config
 
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
-SWEEP_FILE = '''
+STEPS = 40  # the killed member's; the two-process member's curve is compared over 10
+SWEEP_FILE = f'''
 from mobilenet_jax import sweep
 
 def get_sweep():
   return sweep.Sweep("ray_sweep", (
-      sweep.Member("killed", "configs/tiny.py", (("training.num_steps", 40),)),
+      sweep.Member("killed", "configs/tiny.py", (("training.num_steps", {STEPS}),)),
       sweep.Member("broken", "configs/tiny.py", (("model.width_multiplier", -1.0),)),
       sweep.Member("two_processes", "configs/tiny.py",
                    (("resources.processes", 2), ("training.num_steps", 10))),
   ))
 '''
-STEPS = 40  # the killed member's; the two-process member's curve is compared over 10
 OVERRIDES = {"training.log_every_steps": 1, "training.checkpoint_every_steps": 10,
              "training.measure_latency": False, "wandb.mode": "disabled",
              "optimizer.learning_rate": SAME_CURVE_RATE}
@@ -75,7 +75,7 @@ def test_ray_sweep_isolates_failures_relaunches_a_killed_member_and_runs_two_pro
   launcher = subprocess.Popen(
       [sys.executable, "launch.py", f"--sweep={sweep_file}", f"--workdir={workdir}",
        "--launcher=ray", f"--ray_address={ray_cluster}",
-       *(f"--config.{key}={value}" for key, value in OVERRIDES.items())],
+       *config_flags(OVERRIDES)],
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
       env={**os.environ, "RAY_AUTH_MODE": "disabled"})
 

@@ -30,6 +30,11 @@ def tiny_config(**overrides):
   return command_line.apply_overrides(load_config("tiny"), {**TINY_OVERRIDES, **overrides}.items())
 
 
+def config_flags(overrides):
+  """The launch.py flags that give a subprocess the overrides tiny_config(**overrides) applies."""
+  return [f"--config.{key}={value}" for key, value in overrides.items()]
+
+
 def metrics(workdir):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f]
@@ -245,7 +250,7 @@ def test_eight_devices_give_one_devices_loss_curve(tmp_path):
   processes over gloo are checked where Ray places them (test_ray_launcher.py)."""
   overrides = {**TINY_OVERRIDES, "training.num_steps": 10, "training.log_every_steps": 1,
                "optimizer.learning_rate": SAME_CURVE_RATE}
-  eight = launch(str(tmp_path / "eight"), *(f"--config.{k}={v}" for k, v in overrides.items()),
+  eight = launch(str(tmp_path / "eight"), *config_flags(overrides),
                  env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
   assert jax.device_count() == 1
   one = trainer.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "one"))
