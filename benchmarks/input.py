@@ -124,6 +124,7 @@ def images_per_second(iterator, count):
 
 
 def pipeline_images_per_second(batches, threads, count, processes=0):
+  # Without processes, the call a --before revision's data.iterate (which may lack them) takes.
   return images_per_second(data.iterate(batches, threads=threads, processes=processes)
                            if processes else data.iterate(batches, threads=threads), count)
 
