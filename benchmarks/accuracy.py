@@ -31,8 +31,18 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import speed  # noqa: E402
-from mobilenet_jax import config as config_lib  # noqa: E402
-from mobilenet_jax import command_line, data, optim, tables, tracking, trainer  # noqa: E402
+from mobilenet_jax import trainer  # noqa: E402
+from mobilenet_jax.config import command_line  # noqa: E402
+from mobilenet_jax.config import schema as config_lib  # noqa: E402
+from mobilenet_jax.core import (
+  tables,  # noqa: E402
+  tracking,  # noqa: E402
+)
+from mobilenet_jax.data import (
+  pipeline,  # noqa: E402
+  sources,  # noqa: E402
+)
+from mobilenet_jax.train import optim  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,14 +56,23 @@ def parse_value(text):
 
 def make_config(args, seed, overrides=()):
   config = command_line.load_config_file(
-      f"{os.path.join(REPO, speed.CONFIGS[args.arch])}:width={args.width},res={args.res},"
-      f"preset={args.preset}")
-  config.update_from_flattened_dict({
-      "seed": seed, "data.dataset": f"folder:{args.data}", "model.num_classes": 10,
-      "data.batch_size": args.batch, "data.eval_batch_size": 125,
-      "training.log_every_steps": 50, "training.checkpoint_every_steps": 500,
-      "wandb.mode": "disabled", **dict(overrides)})
-  train_images = len(data.load_split(config.data, "train"))
+    f"{os.path.join(REPO, speed.CONFIGS[args.arch])}:width={args.width},res={args.res},"
+    f"preset={args.preset}"
+  )
+  config.update_from_flattened_dict(
+    {
+      "seed": seed,
+      "data.dataset": f"folder:{args.data}",
+      "model.num_classes": 10,
+      "data.batch_size": args.batch,
+      "data.eval_batch_size": 125,
+      "training.log_every_steps": 50,
+      "training.checkpoint_every_steps": 500,
+      "wandb.mode": "disabled",
+      **dict(overrides),
+    }
+  )
+  train_images = len(sources.load_split(config.data, "train"))
   config.training.num_steps = args.epochs * train_images // args.batch
   return config_lib.validate(config)
 
@@ -67,6 +86,7 @@ def torch_param_groups(model, weight_decay):
   """Coupled L2 on conv and linear weights, as config.optimizer.weight_decay_exclude's defaults
   say: none on depthwise kernels, BN parameters and biases."""
   import torch
+
   decayed, free = [], []
   for module in model.modules():
     for name, param in module.named_parameters(recurse=False):
@@ -78,9 +98,12 @@ def torch_param_groups(model, weight_decay):
 
 def train_torch(config, arch, width):
   import torch
+
   if config.optimizer.name not in ("momentum", "nesterov"):
-    sys.exit(f"error: the torchvision side trains with SGD; config.optimizer.name="
-             f"{config.optimizer.name!r} needs --preset=short (or another SGD preset)")
+    sys.exit(
+      f"error: the torchvision side trains with SGD; config.optimizer.name="
+      f"{config.optimizer.name!r} needs --preset=short (or another SGD preset)"
+    )
   torch.manual_seed(config.seed)
   torch.set_num_threads(os.cpu_count())
   model = speed.torch_model(arch, width, config.model.dropout_rate, config.model.num_classes)
@@ -89,16 +112,22 @@ def train_torch(config, arch, width):
       # PyTorch's momentum is the weight of the new batch: 1 - TF's.
       module.momentum, module.eps = 1.0 - config.model.bn_momentum, config.model.bn_epsilon
   model = model.to(memory_format=torch.channels_last)
-  opt = torch.optim.SGD(torch_param_groups(model, config.optimizer.weight_decay), lr=0.0,
-                        momentum=config.optimizer.momentum,
-                        nesterov=config.optimizer.name == "nesterov")
-  train_split = data.load_split(config.data, "train")
+  opt = torch.optim.SGD(
+    torch_param_groups(model, config.optimizer.weight_decay),
+    lr=0.0,
+    momentum=config.optimizer.momentum,
+    nesterov=config.optimizer.name == "nesterov",
+  )
+  train_split = sources.load_split(config.data, "train")
   steps_per_epoch = max(len(train_split) // config.data.batch_size, 1)
   schedule, _ = optim.learning_rate_schedule(config, steps_per_epoch)
   loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.training.label_smoothing)
-  to_torch = lambda pixels: torch.from_numpy(data.to_float(pixels)).permute(0, 3, 1, 2).contiguous(
-      memory_format=torch.channels_last)
-  batches = data.iterate(data.train_batches(train_split, config))
+  to_torch = lambda pixels: (
+    torch.from_numpy(pipeline.to_float(pixels))
+    .permute(0, 3, 1, 2)
+    .contiguous(memory_format=torch.channels_last)
+  )
+  batches = pipeline.iterate(pipeline.train_batches(train_split, config))
   num_steps = config.training.num_steps
   model.train()
   start = time.perf_counter()
@@ -115,9 +144,9 @@ def train_torch(config, arch, width):
   images_per_second = num_steps * config.data.batch_size / (time.perf_counter() - start)
   model.eval()
   correct = count = 0.0
-  eval_batches, _ = data.eval_batches(data.load_split(config.data, "val"), config)
+  eval_batches, _ = pipeline.eval_batches(sources.load_split(config.data, "val"), config)
   with torch.inference_mode():
-    for images, labels, mask in data.iterate(eval_batches):
+    for images, labels, mask in pipeline.iterate(eval_batches):
       predicted = model(to_torch(images)).argmax(-1).numpy()
       correct += float(((predicted == labels) * mask).sum())
       count += float(mask.sum())
@@ -133,31 +162,45 @@ def labelled(name, overrides):
 
 
 def point_name(args):
-  return labelled(f"{args.arch} {args.width:g}-{args.res} {args.preset}",
-                  parse_overrides(args.override))
+  return labelled(
+    f"{args.arch} {args.width:g}-{args.res} {args.preset}", parse_overrides(args.override)
+  )
 
 
 def summarize(results, args):
   prefix = point_name(args)
   rows, means = [], {}
   for name in sorted({key.split("|")[1] for key in results if key.startswith(prefix + "|")}):
-    runs = {int(k.split("|")[2]): v for k, v in results.items()
-            if k.startswith(f"{prefix}|{name}|")}
+    runs = {
+      int(k.split("|")[2]): v for k, v in results.items() if k.startswith(f"{prefix}|{name}|")
+    }
     top1 = [100 * runs[s]["top1"] for s in sorted(runs)]
     mean, std = statistics.mean(top1), statistics.stdev(top1) if len(top1) > 1 else 0.0
     means[name] = (mean, std)
-    rows.append([prefix, name, len(top1), " ".join(f"{t:.1f}" for t in top1),
-                 f"{mean:.2f} ± {std:.2f}",
-                 round(statistics.median(r["images_per_second"] for r in runs.values()), 1)])
-  print(tables.markdown_table(["point", "implementation", "seeds", "top-1 per seed (%)",
-                               "mean ± std", "train img/s"], rows))
+    rows.append(
+      [
+        prefix,
+        name,
+        len(top1),
+        " ".join(f"{t:.1f}" for t in top1),
+        f"{mean:.2f} ± {std:.2f}",
+        round(statistics.median(r["images_per_second"] for r in runs.values()), 1),
+      ]
+    )
+  print(
+    tables.markdown_table(
+      ["point", "implementation", "seeds", "top-1 per seed (%)", "mean ± std", "train img/s"], rows
+    )
+  )
   if "torch" in means:
     ref_mean, ref_std = means["torch"]
     for name, (mean, _) in means.items():
       if name != "torch":
         verdict = "parity" if mean >= ref_mean - ref_std else "BELOW the reference"
-        print(f"{name} - torch: {mean - ref_mean:+.2f} points ({verdict}: the bar is "
-              f"{ref_mean - ref_std:.2f}, torch's mean minus its std)")
+        print(
+          f"{name} - torch: {mean - ref_mean:+.2f} points ({verdict}: the bar is "
+          f"{ref_mean - ref_std:.2f}, torch's mean minus its std)"
+        )
 
 
 def main():
@@ -170,13 +213,25 @@ def main():
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--sides", default="jax,torch")
-  parser.add_argument("--data", default=os.path.join(
-      os.path.dirname(REPO), "shared", "artifacts", "datasets", "imagenette2_224"),
-      help="an image folder with train/ and val/ (10 classes)")
-  parser.add_argument("--override", action="append", default=[],
-                      help="key=value applied to both sides (names the point apart)")
-  parser.add_argument("--jax_override", action="append", default=[],
-                      help="key=value applied to the JAX side only (names it apart)")
+  parser.add_argument(
+    "--data",
+    default=os.path.join(
+      os.path.dirname(REPO), "shared", "artifacts", "datasets", "imagenette2_224"
+    ),
+    help="an image folder with train/ and val/ (10 classes)",
+  )
+  parser.add_argument(
+    "--override",
+    action="append",
+    default=[],
+    help="key=value applied to both sides (names the point apart)",
+  )
+  parser.add_argument(
+    "--jax_override",
+    action="append",
+    default=[],
+    help="key=value applied to the JAX side only (names it apart)",
+  )
   parser.add_argument("--out", default=os.path.join(REPO, "runs", "accuracy"))
   args = parser.parse_args()
   os.makedirs(args.out, exist_ok=True)

@@ -10,8 +10,8 @@ items, so that shuffling costs what it costs on a real dataset; a resized copy o
 Imagenette folder (224x224 JPEGs).
 
 --points: for each point (arch:alpha:resolution, batch --batch), img/s of the training pipeline
-(`data.train_batches`: decode, Inception crop, resize, flip) and of the evaluation pipeline
-(`data.eval_batches`: decode, central crop, resize) with one thread, one thread per core, and
+(`pipeline.train_batches`: decode, Inception crop, resize, flip) and of the evaluation pipeline
+(`pipeline.eval_batches`: decode, central crop, resize) with one thread, one thread per core, and
 one grain worker process per core (`config.data.worker_processes`);
 beside them the training step's img/s on this machine's default device, measured as
 `benchmarks/speed.py` measures it, and their ratio: below 1, that step would wait for its input.
@@ -31,7 +31,6 @@ thread), then one worker process per core each. Turn by turn, cell by cell.
 """
 
 import argparse
-import csv
 import io
 import json
 import os
@@ -46,27 +45,24 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRARY = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--library=")), REPO)
 sys.path[:0] = [LIBRARY, REPO]
 
-from mobilenet_jax import data  # noqa: E402  (first, so that LIBRARY's package is the one used)
-from mobilenet_jax import accounting, prepare_data, runtime, sweep, tables  # noqa: E402
+# First, so that LIBRARY's package is the one used.
 from benchmarks import speed  # noqa: E402
+from mobilenet_jax import prepare_data  # noqa: E402
+from mobilenet_jax.core import (
+  runtime,  # noqa: E402
+  tables,  # noqa: E402
+)
+from mobilenet_jax.counting import accounting  # noqa: E402
+from mobilenet_jax.data import pipeline as input_pipeline  # noqa: E402
+from mobilenet_jax.data import sources as data_sources  # noqa: E402
+from mobilenet_jax.sweeps import definition  # noqa: E402
+from tests.helpers import imagenet_sample_folder  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "artifacts")
 REPEATS = 40
 # One H100, V2 1.0-224, batch 256, bfloat16: run A of this README's GPU table (img/s).
 H100_STEP = 9_117
 PROJECTED_CORES = 16
-
-
-def imagenet_sample_folder(root):
-  """The 250 sample images as a folder dataset's train and val splits (links, no copies)."""
-  sample = os.path.join(SHARED, "datasets", "imagenet_sample_250")
-  with open(os.path.join(sample, "labels.csv")) as f:
-    for row in csv.DictReader(f):
-      for split in ("train", "val"):
-        os.makedirs(os.path.join(root, split, row["wnid"]), exist_ok=True)
-        os.symlink(os.path.join(sample, row["file"]),
-                   os.path.join(root, split, row["wnid"], row["file"]))
-  return root
 
 
 def repeated(folder, repeats, root):
@@ -108,9 +104,11 @@ class Sources:
   def for_point(self, resolution):
     """[(kind, label, folder)]"""
     copy, side = self.resized_copy(resolution)
-    return [("original", "ImageNet sample", self.imagenet()),
-            ("copy", f"its copy, max side {side}", copy),
-            ("imagenette", "Imagenette folder", self.imagenette)]
+    return [
+      ("original", "ImageNet sample", self.imagenet()),
+      ("copy", f"its copy, max side {side}", copy),
+      ("imagenette", "Imagenette folder", self.imagenette),
+    ]
 
 
 def images_per_second(iterator, count):
@@ -124,9 +122,13 @@ def images_per_second(iterator, count):
 
 
 def pipeline_images_per_second(batches, threads, count, processes=0):
-  # Without processes, the call a --before revision's data.iterate (which may lack them) takes.
-  return images_per_second(data.iterate(batches, threads=threads, processes=processes)
-                           if processes else data.iterate(batches, threads=threads), count)
+  # Without processes, the call a --before revision's pipeline.iterate (which may lack them) takes.
+  return images_per_second(
+    input_pipeline.iterate(batches, threads=threads, processes=processes)
+    if processes
+    else input_pipeline.iterate(batches, threads=threads),
+    count,
+  )
 
 
 def measure(cell):
@@ -135,26 +137,40 @@ def measure(cell):
   config = speed.load_config("v2", 1.0, cell["resolution"])
   config.data.dataset = f"folder:{cell['folder']}"
   config.data.batch_size = config.data.eval_batch_size = cell["batch"]
-  split = data.load_split(config.data, "train" if cell["pipeline"] == "train" else "val")
-  batches = (data.train_batches(split, config) if cell["pipeline"] == "train"
-             else data.eval_batches(split, config)[0].repeat())
-  return [pipeline_images_per_second(batches, t, cell["batches"], cell.get("processes", 0))
-          for t in cell["threads"]]
+  split = data_sources.load_split(config.data, "train" if cell["pipeline"] == "train" else "val")
+  batches = (
+    input_pipeline.train_batches(split, config)
+    if cell["pipeline"] == "train"
+    else input_pipeline.eval_batches(split, config)[0].repeat()
+  )
+  return [
+    pipeline_images_per_second(batches, t, cell["batches"], cell.get("processes", 0))
+    for t in cell["threads"]
+  ]
 
 
 def measure_before(library, cell):
   """measure(cell) with the mobilenet_jax in `library`, in a process of its own."""
-  output = subprocess.run([sys.executable, os.path.abspath(__file__), f"--library={library}",
-                           f"--measure={json.dumps(cell)}"], check=True, capture_output=True,
-                          text=True).stdout
+  output = subprocess.run(
+    [
+      sys.executable,
+      os.path.abspath(__file__),
+      f"--library={library}",
+      f"--measure={json.dumps(cell)}",
+    ],
+    check=True,
+    capture_output=True,
+    text=True,
+  ).stdout
   return json.loads(output.splitlines()[-1])
 
 
 def extract(revision):
   """Revision's mobilenet_jax/ in a temporary folder (git archive)."""
   folder = tempfile.mkdtemp(prefix=f"mobilenet_jax_{revision}_")
-  archive = subprocess.run(["git", "-C", REPO, "archive", revision, "mobilenet_jax"],
-                           check=True, capture_output=True).stdout
+  archive = subprocess.run(
+    ["git", "-C", REPO, "archive", revision, "mobilenet_jax"], check=True, capture_output=True
+  ).stdout
   tarfile.open(fileobj=io.BytesIO(archive)).extractall(folder, filter="data")
   return folder
 
@@ -162,8 +178,12 @@ def extract(revision):
 def step_images_per_second(config, batch):
   config.data.batch_size = batch
   measures, _ = speed.config_contender(config, batch, "auto", "float32")
-  return batch / speed.time_in_turns({"step": {"train": measures["train"]}}, iters=2,
-                                     repeats=3)["step"]["train"]
+  return (
+    batch
+    / speed.time_in_turns({"step": {"train": measures["train"]}}, iters=2, repeats=3)["step"][
+      "train"
+    ]
+  )
 
 
 def points_table(args, sources, cores):
@@ -175,11 +195,17 @@ def points_table(args, sources, cores):
     step = step_images_per_second(config, args.batch)
     for kind, source, folder in sources.for_point(int(res)):
       for pipeline in ("train", "eval"):
-        cell = {"folder": folder, "resolution": int(res), "pipeline": pipeline,
-                "batch": args.batch, "batches": args.batches, "threads": [1, cores]}
+        cell = {
+          "folder": folder,
+          "resolution": int(res),
+          "pipeline": pipeline,
+          "batch": args.batch,
+          "batches": args.batches,
+          "threads": [1, cores],
+        }
         old = measure_before(before, cell) if before else None
         new = measure(cell)
-        processes, = measure({**cell, "threads": [1], "processes": cores})
+        (processes,) = measure({**cell, "threads": [1], "processes": cores})
         row = [f"{arch} {width}-{res}", source, pipeline]
         for index in range(2):
           if old:
@@ -187,27 +213,52 @@ def points_table(args, sources, cores):
           else:
             row += [round(new[index])]
         best = max(new[1], processes)
-        row += [round(processes), round(step, 1),
-                f"{best / step:.1f}" if pipeline == "train" else ""]
+        row += [
+          round(processes),
+          round(step, 1),
+          f"{best / step:.1f}" if pipeline == "train" else "",
+        ]
         rows.append(row)
         per_core[point, kind, pipeline] = (old or new)[0], new[0]
         print(*row, sep=" | ", flush=True)
   header = ["point", "source", "pipeline"]
   for threads in ("1 thread", f"{cores} threads"):
-    header += ([f"before, {threads}", f"img/s, {threads}", "after / before"] if before
-               else [f"img/s, {threads}"])
-  header += [f"img/s, {cores} worker processes", "train step img/s",
-             f"pipeline / step ({cores} cores)"]
+    header += (
+      [f"before, {threads}", f"img/s, {threads}", "after / before"]
+      if before
+      else [f"img/s, {threads}"]
+    )
+  header += [
+    f"img/s, {cores} worker processes",
+    "train step img/s",
+    f"pipeline / step ({cores} cores)",
+  ]
   print(tables.markdown_table(header, rows))
   if before:  # per core, the pipeline as it was on ImageNet's own JPEGs against today's
-    print(tables.markdown_table(
-        ["point", "pipeline", "before, originals", "after, originals", "after, resized copy",
-         "copy / before"],
-        [[point, pipeline, round(per_core[point, "original", pipeline][0]),
-          round(per_core[point, "original", pipeline][1]),
-          round(per_core[point, "copy", pipeline][1]),
-          f"{per_core[point, 'copy', pipeline][1] / per_core[point, 'original', pipeline][0]:.2f}"]
-         for point in args.points.split(",") for pipeline in ("train", "eval")]))
+    print(
+      tables.markdown_table(
+        [
+          "point",
+          "pipeline",
+          "before, originals",
+          "after, originals",
+          "after, resized copy",
+          "copy / before",
+        ],
+        [
+          [
+            point,
+            pipeline,
+            round(per_core[point, "original", pipeline][0]),
+            round(per_core[point, "original", pipeline][1]),
+            round(per_core[point, "copy", pipeline][1]),
+            f"{per_core[point, 'copy', pipeline][1] / per_core[point, 'original', pipeline][0]:.2f}",  # noqa: E501
+          ]
+          for point in args.points.split(",")
+          for pipeline in ("train", "eval")
+        ],
+      )
+    )
 
 
 def torchvision_images_per_second(folder, resolution, min_crop_area, batch, count, workers):
@@ -215,13 +266,22 @@ def torchvision_images_per_second(folder, resolution, min_crop_area, batch, coun
   `workers` DataLoader processes (0: this process)."""
   import torch  # benchmarks/requirements.txt
   from torchvision import datasets, transforms
+
   torch.set_num_threads(1)
-  transform = transforms.Compose([
+  transform = transforms.Compose(
+    [
       transforms.RandomResizedCrop(resolution, scale=(min_crop_area, 1.0)),
-      transforms.RandomHorizontalFlip(), transforms.PILToTensor()])
+      transforms.RandomHorizontalFlip(),
+      transforms.PILToTensor(),
+    ]
+  )
   loader = torch.utils.data.DataLoader(
-      datasets.ImageFolder(os.path.join(folder, "train"), transform), batch_size=batch,
-      shuffle=True, num_workers=workers, drop_last=True)
+    datasets.ImageFolder(os.path.join(folder, "train"), transform),
+    batch_size=batch,
+    shuffle=True,
+    num_workers=workers,
+    drop_last=True,
+  )
   return images_per_second(iter(loader), count)
 
 
@@ -231,22 +291,49 @@ def torchvision_table(args, sources, cores):
     _, _, res = point.split(":")
     min_crop_area = speed.load_config("v2", 1.0, int(res)).data.min_crop_area
     for _, source, folder in sources.for_point(int(res))[:2]:
-      cell = {"folder": folder, "resolution": int(res), "pipeline": "train",
-              "batch": args.batch, "batches": args.batches, "threads": [1]}
-      ours, = measure(cell)
-      theirs = torchvision_images_per_second(folder, int(res), min_crop_area, args.batch,
-                                             args.batches, 0)
-      ours_all, = measure({**cell, "processes": cores})
-      theirs_all = torchvision_images_per_second(folder, int(res), min_crop_area, args.batch,
-                                                 args.batches, cores)
-      row = [f"{res} px", source, round(ours), round(theirs), f"{ours / theirs:.2f}",
-             round(ours_all), round(theirs_all), f"{ours_all / theirs_all:.2f}"]
+      cell = {
+        "folder": folder,
+        "resolution": int(res),
+        "pipeline": "train",
+        "batch": args.batch,
+        "batches": args.batches,
+        "threads": [1],
+      }
+      (ours,) = measure(cell)
+      theirs = torchvision_images_per_second(
+        folder, int(res), min_crop_area, args.batch, args.batches, 0
+      )
+      (ours_all,) = measure({**cell, "processes": cores})
+      theirs_all = torchvision_images_per_second(
+        folder, int(res), min_crop_area, args.batch, args.batches, cores
+      )
+      row = [
+        f"{res} px",
+        source,
+        round(ours),
+        round(theirs),
+        f"{ours / theirs:.2f}",
+        round(ours_all),
+        round(theirs_all),
+        f"{ours_all / theirs_all:.2f}",
+      ]
       rows.append(row)
       print(*row, sep=" | ", flush=True)
-  print(tables.markdown_table(
-      ["resolution", "source", "ours, 1 core", "torchvision, 1 core", "ours / torchvision",
-       f"ours, {cores} processes", f"torchvision, {cores} workers", "ours / torchvision"],
-      rows))
+  print(
+    tables.markdown_table(
+      [
+        "resolution",
+        "source",
+        "ours, 1 core",
+        "torchvision, 1 core",
+        "ours / torchvision",
+        f"ours, {cores} processes",
+        f"torchvision, {cores} workers",
+        "ours / torchvision",
+      ],
+      rows,
+    )
+  )
 
 
 def projected(two_processes):
@@ -256,22 +343,33 @@ def projected(two_processes):
 
 
 def sweeps_table(args, sources, cores):
-  members = [(loaded.name, member) for loaded in map(sweep.load_sweep, args.sweeps.split(","))
-             for member in loaded.members]
+  members = [
+    (loaded.name, member)
+    for loaded in map(definition.load_sweep, args.sweeps.split(","))
+    for member in loaded.members
+  ]
   reference = accounting.profile(speed.load_config("v2", 1.0, 224)).madds
   pipelines = {}
-  for resolution in sorted({sweep.member_config(m).resolution for _, m in members}):
-    for kind, folder in (("original", sources.imagenet()),
-                         ("copy", sources.resized_copy(resolution)[0])):
-      cell = {"folder": folder, "resolution": resolution, "pipeline": "train",
-              "batch": args.batch, "batches": args.batches, "threads": [1]}
-      one, = measure(cell)
-      two, = measure({**cell, "processes": 2})  # processes scale past the GIL; threads did not
+  for resolution in sorted({definition.member_config(m).resolution for _, m in members}):
+    for kind, folder in (
+      ("original", sources.imagenet()),
+      ("copy", sources.resized_copy(resolution)[0]),
+    ):
+      cell = {
+        "folder": folder,
+        "resolution": resolution,
+        "pipeline": "train",
+        "batch": args.batch,
+        "batches": args.batches,
+        "threads": [1],
+      }
+      (one,) = measure(cell)
+      (two,) = measure({**cell, "processes": 2})  # processes scale past the GIL; threads did not
       pipelines[resolution, kind] = one, projected(two)
       print(resolution, kind, round(one), round(two), flush=True)
   rows = []
   for sweep_name, member in members:
-    config = sweep.member_config(member)
+    config = definition.member_config(member)
     madds = accounting.profile(config).madds
     h100 = H100_STEP * reference / madds
     cpu = step_images_per_second(config, args.batch)
@@ -281,22 +379,38 @@ def sweeps_table(args, sources, cores):
       row += [round(one), f"{sixteen:,.0f}", "yes" if sixteen < h100 else "no"]
     rows.append(row)
     print(*row, sep=" | ", flush=True)
-  print(tables.markdown_table(
-      ["sweep", "member", "M mult-adds", f"step img/s here ({cores} cores)",
-       "step img/s, one H100 (projected)", "pipeline img/s per core, ImageNet JPEGs",
-       f"… on {PROJECTED_CORES} cores (projected)", "input-bound on the H100",
-       "per core, resized copy", f"… on {PROJECTED_CORES} cores (projected)",
-       "input-bound on the H100, resized copy"], rows))
+  print(
+    tables.markdown_table(
+      [
+        "sweep",
+        "member",
+        "M mult-adds",
+        f"step img/s here ({cores} cores)",
+        "step img/s, one H100 (projected)",
+        "pipeline img/s per core, ImageNet JPEGs",
+        f"… on {PROJECTED_CORES} cores (projected)",
+        "input-bound on the H100",
+        "per core, resized copy",
+        f"… on {PROJECTED_CORES} cores (projected)",
+        "input-bound on the H100, resized copy",
+      ],
+      rows,
+    )
+  )
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   parser.add_argument("--points", default="v2:0.35:128,v2:1.0:224")
   parser.add_argument("--sweeps", default="", help="sweep files: the per-member table instead")
   parser.add_argument("--before", default="", help="a git revision whose pipelines to measure too")
-  parser.add_argument("--torchvision", action="store_true",
-                      help="the training pipeline beside torchvision's, same files and work")
+  parser.add_argument(
+    "--torchvision",
+    action="store_true",
+    help="the training pipeline beside torchvision's, same files and work",
+  )
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--batches", type=int, default=20, help="batches timed per measurement")
   parser.add_argument("--imagenette", default=os.path.join(SHARED, "datasets", "imagenette2_224"))

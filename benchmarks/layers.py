@@ -23,16 +23,34 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from benchmarks import speed  # noqa: E402
-from mobilenet_jax import accounting, convolutions, runtime, tables  # noqa: E402
+from mobilenet_jax.core import (
+  runtime,  # noqa: E402
+  tables,  # noqa: E402
+)
+from mobilenet_jax.counting import accounting  # noqa: E402
+from mobilenet_jax.models import convolutions  # noqa: E402
 
-COLUMNS = ["layer", "type", "input", "stride", "jax fwd ms", "torch fwd ms", "jax fwd+bwd ms",
-           "torch fwd+bwd ms", "fwd speed-up", "fwd+bwd speed-up"]
+COLUMNS = [
+  "layer",
+  "type",
+  "input",
+  "stride",
+  "jax fwd ms",
+  "torch fwd ms",
+  "jax fwd+bwd ms",
+  "torch fwd+bwd ms",
+  "fwd speed-up",
+  "fwd+bwd speed-up",
+]
 
 
 def conv_layers(config):
   """The model's convolutions in order, as accounting.LayerCount (shapes at batch 1)."""
-  return [layer for layer in accounting.profile(config).layers
-          if layer.layer_type != accounting.FULLY_CONNECTED]
+  return [
+    layer
+    for layer in accounting.profile(config).layers
+    if layer.layer_type != accounting.FULLY_CONNECTED
+  ]
 
 
 def jax_measures(layer, batch, impl, input_grad):
@@ -53,19 +71,23 @@ def jax_measures(layer, batch, impl, input_grad):
     return y, pullback(cotangent)
 
   forward_backward = jax.jit(forward_backward)
-  return {"fwd": lambda: forward(x, kernel).block_until_ready(),
-          "fwd+bwd": lambda: jax.block_until_ready(forward_backward(x, kernel))}
+  return {
+    "fwd": lambda: forward(x, kernel).block_until_ready(),
+    "fwd+bwd": lambda: jax.block_until_ready(forward_backward(x, kernel)),
+  }
 
 
 def torch_measures(layer, batch, input_grad):
   import torch
+
   _, h, w, in_channels = layer.input_shape
   k, _, group_in, out_channels = layer.kernel_shape
   groups = in_channels // group_in
   # k // 2 pads both sides where TF 'SAME' pads the odd pixel at the end only: the output
   # shapes and the work are the same.
-  conv = lambda x, kernel: torch.nn.functional.conv2d(x, kernel, stride=layer.stride,
-                                                      padding=k // 2, groups=groups)
+  conv = lambda x, kernel: torch.nn.functional.conv2d(
+    x, kernel, stride=layer.stride, padding=k // 2, groups=groups
+  )
   x = torch.randn(batch, in_channels, h, w).to(memory_format=torch.channels_last)
   kernel = torch.randn(out_channels, group_in, k, k, requires_grad=True)
   x.requires_grad_(input_grad)
@@ -77,8 +99,10 @@ def torch_measures(layer, batch, input_grad):
     with torch.no_grad():
       conv(x, kernel)
 
-  return {"fwd": forward,
-          "fwd+bwd": lambda: torch.autograd.grad(conv(x, kernel), inputs, cotangent)}
+  return {
+    "fwd": forward,
+    "fwd+bwd": lambda: torch.autograd.grad(conv(x, kernel), inputs, cotangent),
+  }
 
 
 def main():
@@ -90,25 +114,46 @@ def main():
   args = parser.parse_args()
   runtime.reexec_with_huge_pages()
   import torch
+
   arch, width, res, batch = args.point.split(":")
   batch = int(batch)
   impl = convolutions.resolve_conv_impl(args.conv_impl)
   rows, totals = [], [0.0] * 4
   for index, layer in enumerate(conv_layers(speed.load_config(arch, float(width), int(res)))):
-    contenders = {"jax": jax_measures(layer, batch, impl, input_grad=index > 0),
-                  "torch": torch_measures(layer, batch, input_grad=index > 0)}
+    contenders = {
+      "jax": jax_measures(layer, batch, impl, input_grad=index > 0),
+      "torch": torch_measures(layer, batch, input_grad=index > 0),
+    }
     ms = speed.time_in_turns(contenders, args.iters, args.repeats)
     times = [ms[name][measure] * 1e3 for measure in ("fwd", "fwd+bwd") for name in contenders]
     totals = [t + u for t, u in zip(totals, times)]
-    rows.append([layer.scope.rsplit("/", 1)[0], layer.layer_type,
-                 "x".join(map(str, layer.input_shape[1:])), layer.stride,
-                 *(round(t, 2) for t in times), round(times[1] / times[0], 2),
-                 round(times[3] / times[2], 2)])
-  rows.append(["all convolutions", "", "", "", *(round(t, 1) for t in totals),
-               round(totals[1] / totals[0], 2), round(totals[3] / totals[2], 2)])
-  print(f"{args.point}, jax {jax.__version__} ({impl}), torch {torch.__version__} "
-        f"(channels_last), on {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, "
-        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
+    rows.append(
+      [
+        layer.scope.rsplit("/", 1)[0],
+        layer.layer_type,
+        "x".join(map(str, layer.input_shape[1:])),
+        layer.stride,
+        *(round(t, 2) for t in times),
+        round(times[1] / times[0], 2),
+        round(times[3] / times[2], 2),
+      ]
+    )
+  rows.append(
+    [
+      "all convolutions",
+      "",
+      "",
+      "",
+      *(round(t, 1) for t in totals),
+      round(totals[1] / totals[0], 2),
+      round(totals[3] / totals[2], 2),
+    ]
+  )
+  print(
+    f"{args.point}, jax {jax.__version__} ({impl}), torch {torch.__version__} "
+    f"(channels_last), on {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, "
+    f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}"
+  )
   print(tables.markdown_table(COLUMNS, rows))
 
 

@@ -35,12 +35,23 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from mobilenet_jax import models, optim, tables, train_step  # noqa: E402
-from mobilenet_jax import command_line  # noqa: E402
-from mobilenet_jax import runtime  # noqa: E402
+from mobilenet_jax.config import command_line  # noqa: E402
+from mobilenet_jax.core import (
+  runtime,  # noqa: E402
+  tables,  # noqa: E402
+)
+from mobilenet_jax.models import mobilenet  # noqa: E402
+from mobilenet_jax.train import (
+  optim,  # noqa: E402
+  train_step,  # noqa: E402
+)
 
-CONFIGS = {"v1": "configs/mobilenet_v1.py", "v2": "configs/mobilenet_v2.py",
-           "v3l": "configs/mobilenet_v3_large.py", "v3s": "configs/mobilenet_v3_small.py"}
+CONFIGS = {
+  "v1": "configs/mobilenet_v1.py",
+  "v2": "configs/mobilenet_v2.py",
+  "v3l": "configs/mobilenet_v3_large.py",
+  "v3s": "configs/mobilenet_v3_small.py",
+}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEED_COLUMNS = ["point", "implementation", "train img/s", "infer img/s", "batch-1 ms"]
 
@@ -63,8 +74,10 @@ def time_in_turns(contenders, iters, repeats):
         for _ in range(calls):
           fn()
         times[name][measure].append((time.perf_counter() - start) / calls)
-  return {name: {measure: statistics.median(ts) for measure, ts in measures.items()}
-          for name, measures in times.items()}
+  return {
+    name: {measure: statistics.median(ts) for measure, ts in measures.items()}
+    for name, measures in times.items()
+  }
 
 
 def copy_bandwidth(nbytes=1 << 30, calls=10):
@@ -77,7 +90,9 @@ def copy_bandwidth(nbytes=1 << 30, calls=10):
 
 
 def load_config(arch, width, res):
-  return command_line.load_config_file(f"{os.path.join(REPO, CONFIGS[arch])}:width={width},res={res}")
+  return command_line.load_config_file(
+    f"{os.path.join(REPO, CONFIGS[arch])}:width={width},res={res}"
+  )
 
 
 def jax_contender(arch, width, res, batch, impl, dtype):
@@ -90,16 +105,23 @@ def config_contender(config, batch, impl, dtype):
   config.model.conv_impl = impl
   config.model.dtype = dtype
   config.data.batch_size = batch
-  model = models.build_model(config)
+  model = mobilenet.build_model(config)
   tx, schedule, _ = optim.make_optimizer(
-      config, jax.eval_shape(model.init, jax.random.key(0),
-                             jnp.zeros(models.input_shape(config)))["params"], 100)
+    config,
+    jax.eval_shape(model.init, jax.random.key(0), jnp.zeros(mobilenet.input_shape(config)))[
+      "params"
+    ],
+    100,
+  )
   state0 = train_step.init_state(model, tx, config, jax.random.key(0))
-  images = jax.random.normal(jax.random.key(1), models.input_shape(config, batch))
+  images = jax.random.normal(jax.random.key(1), mobilenet.input_shape(config, batch))
   labels = jnp.zeros((batch,), jnp.int32)
   rng = jax.random.key(2)
-  step = jax.jit(train_step.make_train_step(model, tx, config, schedule),
-                 donate_argnums=0).lower(state0, images, labels, rng).compile()
+  step = (
+    jax.jit(train_step.make_train_step(model, tx, config, schedule), donate_argnums=0)
+    .lower(state0, images, labels, rng)
+    .compile()
+  )
   holder = [state0]
 
   def train():
@@ -109,9 +131,11 @@ def config_contender(config, batch, impl, dtype):
   forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
   one = images[:1]
   variables = lambda: {"params": holder[0].params, "batch_stats": holder[0].batch_stats}
-  measures = {"train": train,
-              "infer": lambda: forward(variables(), images).block_until_ready(),
-              "latency": lambda: forward(variables(), one).block_until_ready()}
+  measures = {
+    "train": train,
+    "infer": lambda: forward(variables(), images).block_until_ready(),
+    "latency": lambda: forward(variables(), one).block_until_ready(),
+  }
   return measures, step.cost_analysis()["bytes accessed"]
 
 
@@ -119,14 +143,19 @@ def torch_model(arch, width, dropout_rate, num_classes=1000):
   """The same architecture in PyTorch, with the config's dropout before the classifier."""
   import torch
   import torchvision
+
   if arch == "v2":
-    return torchvision.models.mobilenet_v2(width_mult=width, dropout=dropout_rate,
-                                           num_classes=num_classes)
+    return torchvision.models.mobilenet_v2(
+      width_mult=width, dropout=dropout_rate, num_classes=num_classes
+    )
   if arch in ("v3l", "v3s"):
     # The same layers as configs/mobilenet_v3_*.py; below alpha 1 torchvision also narrows the
     # conv after the pool, which TF-slim's released models keep at 1280 / 1024.
-    build = torchvision.models.mobilenet_v3_large if arch == "v3l" else (
-        torchvision.models.mobilenet_v3_small)
+    build = (
+      torchvision.models.mobilenet_v3_large
+      if arch == "v3l"
+      else (torchvision.models.mobilenet_v3_small)
+    )
     return build(width_mult=width, dropout=dropout_rate, num_classes=num_classes)
   # torchvision has no V1: the paper's Table 1 from torchvision's conv-BN-ReLU6 parts, initialised
   # as torchvision initialises its MobileNetV2.
@@ -135,13 +164,23 @@ def torch_model(arch, width, dropout_rate, num_classes=1000):
   c = lambda ch: max(int(ch * width), 8)
   layers = [block(3, c(32), 3, 2, activation_layer=act)]
   cin = c(32)
-  for ch, stride in [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [
-      (1024, 2), (1024, 1)]:
-    layers += [block(cin, cin, 3, stride, groups=cin, activation_layer=act),
-               block(cin, c(ch), 1, activation_layer=act)]
+  for ch, stride in (
+    [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)]
+    + [(512, 1)] * 5
+    + [(1024, 2), (1024, 1)]
+  ):
+    layers += [
+      block(cin, cin, 3, stride, groups=cin, activation_layer=act),
+      block(cin, c(ch), 1, activation_layer=act),
+    ]
     cin = c(ch)
-  model = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-                              torch.nn.Dropout(dropout_rate), torch.nn.Linear(cin, num_classes))
+  model = torch.nn.Sequential(
+    *layers,
+    torch.nn.AdaptiveAvgPool2d(1),
+    torch.nn.Flatten(),
+    torch.nn.Dropout(dropout_rate),
+    torch.nn.Linear(cin, num_classes),
+  )
   for module in model.modules():
     if isinstance(module, torch.nn.Conv2d):
       torch.nn.init.kaiming_normal_(module.weight, mode="fan_out")
@@ -157,6 +196,7 @@ def torch_contender(arch, width, res, batch, channels_last, dtype, compiled=Fals
   torch.compile (compiled on the first timed turn's untimed call, once per train/eval mode and
   input shape)."""
   import torch
+
   device = "cuda" if jax.default_backend() == "gpu" else "cpu"
   torch.backends.cudnn.benchmark = True
   model = torch_model(arch, width, load_config(arch, width, res).model.dropout_rate)
@@ -191,18 +231,29 @@ def torch_contender(arch, width, res, batch, channels_last, dtype, compiled=Fals
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--points", default="v1:0.5:128:32,v2:0.5:128:32",
-                      help="comma-separated arch:alpha:resolution:batch")
+  parser.add_argument(
+    "--points",
+    default="v1:0.5:128:32,v2:0.5:128:32",
+    help="comma-separated arch:alpha:resolution:batch",
+  )
   parser.add_argument("--impls", default="xla,shifted")
-  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
-                      help="the convolutions' dtype (mixed precision when bfloat16)")
+  parser.add_argument(
+    "--dtype",
+    default="float32",
+    choices=("float32", "bfloat16"),
+    help="the convolutions' dtype (mixed precision when bfloat16)",
+  )
   parser.add_argument("--iters", type=int, default=5)
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--no_torch", action="store_true")
-  parser.add_argument("--torch_compile", action="store_true",
-                      help="also PyTorch channels_last through torch.compile")
-  parser.add_argument("--no_huge_pages", action="store_true",
-                      help="skip the launcher's glibc huge-page tunable (mobilenet_jax/runtime.py)")
+  parser.add_argument(
+    "--torch_compile", action="store_true", help="also PyTorch channels_last through torch.compile"
+  )
+  parser.add_argument(
+    "--no_huge_pages",
+    action="store_true",
+    help="skip the launcher's glibc huge-page tunable (mobilenet_jax/runtime.py)",
+  )
   args = parser.parse_args()
   if args.no_torch and args.torch_compile:
     parser.error("--torch_compile adds a PyTorch contender; it cannot go with --no_torch")
@@ -217,43 +268,75 @@ def main():
     contenders, step_bytes = {}, {}
     for impl in args.impls.split(","):
       contenders[f"jax {impl}"], step_bytes[f"jax {impl}"] = jax_contender(
-          arch, width, res, batch, impl, args.dtype)
+        arch, width, res, batch, impl, args.dtype
+      )
     if not args.no_torch:
       for channels_last in (False, True):
         name = "torch channels_last" if channels_last else "torch NCHW"
         contenders[name] = torch_contender(arch, width, res, batch, channels_last, args.dtype)
       if args.torch_compile:
         contenders["torch channels_last compiled"] = torch_contender(
-            arch, width, res, batch, True, args.dtype, compiled=True)
+          arch, width, res, batch, True, args.dtype, compiled=True
+        )
     medians = time_in_turns(contenders, args.iters, args.repeats)
-    results = {name: (batch / t["train"], batch / t["infer"], t["latency"] * 1e3)
-               for name, t in medians.items()}
+    results = {
+      name: (batch / t["train"], batch / t["infer"], t["latency"] * 1e3)
+      for name, t in medians.items()
+    }
     for name, nbytes in step_bytes.items():
       achieved = nbytes / medians[name]["train"]
-      roofline_rows.append([label, name, round(nbytes / 1e9, 2), round(achieved / 1e9, 1),
-                            round(achieved / bandwidth, 3)])
+      roofline_rows.append(
+        [
+          label,
+          name,
+          round(nbytes / 1e9, 2),
+          round(achieved / 1e9, 1),
+          round(achieved / bandwidth, 3),
+        ]
+      )
     best = lambda prefix, i, pick: pick(v[i] for k, v in results.items() if k.startswith(prefix))
-    point_rows = [[label, name, round(train, 1), round(infer, 1), round(latency, 2)]
-                  for name, (train, infer, latency) in results.items()]
+    point_rows = [
+      [label, name, round(train, 1), round(infer, 1), round(latency, 2)]
+      for name, (train, infer, latency) in results.items()
+    ]
     if not args.no_torch:
-      point_rows.append([label, "speed-up, best jax vs best torch",
-                         round(best("jax", 0, max) / best("torch", 0, max), 2),
-                         round(best("jax", 1, max) / best("torch", 1, max), 2),
-                         round(best("torch", 2, min) / best("jax", 2, min), 2)])
+      point_rows.append(
+        [
+          label,
+          "speed-up, best jax vs best torch",
+          round(best("jax", 0, max) / best("torch", 0, max), 2),
+          round(best("jax", 1, max) / best("torch", 1, max), 2),
+          round(best("torch", 2, min) / best("jax", 2, min), 2),
+        ]
+      )
     print(tables.markdown_table(SPEED_COLUMNS, point_rows), flush=True)
     rows += point_rows
   print()
   versions = f"jax {jax.__version__}, "
   if not args.no_torch:
     import torch
+
     versions += f"torch {torch.__version__}, "
-  print(f"{versions}on {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, {args.dtype}, "
-        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}")
+  print(
+    f"{versions}on {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, {args.dtype}, "
+    f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r}"
+  )
   print(tables.markdown_table(SPEED_COLUMNS, rows))
-  print(f"\nTraining step against the memory roofline "
-        f"(copy bandwidth {bandwidth / 1e9:,.1f} GB/s):")
-  print(tables.markdown_table(["point", "implementation", "GB per step (XLA)", "achieved GB/s",
-                               "fraction of copy bandwidth"], roofline_rows))
+  print(
+    f"\nTraining step against the memory roofline (copy bandwidth {bandwidth / 1e9:,.1f} GB/s):"
+  )
+  print(
+    tables.markdown_table(
+      [
+        "point",
+        "implementation",
+        "GB per step (XLA)",
+        "achieved GB/s",
+        "fraction of copy bandwidth",
+      ],
+      roofline_rows,
+    )
+  )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A four-block V2-style net on the embedded digits at 16 pixels: the smoke-test config.
 
-  python launch.py --config=configs/tiny.py --workdir=runs/tiny
+python launch.py --config=configs/tiny.py --workdir=runs/tiny
 """
 
 from configs import mobilenet_v2
@@ -11,10 +11,10 @@ def get_config(arg=None):
   config.model.name = "tiny"
   config.resolution = 16
   config.model.blocks = (
-      ("conv", 1, 16, 1, 2),
-      ("inverted_residual", 1, 16, 1, 1),
-      ("inverted_residual", 6, 24, 2, 2),
-      ("inverted_residual", 6, 32, 1, 2),
+    ("conv", 1, 16, 1, 2),
+    ("inverted_residual", 1, 16, 1, 1),
+    ("inverted_residual", 6, 24, 2, 2),
+    ("inverted_residual", 6, 32, 1, 2),
   )
   config.model.head_channels = 64
   config.model.num_classes = 10

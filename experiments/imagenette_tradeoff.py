@@ -10,7 +10,7 @@ time are in the README.
       --config.data.dataset=folder:PATH
 """
 
-from mobilenet_jax import sweep
+from mobilenet_jax.sweeps import definition as sweep
 
 BATCH_SIZE = 64
 EPOCHS = 10
@@ -18,13 +18,24 @@ TRAIN_IMAGES = 9_469  # imagenette2's train split
 WIDTHS = (0.75, 0.5, 0.35)
 RESOLUTIONS = (128, 96, 64)
 
-FIXED = {"data.dataset": "tfds:imagenette", "model.num_classes": 10,
-         "data.batch_size": BATCH_SIZE, "data.eval_batch_size": 125,
-         "training.num_steps": EPOCHS * TRAIN_IMAGES // BATCH_SIZE,
-         "training.log_every_steps": 50, "training.checkpoint_every_steps": 250}
+FIXED = {
+  "data.dataset": "tfds:imagenette",
+  "model.num_classes": 10,
+  "data.batch_size": BATCH_SIZE,
+  "data.eval_batch_size": 125,
+  "training.num_steps": EPOCHS * TRAIN_IMAGES // BATCH_SIZE,
+  "training.log_every_steps": 50,
+  "training.checkpoint_every_steps": 250,
+}
 
 
 def get_sweep():
-  return sweep.Sweep("imagenette_tradeoff", sweep.grid(
-      "configs/mobilenet_v2.py:preset=short", "v2_{width_multiplier:g}_{resolution}",
-      {"model.width_multiplier": WIDTHS, "resolution": RESOLUTIONS}, fixed=FIXED))
+  return sweep.Sweep(
+    "imagenette_tradeoff",
+    sweep.grid(
+      "configs/mobilenet_v2.py:preset=short",
+      "v2_{width_multiplier:g}_{resolution}",
+      {"model.width_multiplier": WIDTHS, "resolution": RESOLUTIONS},
+      fixed=FIXED,
+    ),
+  )

@@ -11,15 +11,24 @@ the 32 px members undertrained) with checkpoints, metrics and W&B
 latency.png in the workdir.
 """
 
-from mobilenet_jax import sweep
+from mobilenet_jax.sweeps import definition as sweep
 
 WIDTHS = (0.25, 0.5, 1.0)
 RESOLUTIONS = (8, 16, 32)
 
 
 def get_sweep():
-  return sweep.Sweep("quickstart", sweep.grid(
-      "configs/tiny.py:preset=short", "alpha{width_multiplier:g}_res{resolution}",
+  return sweep.Sweep(
+    "quickstart",
+    sweep.grid(
+      "configs/tiny.py:preset=short",
+      "alpha{width_multiplier:g}_res{resolution}",
       {"model.width_multiplier": WIDTHS, "resolution": RESOLUTIONS},
-      fixed={"data.dataset": "glyphs", "model.num_classes": 26, "training.num_steps": 300,
-             "optimizer.learning_rate": 0.1}))
+      fixed={
+        "data.dataset": "glyphs",
+        "model.num_classes": 26,
+        "training.num_steps": 300,
+        "optimizer.learning_rate": 0.1,
+      },
+    ),
+  )

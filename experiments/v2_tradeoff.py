@@ -6,7 +6,7 @@
 """
 
 from experiments import common
-from mobilenet_jax import sweep
+from mobilenet_jax.sweeps import definition as sweep
 
 # The paper: 16 asynchronous workers with batch 96 each. It gives no epoch count; the TF-slim
 # README's recipe converges after ~700K steps of 8 x 96 images, about 400 epochs.
@@ -15,9 +15,16 @@ NAME = "v2_{width_multiplier:g}_{resolution}"
 
 
 def get_sweep():
-  grid = sweep.grid("configs/mobilenet_v2.py:preset=paper_v2", NAME,
-                    {"model.width_multiplier": (1.0, 0.75, 0.5, 0.35),
-                     "resolution": (224, 192, 160, 128, 96)}, fixed=IMAGENET)
-  widest = sweep.grid("configs/mobilenet_v2.py:preset=paper_v2", NAME,
-                      {"model.width_multiplier": (1.4,), "resolution": (224,)}, fixed=IMAGENET)
+  grid = sweep.grid(
+    "configs/mobilenet_v2.py:preset=paper_v2",
+    NAME,
+    {"model.width_multiplier": (1.0, 0.75, 0.5, 0.35), "resolution": (224, 192, 160, 128, 96)},
+    fixed=IMAGENET,
+  )
+  widest = sweep.grid(
+    "configs/mobilenet_v2.py:preset=paper_v2",
+    NAME,
+    {"model.width_multiplier": (1.4,), "resolution": (224,)},
+    fixed=IMAGENET,
+  )
   return sweep.Sweep("v2_tradeoff", widest + grid)

@@ -22,54 +22,83 @@ import pathlib
 
 import ml_collections
 import tqdm
-from absl import app
-from absl import flags
+from absl import app, flags
 from PIL import Image
 
-from mobilenet_jax import data, errors
+from mobilenet_jax.core import errors
+from mobilenet_jax.data import sources
 
 _DATASET = flags.DEFINE_string("dataset", None, "tfds:NAME, e.g. tfds:imagenette.")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: TFDS's, "
-                                "~/tensorflow_datasets).")
-_CHECK = flags.DEFINE_bool("check", False, "With --dataset=folder:PATH: decode every image of "
-                           "its train/ and val/ and list the files that fail.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", "", "Where manually downloaded files are "
-                                  "(imagenet2012: ILSVRC2012_img_train.tar, "
-                                  "ILSVRC2012_img_val.tar).")
-_RESIZED_COPY = flags.DEFINE_string("resized_copy", "", "Write the dataset's train and val splits "
-                                    "to this folder as JPEGs at most --max_side pixels a side.")
-_MAX_SIDE = flags.DEFINE_integer("max_side", 0, "With --resized_copy: the longest side of the "
-                                 "stored images, e.g. 256 for sweeps up to 224 px.")
-_CLASS_NAMES = flags.DEFINE_string("class_names", "", "With a folder:PATH dataset: the "
-                                   "config.data.class_names file it is trained with, if any.")
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", "", "TFDS data_dir (default: TFDS's, ~/tensorflow_datasets)."
+)
+_CHECK = flags.DEFINE_bool(
+  "check",
+  False,
+  "With --dataset=folder:PATH: decode every image of "
+  "its train/ and val/ and list the files that fail.",
+)
+_MANUAL_DIR = flags.DEFINE_string(
+  "manual_dir",
+  "",
+  "Where manually downloaded files are "
+  "(imagenet2012: ILSVRC2012_img_train.tar, "
+  "ILSVRC2012_img_val.tar).",
+)
+_RESIZED_COPY = flags.DEFINE_string(
+  "resized_copy",
+  "",
+  "Write the dataset's train and val splits "
+  "to this folder as JPEGs at most --max_side pixels a side.",
+)
+_MAX_SIDE = flags.DEFINE_integer(
+  "max_side",
+  0,
+  "With --resized_copy: the longest side of the stored images, e.g. 256 for sweeps up to 224 px.",
+)
+_CLASS_NAMES = flags.DEFINE_string(
+  "class_names",
+  "",
+  "With a folder:PATH dataset: the config.data.class_names file it is trained with, if any.",
+)
+
 
 def prepare(name, data_dir="", manual_dir=""):
   """Downloads (or reads from manual_dir) and writes `name` as ArrayRecord under data_dir."""
   import requests  # tensorflow-datasets downloads with it
   import tensorflow_datasets as tfds
+
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
   except Exception as error:  # tfds raises its own DatasetNotFoundError subclasses
     raise errors.DataError(f"--dataset=tfds:{name}: {error}") from None
-  manual_dir = manual_dir or data.default_manual_dir(builder)
-  if name in data.MANUAL_FILES and not all(os.path.exists(os.path.join(manual_dir, f))
-                                      for f in data.MANUAL_FILES[name]):
-    raise errors.DataError(f"--manual_dir={manual_dir} lacks {list(data.MANUAL_FILES[name])}."
-                         + data.manual_note(name, builder))
+  manual_dir = manual_dir or sources.default_manual_dir(builder)
+  if name in sources.MANUAL_FILES and not all(
+    os.path.exists(os.path.join(manual_dir, f)) for f in sources.MANUAL_FILES[name]
+  ):
+    raise errors.DataError(
+      f"--manual_dir={manual_dir} lacks {list(sources.MANUAL_FILES[name])}."
+      + sources.manual_note(name, builder)
+    )
   try:
     builder.download_and_prepare(
-        file_format="array_record",
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+      file_format="array_record",
+      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+    )
   except requests.exceptions.RequestException as error:  # not other OSErrors, e.g. a full disk
-    raise errors.DataError(f"--dataset=tfds:{name}: the download failed "
-                           f"({type(error).__name__}: {' '.join(str(error).split())}); it "
-                           "needs network access to the dataset's source") from None
+    raise errors.DataError(
+      f"--dataset=tfds:{name}: the download failed "
+      f"({type(error).__name__}: {' '.join(str(error).split())}); it "
+      "needs network access to the dataset's source"
+    ) from None
   except Exception as error:  # TFDS re-raises the ImportError as a RuntimeError
     if "No module named 'tensorflow'" not in str(error):
       raise
-    raise errors.DataError(f"TFDS needs TensorFlow to prepare {name} (it encodes the images): "
-                         "pip install tensorflow-cpu, then run this command again. Training "
-                         "reads the prepared files without it.") from None
+    raise errors.DataError(
+      f"TFDS needs TensorFlow to prepare {name} (it encodes the images): "
+      "pip install tensorflow-cpu, then run this command again. Training "
+      "reads the prepared files without it."
+    ) from None
   return builder
 
 
@@ -77,20 +106,26 @@ def _parallel(function, items, description, threads=None):
   """function over items on a thread pool (PIL decodes and encodes outside the GIL), with a
   progress bar; the results in order."""
   with concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count()) as pool:
-    return list(tqdm.tqdm(pool.map(function, items), total=len(items), unit="image",
-                          desc=description))
+    return list(
+      tqdm.tqdm(pool.map(function, items), total=len(items), unit="image", desc=description)
+    )
 
 
 def check_folder(root, threads=None):
   """[(path, reason)] for every file of a folder dataset's splits that does not decode."""
-  files = [f for split in ("train", "val") if (pathlib.Path(root) / split).is_dir()
-           for f in data.load_split(ml_collections.ConfigDict(
-               {"dataset": f"folder:{root}", "class_names": ""}), split).source.files]
+  files = [
+    f
+    for split in ("train", "val")
+    if (pathlib.Path(root) / split).is_dir()
+    for f in sources.load_split(
+      ml_collections.ConfigDict({"dataset": f"folder:{root}", "class_names": ""}), split
+    ).source.files
+  ]
 
   def problem(path):
     try:
-      with data.opened(path) as image:
-        data.decoded(image)
+      with sources.opened(path) as image:
+        sources.decoded(image)
     except errors.DataError as error:
       return path, str(error)
     return None
@@ -106,21 +141,29 @@ def write_resized_copy(data_config, out, max_side, threads=None):
   `max_side` pixels a side, with class_names.txt in label order; returns [(image, reason)] for
   the images that did not decode. Files already written are kept: an interrupted copy resumes."""
   out = pathlib.Path(out)
-  record = {"dataset": data_config.dataset, "class_names": data_config.class_names,
-            "max_side": max_side, "quality": COPY_QUALITY}
+  record = {
+    "dataset": data_config.dataset,
+    "class_names": data_config.class_names,
+    "max_side": max_side,
+    "quality": COPY_QUALITY,
+  }
   record_path = out / "resized_copy.json"
   if record_path.exists():
     written = json.loads(record_path.read_text())
     if written != record:
-      raise errors.DataError(f"--resized_copy={out} holds a copy made with {written}, not "
-                             f"{record}; give another folder")
+      raise errors.DataError(
+        f"--resized_copy={out} holds a copy made with {written}, not {record}; give another folder"
+      )
   elif out.exists() and any(out.iterdir()):
-    raise errors.DataError(f"--resized_copy={out} is a folder with other files in it; give a new "
-                           "or empty folder")
-  splits = {name: data.load_split(data_config, name) for name in ("train", "val")}  # before writing
+    raise errors.DataError(
+      f"--resized_copy={out} is a folder with other files in it; give a new or empty folder"
+    )
+  splits = {
+    name: sources.load_split(data_config, name) for name in ("train", "val")
+  }  # before writing
   out.mkdir(parents=True, exist_ok=True)
   record_path.write_text(json.dumps(record, indent=1) + "\n")
-  # Both splits share one class list (data.load_split), in label order.
+  # Both splits share one class list (sources.load_split), in label order.
   (out / "class_names.txt").write_text("".join(f"{name}\n" for name in splits["train"].class_names))
   problems = []
   for split_name, split in splits.items():
@@ -130,23 +173,28 @@ def write_resized_copy(data_config, out, max_side, threads=None):
     def write(index):
       image, label = split.source[index]
       name = pathlib.Path(image).name if isinstance(image, str) else f"{index:08d}.jpg"
-      target = out / split_name / split.class_names[label] / (
-          name if name.lower().endswith((".jpg", ".jpeg")) else name + ".jpg")
+      target = (
+        out
+        / split_name
+        / split.class_names[label]
+        / (name if name.lower().endswith((".jpg", ".jpeg")) else name + ".jpg")
+      )
       if target.exists():
         return None
       try:
-        with data.opened(image) as pil:
+        with sources.opened(image) as pil:
           pil.thumbnail((max_side, max_side), Image.BICUBIC)  # decodes at a DCT scale first
           pixels = pil if pil.mode == "RGB" else pil.convert("RGB")
           partial = target.with_name(target.name + ".partial")
           pixels.save(partial, "JPEG", quality=COPY_QUALITY)
-      except (errors.DataError, *data.IMAGE_ERRORS) as error:
+      except (errors.DataError, *sources.IMAGE_ERRORS) as error:
         return str(image), str(error)
       os.replace(partial, target)  # whole files only, so a resumed copy can trust what exists
       return None
 
-    problems += [p for p in _parallel(write, range(len(split)), f"{split_name} -> {out}", threads)
-                 if p]
+    problems += [
+      p for p in _parallel(write, range(len(split)), f"{split_name} -> {out}", threads) if p
+    ]
   return problems
 
 
@@ -161,15 +209,19 @@ def main(argv):
   if _RESIZED_COPY.value:
     return _resized_copy(_DATASET.value or "")
   if kind != "tfds" or not name:
-    raise app.UsageError(f"--dataset={_DATASET.value!r}: expected tfds:NAME (digits and "
-                         "folder: datasets need no preparation)")
+    raise app.UsageError(
+      f"--dataset={_DATASET.value!r}: expected tfds:NAME (digits and "
+      "folder: datasets need no preparation)"
+    )
   try:
     builder = prepare(name, _DATA_DIR.value, _MANUAL_DIR.value)
   except errors.DataError as error:
     raise SystemExit(f"error: {error}") from None
-  print(f"Prepared {name} in {builder.data_dir}; train with "
-        f"--config.data.dataset=tfds:{name}"
-        + (f" --config.data.data_dir={_DATA_DIR.value}" if _DATA_DIR.value else ""))
+  print(
+    f"Prepared {name} in {builder.data_dir}; train with "
+    f"--config.data.dataset=tfds:{name}"
+    + (f" --config.data.data_dir={_DATA_DIR.value}" if _DATA_DIR.value else "")
+  )
 
 
 def _check(root):
@@ -186,12 +238,14 @@ def _check(root):
 
 def _resized_copy(dataset):
   if _MAX_SIDE.value < 1:
-    raise SystemExit(f"error: --resized_copy needs --max_side=N (pixels, at least 1), not "
-                     f"{_MAX_SIDE.value}")
+    raise SystemExit(
+      f"error: --resized_copy needs --max_side=N (pixels, at least 1), not {_MAX_SIDE.value}"
+    )
   if not dataset.startswith(("folder:", "tfds:")):
     raise SystemExit(f"error: --dataset={dataset!r}: --resized_copy takes folder:PATH or tfds:NAME")
-  config = ml_collections.ConfigDict({"dataset": dataset, "data_dir": _DATA_DIR.value,
-                                      "class_names": _CLASS_NAMES.value})
+  config = ml_collections.ConfigDict(
+    {"dataset": dataset, "data_dir": _DATA_DIR.value, "class_names": _CLASS_NAMES.value}
+  )
   out = _RESIZED_COPY.value
   try:
     bad = write_resized_copy(config, out, _MAX_SIDE.value)
@@ -200,10 +254,11 @@ def _resized_copy(dataset):
   for image, reason in bad:
     print(f"{image}: {reason}")
   if bad:
-    raise SystemExit(f"error: {len(bad)} images did not decode and are not in {out}; the rest "
-                     "are")
-  print(f"Wrote {out}; train with --config.data.dataset=folder:{out} "
-        f"--config.data.class_names={out}/class_names.txt")
+    raise SystemExit(f"error: {len(bad)} images did not decode and are not in {out}; the rest are")
+  print(
+    f"Wrote {out}; train with --config.data.dataset=folder:{out} "
+    f"--config.data.class_names={out}/class_names.txt"
+  )
 
 
 if __name__ == "__main__":

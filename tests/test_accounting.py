@@ -4,9 +4,8 @@ import math
 
 import pytest
 
-from mobilenet_jax import accounting
-from mobilenet_jax import paper
-from tests.conftest import load_config
+from mobilenet_jax.counting import accounting, paper
+from tests.helpers import load_config
 
 
 def counts(name, arg=None):
@@ -25,17 +24,24 @@ def test_v1_1_0_224_exact():
   assert (p.bn_params, p.bn_stats) == (21_888, 21_888)
 
 
-@pytest.mark.parametrize("width,madds_m,params_m", [
-    (1.0, 569, 4.2), (0.75, 325, 2.6), (0.5, 149, 1.3), (0.25, 41, 0.5)])
+@pytest.mark.parametrize(
+  "width,madds_m,params_m", [(1.0, 569, 4.2), (0.75, 325, 2.6), (0.5, 149, 1.3), (0.25, 41, 0.5)]
+)
 def test_v1_table6_width_multiplier(width, madds_m, params_m):
   p = counts("mobilenet_v1", f"width={width}")
   assert printed_millions(p.madds, madds_m)
   assert round(p.params / 1e6, 1) == params_m
 
 
-@pytest.mark.parametrize("res,madds_m,exact", [
-    (224, 569, 568_740_352), (192, 418, 418_121_728), (160, 290, 290_675_200),
-    (128, 186, 186_400_768)])
+@pytest.mark.parametrize(
+  "res,madds_m,exact",
+  [
+    (224, 569, 568_740_352),
+    (192, 418, 418_121_728),
+    (160, 290, 290_675_200),
+    (128, 186, 186_400_768),
+  ],
+)
 def test_v1_table7_resolution(res, madds_m, exact):
   p = counts("mobilenet_v1", f"res={res}")
   assert p.madds == exact and printed_millions(p.madds, madds_m)
@@ -52,8 +58,10 @@ def test_v1_table2_breakdown():
   by_type = counts("mobilenet_v1").by_type()
   total_madds = sum(m for m, _ in by_type.values())
   total_kernels = sum(k for _, k in by_type.values())
-  measured = {t: (round(100 * m / total_madds, 2), round(100 * k / total_kernels, 2))
-              for t, (m, k) in by_type.items()}
+  measured = {
+    t: (round(100 * m / total_madds, 2), round(100 * k / total_kernels, 2))
+    for t, (m, k) in by_type.items()
+  }
   assert measured == paper.V1_TABLE2
 
 
@@ -89,12 +97,15 @@ def test_conv_impl_does_not_change_counts():
   assert accounting.profile(config).madds == counts("mobilenet_v2", "width=0.5,res=96").madds
 
 
-@pytest.mark.parametrize("name,madds,params,bn_params", [
+@pytest.mark.parametrize(
+  "name,madds,params,bn_params",
+  [
     ("mobilenet_v3_large", 216_589_760, 5_458_632, 24_400),
     ("mobilenet_v3_small", 56_510_400, 2_530_744, 12_112),
     ("mobilenet_v4_conv_small", 186_005_568, 3_748_936, 25_088),
     ("mobilenet_v4_conv_medium", 1_080_244_224, 9_647_608, 67_904),
-])
+  ],
+)
 def test_v3_and_v4_exact(name, madds, params, bn_params):
   """SE's two 1x1 convs on the pooled features and the conv after the pool count as fully
   connected layers; h-swish and the SE gate, like every activation, count nothing."""

@@ -5,19 +5,28 @@ import pytest
 from benchmarks import input as input_benchmark
 from benchmarks import layers as layer_benchmark
 from benchmarks import speed
-from mobilenet_jax import accounting, data
-from tests.conftest import load_config, needs_artifacts
+from mobilenet_jax.counting import accounting
+from mobilenet_jax.data import pipeline, sources
+from tests.helpers import imagenet_sample_folder, load_config, needs_artifacts
 
 
 def test_contenders_take_turns_within_each_repeat():
   calls = []
-  contenders = {name: {"train": lambda name=name: calls.append((name, "train")),
-                       "latency": lambda name=name: calls.append((name, "latency"))}
-                for name in ("jax", "torch")}
+  contenders = {
+    name: {
+      "train": lambda name=name: calls.append((name, "train")),
+      "latency": lambda name=name: calls.append((name, "latency")),
+    }
+    for name in ("jax", "torch")
+  }
   medians = speed.time_in_turns(contenders, iters=2, repeats=3)
   # One untimed call opens every turn.
-  one_repeat = ([("jax", "train")] * 3 + [("jax", "latency")] * 9 + [("torch", "train")] * 3
-                + [("torch", "latency")] * 9)
+  one_repeat = (
+    [("jax", "train")] * 3
+    + [("jax", "latency")] * 9
+    + [("torch", "train")] * 3
+    + [("torch", "latency")] * 9
+  )
   assert calls == one_repeat * 3
   assert set(medians) == {"jax", "torch"}
   assert all(seconds > 0 for measures in medians.values() for seconds in measures.values())
@@ -26,17 +35,17 @@ def test_contenders_take_turns_within_each_repeat():
 @needs_artifacts("datasets", "imagenet_sample_250")
 def test_input_benchmark_reads_the_250_sample_images_as_both_splits(tmp_path):
   config = load_config("mobilenet_v2", "res=32")
-  config.data.dataset = f"folder:{input_benchmark.imagenet_sample_folder(str(tmp_path))}"
+  config.data.dataset = f"folder:{imagenet_sample_folder(str(tmp_path))}"
   config.data.batch_size = 8
-  split = data.load_split(config.data, "train")
-  assert len(split) == len(data.load_split(config.data, "val")) == 250
-  assert input_benchmark.pipeline_images_per_second(data.train_batches(split, config), 1, 3) > 0
+  split = sources.load_split(config.data, "train")
+  assert len(split) == len(sources.load_split(config.data, "val")) == 250
+  assert input_benchmark.pipeline_images_per_second(pipeline.train_batches(split, config), 1, 3) > 0
 
 
 @needs_artifacts("datasets", "imagenet_sample_250")
 def test_input_benchmark_times_torchvision_on_the_same_folder(tmp_path):
   pytest.importorskip("torchvision", reason="PyTorch is in benchmarks/requirements.txt")
-  folder = input_benchmark.imagenet_sample_folder(str(tmp_path))
+  folder = imagenet_sample_folder(str(tmp_path))
   assert input_benchmark.torchvision_images_per_second(folder, 32, 0.25, 8, 3, 0) > 0
 
 
@@ -46,15 +55,20 @@ def test_layer_benchmark_takes_every_convolution_with_its_shapes():
   convs = layer_benchmark.conv_layers(load_config("mobilenet_v1", "width=0.5,res=128"))
   assert len(convs) == 27
   assert [(c.layer_type, c.input_shape, c.kernel_shape, c.stride) for c in convs[:4]] == [
-      ("conv 3x3", (1, 128, 128, 3), (3, 3, 3, 16), 2),
-      ("depthwise 3x3", (1, 64, 64, 16), (3, 3, 1, 16), 1),
-      ("conv 1x1", (1, 64, 64, 16), (1, 1, 16, 32), 1),
-      ("depthwise 3x3", (1, 64, 64, 32), (3, 3, 1, 32), 2)]
+    ("conv 3x3", (1, 128, 128, 3), (3, 3, 3, 16), 2),
+    ("depthwise 3x3", (1, 64, 64, 16), (3, 3, 1, 16), 1),
+    ("conv 1x1", (1, 64, 64, 16), (1, 1, 16, 32), 1),
+    ("depthwise 3x3", (1, 64, 64, 32), (3, 3, 1, 32), 2),
+  ]
   assert [(c.input_shape, c.kernel_shape) for c in convs[-2:]] == [
-      ((1, 4, 4, 512), (3, 3, 1, 512)), ((1, 4, 4, 512), (1, 1, 512, 512))]
+    ((1, 4, 4, 512), (3, 3, 1, 512)),
+    ((1, 4, 4, 512), (1, 1, 512, 512)),
+  ]
 
 
-@pytest.mark.parametrize("arch,name", [("v3l", "mobilenet_v3_large"), ("v3s", "mobilenet_v3_small")])
+@pytest.mark.parametrize(
+  "arch,name", [("v3l", "mobilenet_v3_large"), ("v3s", "mobilenet_v3_small")]
+)
 def test_v3_has_torchvisions_parameters(arch, name):
   """torchvision's V3, an independent implementation, has exactly our parameters (PyTorch counts
   BN scale and offset as parameters)."""

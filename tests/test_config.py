@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from mobilenet_jax import config as config_lib
-from mobilenet_jax import errors
-from tests.conftest import REPO, load_config
+from mobilenet_jax.config import schema as config_lib
+from mobilenet_jax.core import errors
+from tests.helpers import REPO, load_config
 
 
 def refused(config, *fragments):
@@ -37,7 +37,9 @@ def test_unknown_block_type():
   refused(config, "config.model.blocks[10]", "'fused_mbconv'", "'inverted_residual'")
 
 
-@pytest.mark.parametrize("key,value,fragment", [
+@pytest.mark.parametrize(
+  "key,value,fragment",
+  [
     ("training.keep_checkpoints", 0, "delete every checkpoint"),
     ("training.log_every_steps", 0, ">= 1"),
     ("training.checkpoint_every_steps", 0, ">= 1"),
@@ -46,7 +48,8 @@ def test_unknown_block_type():
     ("mesh", (("batch", -1),), "no 'data' axis"),
     ("resources.processes", 0, "allowed: >= 1"),
     ("resources.gpus", -1.0, "allowed: >= 0"),
-])
+  ],
+)
 def test_values_that_would_lose_work_or_divide_by_zero(key, value, fragment):
   config = load_config("tiny")
   config.update_from_flattened_dict({key: value})
@@ -85,13 +88,18 @@ def test_config_file_argument():
 
 
 def run_launch(*args):
-  return subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+  )
 
 
 def test_profile_cli_prints_tables_and_json():
-  result = run_launch("--config=configs/mobilenet_v2.py", "--config.model.width_multiplier=0.75",
-                      "--config.resolution=160", "--mode=profile")
+  result = run_launch(
+    "--config=configs/mobilenet_v2.py",
+    "--config.model.width_multiplier=0.75",
+    "--config.resolution=160",
+    "--mode=profile",
+  )
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
   summary = json.loads(lines[-1])
@@ -102,40 +110,56 @@ def test_profile_cli_prints_tables_and_json():
 
 
 def test_cli_unknown_key_and_bad_type():
-  result = run_launch("--config=configs/mobilenet_v2.py", "--config.model.widht_multiplier=2",
-                      "--mode=profile")
+  result = run_launch(
+    "--config=configs/mobilenet_v2.py", "--config.model.widht_multiplier=2", "--mode=profile"
+  )
   assert result.returncode != 0
   assert "unknown config key config.model.widht_multiplier" in result.stderr
   assert "did you mean 'width_multiplier'" in result.stderr
-  result = run_launch("--config=configs/mobilenet_v2.py", "--config.resolution=big", "--mode=profile")
+  result = run_launch(
+    "--config=configs/mobilenet_v2.py", "--config.resolution=big", "--mode=profile"
+  )
   assert result.returncode != 0 and "config.resolution takes a int" in result.stderr
 
 
-@pytest.mark.parametrize("text,message", [
+@pytest.mark.parametrize(
+  "text,message",
+  [
     (None, "no such file"),
     ("def get_config(:\n", "line 1: invalid syntax"),
     ("x = 1\n", "defines no get_config() (see configs/mobilenet_v2.py)"),
-])
+  ],
+)
 def test_a_broken_config_file_is_one_line_naming_it(tmp_path, text, message):
   path = tmp_path / "my_config.py"
   if text is not None:
     path.write_text(text)
-  result = subprocess.run([sys.executable, "launch.py", f"--config={path}", "--mode=profile"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  result = subprocess.run(
+    [sys.executable, "launch.py", f"--config={path}", "--mode=profile"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert result.stderr.startswith(f"error: --config={path}: ") and message in result.stderr
   assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("row,fragment", [
-    (("inverted_residual", 6, 24, 1, 2, {"kernal": 5}), "take no option 'kernal'; allowed: "
-                                                        "['act', 'kernel', 'se']"),
+@pytest.mark.parametrize(
+  "row,fragment",
+  [
+    (
+      ("inverted_residual", 6, 24, 1, 2, {"kernal": 5}),
+      "take no option 'kernal'; allowed: ['act', 'kernel', 'se']",
+    ),
     (("inverted_residual", 6, 24, 1, 2, {"kernel": 4}), "option kernel=4; allowed: [1, 3, 5, 7]"),
     (("inverted_residual", 6, 24, 1, 2, {"act": "gelu"}), "option act='gelu'; allowed: "),
     (("separable", 1, 24, 1, 1, {"se": 0.25}), "'separable' blocks take no option 'se'"),
     (("uib", 4, 24, 1, 2, {"kernel": 0}), "a strided UIB needs a depthwise conv"),
     (("uib", 4, 24, 1, 1, [5]), "the sixth value holds per-row options as a dict"),
-])
+  ],
+)
 def test_row_options_are_checked_against_the_block_registry(row, fragment):
   config = load_config("mobilenet_v2")
   config.model.blocks = config.model.blocks + (row,)

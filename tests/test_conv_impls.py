@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mobilenet_jax import convolutions, layers, models
-from tests.conftest import load_config
+from mobilenet_jax.models import convolutions, layers, mobilenet
+from tests.helpers import load_config
 
 
 def normal(seed, shape):
@@ -26,15 +26,25 @@ def outputs_and_grads(conv, x, kernel, stride):
 
 
 def assert_same_as_xla(conv, x, kernel, stride, outputs_tol, grads_tol):
-  (outputs, grads), (xla_outputs, xla_grads) = (outputs_and_grads(c, x, kernel, stride)
-                                                for c in (conv, convolutions.conv_xla))
+  (outputs, grads), (xla_outputs, xla_grads) = (
+    outputs_and_grads(c, x, kernel, stride) for c in (conv, convolutions.conv_xla)
+  )
   np.testing.assert_allclose(outputs, xla_outputs, rtol=outputs_tol, atol=outputs_tol)
   for grad, xla_grad in zip(grads, xla_grads):
     np.testing.assert_allclose(grad, xla_grad, rtol=grads_tol, atol=grads_tol)
 
 
-@pytest.mark.parametrize("shape,k", [((2, 9, 9, 5), 3), ((2, 8, 8, 5), 3), ((1, 7, 10, 3), 3),
-                                     ((2, 4, 4, 6), 3), ((2, 9, 9, 4), 5), ((1, 8, 10, 3), 5)])
+@pytest.mark.parametrize(
+  "shape,k",
+  [
+    ((2, 9, 9, 5), 3),
+    ((2, 8, 8, 5), 3),
+    ((1, 7, 10, 3), 3),
+    ((2, 4, 4, 6), 3),
+    ((2, 9, 9, 4), 5),
+    ((1, 8, 10, 3), 5),
+  ],
+)
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_shifted_matches_xla(shape, k, stride):
   x = normal(0, shape)
@@ -49,8 +59,9 @@ def test_pointwise_matmul_matches_xla(stride):
   assert_same_as_xla(convolutions.pointwise_matmul, x, kernel, stride, 1e-5, 1e-4)
 
 
-@pytest.mark.parametrize("shape,stride", [((2, 9, 9, 3), 2), ((1, 8, 10, 3), 2),
-                                          ((2, 7, 7, 3), 1), ((2, 8, 8, 8), 1)])
+@pytest.mark.parametrize(
+  "shape,stride", [((2, 9, 9, 3), 2), ((1, 8, 10, 3), 2), ((2, 7, 7, 3), 1), ((2, 8, 8, 8), 1)]
+)
 def test_conv_broadcast_matches_xla(shape, stride):
   """Broadcast multiply-adds up to MAX_BROADCAST_TERMS (3 input channels here), XLA's convolution
   past it (8); either way the same outputs, and XLA's convolution's own gradients."""
@@ -65,10 +76,15 @@ def every_block_type():
   """One row of each block type and UIB variant, SE and h-swish included, and MNv4's head."""
   config = load_config("tiny")
   config.model.blocks = (
-      ("conv", 1, 16, 1, 2), ("separable", 1, 16, 1, 1), ("fused_ib", 4, 16, 1, 1),
-      ("uib", 4, 24, 1, 2, {"start_kernel": 3, "kernel": 5}), ("uib", 2, 24, 1, 1),
-      ("uib", 4, 24, 1, 1, {"start_kernel": 5, "kernel": 0}), ("uib", 2, 24, 1, 1, {"kernel": 0}),
-      ("inverted_residual", 3, 32, 1, 2, {"kernel": 5, "se": 0.25, "act": "hard_swish"}))
+    ("conv", 1, 16, 1, 2),
+    ("separable", 1, 16, 1, 1),
+    ("fused_ib", 4, 16, 1, 1),
+    ("uib", 4, 24, 1, 2, {"start_kernel": 3, "kernel": 5}),
+    ("uib", 2, 24, 1, 1),
+    ("uib", 4, 24, 1, 1, {"start_kernel": 5, "kernel": 0}),
+    ("uib", 2, 24, 1, 1, {"kernel": 0}),
+    ("inverted_residual", 3, 32, 1, 2, {"kernel": 5, "se": 0.25, "act": "hard_swish"}),
+  )
   config.model.pooled_head_channels, config.model.pooled_head_norm = 64, True
   return config
 
@@ -76,19 +92,27 @@ def every_block_type():
 @pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "every_block_type"])
 def test_whole_model_same_parameters_and_logits(name):
   """Same parameter tree and the same logits (training-mode BN included) for both."""
-  config = every_block_type() if name == "every_block_type" else load_config(
-      name, "width=0.25,res=64")
+  config = (
+    every_block_type() if name == "every_block_type" else load_config(name, "width=0.25,res=64")
+  )
   config.resolution = 64
   x = normal(0, (4, 64, 64, 3))
-  models_by_impl = {impl: models.build_model(config, conv_impl=impl) for impl in ("xla", "shifted")}
+  models_by_impl = {
+    impl: mobilenet.build_model(config, conv_impl=impl) for impl in ("xla", "shifted")
+  }
   # Both initialised in one compile, and applied in another: each is compiled once.
-  variables = jax.jit(lambda key, x: {impl: model.init(key, x) for impl, model in
-                                      models_by_impl.items()},
-                      compiler_options=models.INIT_COMPILER_OPTIONS)(jax.random.key(1), x)
-  logits = jax.jit(lambda variables, x: {
-      impl: model.apply(variables[impl], x, train=True, mutable=["batch_stats"],
-                        rngs={"dropout": jax.random.key(2)})[0]
-      for impl, model in models_by_impl.items()})(variables, x)
+  variables = jax.jit(
+    lambda key, x: {impl: model.init(key, x) for impl, model in models_by_impl.items()},
+    compiler_options=mobilenet.INIT_COMPILER_OPTIONS,
+  )(jax.random.key(1), x)
+  logits = jax.jit(
+    lambda variables, x: {
+      impl: model.apply(
+        variables[impl], x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)}
+      )[0]
+      for impl, model in models_by_impl.items()
+    }
+  )(variables, x)
   assert jax.tree.structure(variables["xla"]) == jax.tree.structure(variables["shifted"])
   for a, b in zip(jax.tree.leaves(variables["xla"]), jax.tree.leaves(variables["shifted"])):
     np.testing.assert_array_equal(a, b)
@@ -111,9 +135,12 @@ def test_batch_norm_activation_matches_flax(activation):
   reference = nn.BatchNorm(momentum=0.9, epsilon=1e-3)
   variables = ours.init(jax.random.key(1), x, train=False)
   assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
-      jnp.shape, reference.init(jax.random.key(1), x, use_running_average=True))
-  variables = {"params": {"scale": jnp.linspace(0.5, 2.0, 7), "bias": jnp.linspace(-1.0, 1.0, 7)},
-               "batch_stats": {"mean": jnp.linspace(0.0, 1.0, 7), "var": jnp.linspace(1.0, 3.0, 7)}}
+    jnp.shape, reference.init(jax.random.key(1), x, use_running_average=True)
+  )
+  variables = {
+    "params": {"scale": jnp.linspace(0.5, 2.0, 7), "bias": jnp.linspace(-1.0, 1.0, 7)},
+    "batch_stats": {"mean": jnp.linspace(0.0, 1.0, 7), "var": jnp.linspace(1.0, 3.0, 7)},
+  }
   activate = act or (lambda y: y)
 
   def apply_ours(v, x, train):
@@ -124,10 +151,12 @@ def test_batch_norm_activation_matches_flax(activation):
     return activate(y), updates
 
   for train in (True, False):
+
     def loss(apply):
       def fn(params, x):
         y, updates = apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train)
         return jnp.sum(jnp.sin(3.0 * y)), (y, updates["batch_stats"])
+
       return jax.jit(jax.grad(fn, (0, 1), has_aux=True))(variables["params"], x)
 
     (grads, (y, stats)), (grads_ref, (y_ref, stats_ref)) = loss(apply_ours), loss(apply_reference)

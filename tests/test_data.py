@@ -7,9 +7,17 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.core.download import downloader
 
-from mobilenet_jax import data, errors, prepare_data, train_step, trainer
-from tests.conftest import ARTIFACTS, needs_artifacts, with_tensorflow, without_tensorflow
-from tests.test_training import tiny_config
+from mobilenet_jax import prepare_data, trainer
+from mobilenet_jax.core import errors
+from mobilenet_jax.data import pipeline, sources
+from mobilenet_jax.train import train_step
+from tests.helpers import (
+  ARTIFACTS,
+  needs_artifacts,
+  tiny_config,
+  with_tensorflow,
+  without_tensorflow,
+)
 
 
 class TinyStripes(tfds.core.GeneratorBasedBuilder):
@@ -17,12 +25,19 @@ class TinyStripes(tfds.core.GeneratorBasedBuilder):
 
   Images are stored as uint8 tensors: TFDS's Image feature would need TensorFlow to encode.
   """
+
   VERSION = tfds.core.Version("1.0.0")
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Tensor(shape=(12, 12, 3), dtype=np.uint8),
-        "label": tfds.features.ClassLabel(names=["horizontal", "vertical"])}))
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Tensor(shape=(12, 12, 3), dtype=np.uint8),
+          "label": tfds.features.ClassLabel(names=["horizontal", "vertical"]),
+        }
+      ),
+    )
 
   def _split_generators(self, dl_manager):
     return {"train": self._generate_examples(0, 256), "test": self._generate_examples(1, 50)}
@@ -40,17 +55,26 @@ class TinyPhotos(TinyStripes):
   """The same data with TFDS's Image feature, whose encoding needs TensorFlow."""
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(12, 12, 3)),
-        "label": tfds.features.ClassLabel(names=["horizontal", "vertical"])}))
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(12, 12, 3)),
+          "label": tfds.features.ClassLabel(names=["horizontal", "vertical"]),
+        }
+      ),
+    )
 
 
 def test_unprepared_tfds_dataset_prints_the_command_that_prepares_it(tmp_path):
   with pytest.raises(errors.DataError) as error:
-    data.load_split(tiny_config(**{"data.dataset": "tfds:tiny_stripes",
-                                   "data.data_dir": str(tmp_path)}).data, "train")
-  assert (f"python -m mobilenet_jax.prepare_data --dataset=tfds:tiny_stripes "
-          f"--data_dir={tmp_path}") in str(error.value)
+    sources.load_split(
+      tiny_config(**{"data.dataset": "tfds:tiny_stripes", "data.data_dir": str(tmp_path)}).data,
+      "train",
+    )
+  assert (
+    f"python -m mobilenet_jax.prepare_data --dataset=tfds:tiny_stripes --data_dir={tmp_path}"
+  ) in str(error.value)
 
 
 def test_imagenet_preparation_says_where_the_tar_files_go(tmp_path):
@@ -73,9 +97,12 @@ def test_a_failed_download_is_one_line_naming_the_dataset(tmp_path, monkeypatch)
   builder = tfds.builder("imagenette", data_dir=str(tmp_path))
   assert builder.code_path.name == "imagenette_dataset_builder.py"
   monkeypatch.setattr(downloader, "MAX_RETRIES", 0)  # TFDS's backoff takes minutes
-  with pytest.raises(errors.DataError, match=r"^--dataset=tfds:tiny_download: the download "
-                                             r"failed \(ConnectionError: .*example\.invalid.*\); "
-                                             r"it needs network access") as error:
+  with pytest.raises(
+    errors.DataError,
+    match=r"^--dataset=tfds:tiny_download: the download "
+    r"failed \(ConnectionError: .*example\.invalid.*\); "
+    r"it needs network access",
+  ) as error:
     prepare_data.prepare("tiny_download", str(tmp_path))
   assert "\n" not in str(error.value)
 
@@ -83,11 +110,18 @@ def test_a_failed_download_is_one_line_naming_the_dataset(tmp_path, monkeypatch)
 def test_prepared_tfds_dataset_trains_through_data_source(tmp_path):
   builder = prepare_data.prepare("tiny_stripes", str(tmp_path))
   assert sorted(p.name for p in builder.data_path.glob("*.array_record*")) == [
-      "tiny_stripes-test.array_record-00000-of-00001",
-      "tiny_stripes-train.array_record-00000-of-00001"]
-  config = tiny_config(**{"data.dataset": "tfds:tiny_stripes", "data.data_dir": str(tmp_path),
-                          "training.num_steps": 40, "training.log_every_steps": 10,
-                          "model.dropout_rate": 0.2})
+    "tiny_stripes-test.array_record-00000-of-00001",
+    "tiny_stripes-train.array_record-00000-of-00001",
+  ]
+  config = tiny_config(
+    **{
+      "data.dataset": "tfds:tiny_stripes",
+      "data.data_dir": str(tmp_path),
+      "training.num_steps": 40,
+      "training.log_every_steps": 10,
+      "model.dropout_rate": 0.2,
+    }
+  )
   summary = trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert summary["eval_count"] == 50  # the 'test' split stands in for a missing 'validation'
   assert summary["top1"] > 0.8  # stripes: chance is 0.5
@@ -97,32 +131,50 @@ class TinyJpegs(TinyStripes):
   """JPEGs of several sizes in TFDS's Image feature, whose encoding needs TensorFlow."""
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-        "label": tfds.features.ClassLabel(names=["dark", "light"])}))
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+          "label": tfds.features.ClassLabel(names=["dark", "light"]),
+        }
+      ),
+    )
 
   def _generate_examples(self, seed, count):
     rng = np.random.default_rng(seed)
     for i in range(count):
       height, width = rng.integers(40, 90, 2)
       ramp = np.linspace(0, 255, width)[None, :, None] * rng.uniform(0.3, 1, (1, 1, 3))
-      yield i, {"image": (ramp + rng.integers(0, 30, (height, width, 3))).astype(np.uint8),
-                "label": i % 2}
+      yield (
+        i,
+        {
+          "image": (ramp + rng.integers(0, 30, (height, width, 3))).astype(np.uint8),
+          "label": i % 2,
+        },
+      )
 
 
 @with_tensorflow
 def test_tfds_image_files_are_decoded_by_the_pipeline_as_tfds_decodes_them(tmp_path):
   prepare_data.prepare("tiny_jpegs", str(tmp_path))
-  config = tiny_config(**{"data.dataset": "tfds:tiny_jpegs", "data.data_dir": str(tmp_path),
-                          "resolution": 32})
-  split = data.load_split(config.data, "val")
+  config = tiny_config(
+    **{"data.dataset": "tfds:tiny_jpegs", "data.data_dir": str(tmp_path), "resolution": 32}
+  )
+  split = sources.load_split(config.data, "val")
   assert isinstance(split.source[0][0], bytes)  # the JPEG as stored, decoded knowing the crop
   whole = tfds.data_source("tiny_jpegs", split="test", data_dir=str(tmp_path))
   for i in range(len(split)):
-    np.testing.assert_array_equal(data.central_crop(split.source[i][0], 32, 0.875),
-                                  data.central_crop(np.asarray(whole[i]["image"]), 32, 0.875))
-  assert data.train_batches(data.load_split(config.data, "train"), config)[0][0].shape == (
-      64, 32, 32, 3)
+    np.testing.assert_array_equal(
+      pipeline.central_crop(split.source[i][0], 32, 0.875),
+      pipeline.central_crop(np.asarray(whole[i]["image"]), 32, 0.875),
+    )
+  assert pipeline.train_batches(sources.load_split(config.data, "train"), config)[0][0].shape == (
+    64,
+    32,
+    32,
+    3,
+  )
 
 
 @without_tensorflow
@@ -138,7 +190,8 @@ def write_folder(root, class_names, per_class, size=10):
       folder.mkdir(parents=True)
       for i in range(per_class):
         Image.fromarray(np.full((size, size + 4, 3), 40 * index + i, np.uint8)).save(
-            folder / f"{i}.jpg")
+          folder / f"{i}.jpg"
+        )
 
 
 def test_folder_labels_follow_the_class_names_file(tmp_path):
@@ -146,18 +199,18 @@ def test_folder_labels_follow_the_class_names_file(tmp_path):
   names = tmp_path / "wnids.txt"
   names.write_text("n01\nn02\nn05\nn07\n")
   config = tiny_config(**{"data.dataset": f"folder:{tmp_path}", "data.class_names": str(names)})
-  split = data.load_split(config.data, "val")
+  split = sources.load_split(config.data, "val")
   assert split.num_classes == 4 and len(split) == 6
   assert sorted({split.source[i][1] for i in range(len(split))}) == [1, 3]
   names.write_text("n02\n")
   with pytest.raises(errors.DataError, match=r"class folders \['n07'\]"):
-    data.load_split(config.data, "val")
+    sources.load_split(config.data, "val")
 
 
 def test_train_batches_are_a_pure_function_of_seed_and_step():
   config = tiny_config()
-  split = data.load_split(config.data, "train")
-  first, again = data.train_batches(split, config), data.train_batches(split, config)
+  split = sources.load_split(config.data, "train")
+  first, again = pipeline.train_batches(split, config), pipeline.train_batches(split, config)
   for step in (0, 7, 40):  # 40 is past the first epoch of 22 batches
     np.testing.assert_array_equal(first[step][0], again[step][0])
     np.testing.assert_array_equal(first[step][1], again[step][1])
@@ -168,18 +221,19 @@ def test_train_batches_are_a_pure_function_of_seed_and_step():
 
 def test_eval_batches_cover_every_example_once():
   config = tiny_config(**{"data.eval_batch_size": 64})
-  split = data.load_split(config.data, "val")
-  batches, count = data.eval_batches(split, config)
+  split = sources.load_split(config.data, "val")
+  batches, count = pipeline.eval_batches(split, config)
   masks = [batches[b][2] for b in range(len(batches))]
   assert count == 360 and len(batches) == 6 and sum(m.sum() for m in masks) == 360
-  assert masks[-1][:360 - 5 * 64].all() and not masks[-1][360 - 5 * 64:].any()
+  assert masks[-1][: 360 - 5 * 64].all() and not masks[-1][360 - 5 * 64 :].any()
 
 
 def test_digits_are_scikit_learns_digits_split_80_20():
   from sklearn.datasets import load_digits
+
   digits = load_digits()
   config = tiny_config().data
-  train, val = data.load_split(config, "train"), data.load_split(config, "val")
+  train, val = sources.load_split(config, "train"), sources.load_split(config, "val")
   assert (len(train), len(val)) == (1437, 360)
   images = np.concatenate([train.source.images, val.source.images])
   labels = np.concatenate([train.source.labels, val.source.labels])
@@ -191,8 +245,9 @@ def test_digits_are_scikit_learns_digits_split_80_20():
 
 def test_glyphs_are_rendered_letters_a_pure_function_of_the_split():
   import ml_collections
+
   config = ml_collections.ConfigDict({"dataset": "glyphs"})
-  train, val = data.load_split(config, "train"), data.load_split(config, "val")
+  train, val = sources.load_split(config, "train"), sources.load_split(config, "val")
   assert (len(train), len(val)) == (10_000, 2_000)
   assert train.num_classes == 26 and train.class_names[:3] == ("A", "B", "C")
   image, label = val.source[0]
@@ -200,7 +255,7 @@ def test_glyphs_are_rendered_letters_a_pure_function_of_the_split():
   assert (image[..., 0] == image[..., 2]).all()  # gray, as RGB
   assert image.max() == 255 and (image == 0).mean() > 0.5  # a white letter on black
   assert set(np.unique(val.source.labels)) == set(range(26))
-  fresh = data.render_glyphs.__wrapped__(*data.GLYPH_SPLITS["val"])
+  fresh = sources.render_glyphs.__wrapped__(*sources.GLYPH_SPLITS["val"])
   assert np.array_equal(fresh[0], val.source.images[..., 0])
   assert not np.array_equal(train.source.images[:100], val.source.images[:100])
 
@@ -211,16 +266,16 @@ def test_folder_labels_come_from_one_class_list_for_both_splits(tmp_path):
   for image in (tmp_path / "val" / "n02").iterdir():  # val lacks a class: labels keep their index
     image.unlink()
   (tmp_path / "val" / "n02").rmdir()
-  val = data.load_split(config.data, "val")
+  val = sources.load_split(config.data, "val")
   assert val.num_classes == 3 and sorted(set(val.source.labels)) == [0, 2]
   (tmp_path / "val" / "n09").mkdir()  # val has a class the training split lacks
   with pytest.raises(errors.DataError, match=r"class folders \['n09'\] .* training split"):
-    data.load_split(config.data, "val")
+    sources.load_split(config.data, "val")
   names = tmp_path / "wnids.txt"
   names.write_text("n01\nn02\nn02\nn03\n")
   config.data.class_names = str(names)
   with pytest.raises(errors.DataError, match=r"lists \['n02'\] more than once"):
-    data.load_split(config.data, "train")
+    sources.load_split(config.data, "train")
 
 
 def test_an_unreadable_image_is_named_in_training_and_found_by_the_check(tmp_path):
@@ -228,15 +283,20 @@ def test_an_unreadable_image_is_named_in_training_and_found_by_the_check(tmp_pat
   bad = tmp_path / "images" / "train" / "n02" / "cut.jpg"
   bad.write_bytes(b"")
   assert [path for path, _ in prepare_data.check_folder(str(tmp_path / "images"))] == [str(bad)]
-  config = tiny_config(**{"data.dataset": f"folder:{tmp_path / 'images'}", "data.batch_size": 80,
-                          "training.num_steps": 3})
+  config = tiny_config(
+    **{
+      "data.dataset": f"folder:{tmp_path / 'images'}",
+      "data.batch_size": 80,
+      "training.num_steps": 3,
+    }
+  )
   with pytest.raises(errors.DataError, match=rf"{bad} is not a readable image .* --check"):
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
 
 
 def test_crop_box_keeps_the_inception_area_and_aspect_ranges():
   rng = np.random.default_rng(0)
-  boxes = np.array([data.crop_box(395, 467, rng, 0.25) for _ in range(20_000)])
+  boxes = np.array([pipeline.crop_box(395, 467, rng, 0.25) for _ in range(20_000)])
   width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
   area, aspect = width * height / (395 * 467), width / height
   # Rounding to whole pixels moves the bounds by under half a pixel per side.
@@ -248,7 +308,7 @@ def test_crop_box_keeps_the_inception_area_and_aspect_ranges():
   assert (np.histogram(area, bins=3, range=(0.25, 1))[0] > 0.1 * len(area)).all()
   log_aspect = np.histogram(np.log(aspect), bins=3, range=(np.log(3 / 4), np.log(4 / 3)))[0]
   assert (log_aspect > 0.1 * len(aspect)).all()
-  assert data.crop_box(10, 10, rng, 1.0) == (0, 0, 10, 10)  # only the whole image fits
+  assert pipeline.crop_box(10, 10, rng, 1.0) == (0, 0, 10, 10)  # only the whole image fits
 
 
 def _todays_eval_preprocess(path, resolution, fraction):
@@ -259,40 +319,46 @@ def _todays_eval_preprocess(path, resolution, fraction):
   h, w = pixels.shape[:2]
   crop_h, crop_w = max(int(round(h * fraction)), 1), max(int(round(w * fraction)), 1)
   top, left = (h - crop_h) // 2, (w - crop_w) // 2
-  crop = np.ascontiguousarray(pixels[top:top + crop_h, left:left + crop_w])
+  crop = np.ascontiguousarray(pixels[top : top + crop_h, left : left + crop_w])
   resized = np.asarray(Image.fromarray(crop).resize((resolution, resolution), Image.BILINEAR))
   return resized.astype(np.float32) / 127.5 - 1.0
 
 
 @needs_artifacts("datasets", "imagenet_sample_250")
 def test_eval_preprocessing_is_bit_identical_to_the_numpy_crop_on_the_sample_images(
-    imagenet_folder):
+  imagenet_folder,
+):
   files = sorted((ARTIFACTS / "datasets" / "imagenet_sample_250").glob("*.JPEG"))
   assert len(files) == 250
   for resolution in (224, 128):
     config = tiny_config(**{"resolution": resolution})
     for path in files:
-      np.testing.assert_array_equal(data.eval_preprocess(str(path), config),
-                                    _todays_eval_preprocess(path, resolution, 0.875))
+      np.testing.assert_array_equal(
+        pipeline.eval_preprocess(str(path), config),
+        _todays_eval_preprocess(path, resolution, 0.875),
+      )
   # The eval batches carry the same pixels as uint8, and the eval step converts them on the
   # device to the same floats.
-  config = tiny_config(**{"resolution": 128, "data.dataset": f"folder:{imagenet_folder}",
-                          "data.eval_batch_size": 125})
-  split = data.load_split(config.data, "val")
-  batches, count = data.eval_batches(split, config)
+  config = tiny_config(
+    **{"resolution": 128, "data.dataset": f"folder:{imagenet_folder}", "data.eval_batch_size": 125}
+  )
+  split = sources.load_split(config.data, "val")
+  batches, count = pipeline.eval_batches(split, config)
   images = np.concatenate([batches[b][0] for b in range(len(batches))])
   files = split.source.files
   assert count == len(images) == 250 and images.dtype == np.uint8
   for image, path in zip(images, files):
-    np.testing.assert_array_equal(data.to_float(image),
-                                  _todays_eval_preprocess(path, 128, 0.875))
+    np.testing.assert_array_equal(
+      pipeline.to_float(image), _todays_eval_preprocess(path, 128, 0.875)
+    )
 
 
 def test_the_steps_turn_uint8_pixels_into_the_hosts_floats_bit_for_bit():
   pixels = np.arange(256, dtype=np.uint8).reshape(16, 16)
-  np.testing.assert_array_equal(jax.jit(train_step.model_input)(pixels),
-                                pixels.astype(np.float32) / 127.5 - 1.0)
-  np.testing.assert_array_equal(data.to_float(pixels), pixels.astype(np.float32) / 127.5 - 1.0)
+  np.testing.assert_array_equal(
+    jax.jit(train_step.model_input)(pixels), pixels.astype(np.float32) / 127.5 - 1.0
+  )
+  np.testing.assert_array_equal(pipeline.to_float(pixels), pixels.astype(np.float32) / 127.5 - 1.0)
 
 
 @needs_artifacts("datasets", "imagenet_sample_250")
@@ -300,9 +366,10 @@ def test_training_crop_from_a_dct_scaled_decode_matches_the_crop_of_the_whole_im
   path = str(ARTIFACTS / "datasets" / "imagenet_sample_250" / "n01440764_tench.JPEG")
   full = np.asarray(Image.open(path).convert("RGB"))  # 375 x 500
   for resolution, seed in ((224, 0), (64, 0), (32, 3)):
-    crop = data.random_resized_crop(path, np.random.default_rng(seed), resolution, 0.25)
-    reference = data.random_resized_crop(
-        np.ascontiguousarray(full), np.random.default_rng(seed), resolution, 0.25)
+    crop = pipeline.random_resized_crop(path, np.random.default_rng(seed), resolution, 0.25)
+    reference = pipeline.random_resized_crop(
+      np.ascontiguousarray(full), np.random.default_rng(seed), resolution, 0.25
+    )
     assert crop.shape == (resolution, resolution, 3)
     # From the whole decode the two are the same crop; a DCT-scaled decode blurs it a little.
     difference = np.abs(crop.astype(int) - reference.astype(int)).mean()
@@ -320,13 +387,16 @@ def test_a_resized_copy_keeps_labels_resumes_and_refuses_other_settings(tmp_path
   assert (out / "class_names.txt").read_text() == "n01\nn02\n"
   with Image.open(out / "train/n02/wide.png.jpg") as wide:
     assert wide.size == (20, 12) and wide.format == "JPEG"
-  copy = tiny_config(**{"data.dataset": f"folder:{out}",
-                        "data.class_names": str(out / "class_names.txt")}).data
+  copy = tiny_config(
+    **{"data.dataset": f"folder:{out}", "data.class_names": str(out / "class_names.txt")}
+  ).data
   for split in ("train", "val"):
-    original, resized = data.load_split(source, split), data.load_split(copy, split)
+    original, resized = sources.load_split(source, split), sources.load_split(copy, split)
     assert sorted(resized.source.labels) == sorted(
-        label for path, label in zip(original.source.files, original.source.labels)
-        if not path.endswith("cut.jpg"))
+      label
+      for path, label in zip(original.source.files, original.source.labels)
+      if not path.endswith("cut.jpg")
+    )
   assert max(Image.open(f).size[0] for f in resized.source.files) == 20
 
   # Run again: what exists is kept, what is missing is written.
@@ -347,8 +417,11 @@ def test_a_resized_copy_keeps_labels_resumes_and_refuses_other_settings(tmp_path
 
 def test_worker_processes_give_the_same_batches_from_any_step():
   config = tiny_config()
-  batches = data.train_batches(data.load_split(config.data, "train"), config)
-  in_threads, in_processes = data.iterate(batches, 21), data.iterate(batches, 21, processes=2)
+  batches = pipeline.train_batches(sources.load_split(config.data, "train"), config)
+  in_threads, in_processes = (
+    pipeline.iterate(batches, 21),
+    pipeline.iterate(batches, 21, processes=2),
+  )
   for step in range(21, 25):  # across the first epoch's end (22 batches)
     threads_batch, processes_batch = next(in_threads), next(in_processes)
     np.testing.assert_array_equal(threads_batch[0], processes_batch[0])

@@ -9,11 +9,22 @@ import filelock
 import jax
 import pytest
 
-from mobilenet_jax import errors, evaluate, export, models, trainer
-from tests.conftest import REPO, load_config, needs_artifacts, with_tensorflow, without_tensorflow
-from tests.test_importers import V1_TFJS, V2_NPY, WNIDS, v1_config
-from tests.test_training import tiny_config
-
+from mobilenet_jax import evaluate, trainer
+from mobilenet_jax.core import errors
+from mobilenet_jax.deploy import export
+from mobilenet_jax.models import mobilenet
+from tests.helpers import (
+  REPO,
+  V1_TFJS,
+  V2_NPY,
+  WNIDS,
+  load_config,
+  needs_artifacts,
+  tiny_config,
+  v1_config,
+  with_tensorflow,
+  without_tensorflow,
+)
 
 
 @pytest.fixture(scope="session")
@@ -34,12 +45,21 @@ def test_a_run_with_onnx_latency_records_onnxruntimes_batch1_latency(tiny_run):
   assert (workdir / "export" / "model.onnx").exists()
 
 
+def run_variables(config, workdir):
+  """The run's latest checkpoint's weights, as --mode=export loads them."""
+  return evaluate.inference_variables(config, mobilenet.build_model(config), str(workdir))[0]
+
+
 def test_a_trained_run_exports_to_onnx_float_and_int8_checked_and_timed(tiny_run):
   config, workdir = tiny_run
-  rows = export.export(config, str(workdir), ["onnx"], int8=True, check_examples=128)
+  rows = export.export(
+    config, run_variables(config, workdir), str(workdir), ["onnx"], int8=True, check_examples=128
+  )
   assert [(r["format"], r["precision"]) for r in rows] == [("onnx", "float32"), ("onnx", "int8")]
   float32, int8 = rows
-  assert (workdir / "export" / "model.onnx").exists() and (workdir / "export" / "model_int8.onnx").exists()
+  assert (workdir / "export" / "model.onnx").exists() and (
+    workdir / "export" / "model_int8.onnx"
+  ).exists()
   assert float32["count"] == 128 and float32["same_top1"] == 128
   assert float32["max_logit_difference"] < 1e-4 and float32["top1"] == float32["jax_top1"]
   assert 0 < int8["max_logit_difference"] and int8["same_top1"] > 64  # quantized: close, not equal
@@ -50,20 +70,20 @@ def test_a_trained_run_exports_to_onnx_float_and_int8_checked_and_timed(tiny_run
 @pytest.mark.slow
 @needs_artifacts("mobilenet_v2_1.0_224_tfslim_float_npy")
 @needs_artifacts("mobilenet_v1_0.75_224_keras_tfjs")
-def test_shared_v1_and_v2_weights_in_onnxruntime_equal_jax_on_imagenet_images(
-    imagenet_folder):
+def test_shared_v1_and_v2_weights_in_onnxruntime_equal_jax_on_imagenet_images(imagenet_folder):
   v2 = load_config("mobilenet_v2")
   v2.init_from, v2.model.num_classes = f"slim_npy:{V2_NPY}", 1001
   v1 = v1_config(f"keras_tfjs:{V1_TFJS}")
   for config, offset in ((v1, 0), (v2, 1)):
     config.data.dataset = f"folder:{imagenet_folder}"
     config.data.class_names, config.data.eval_batch_size = str(WNIDS), 50
-    variables, _ = evaluate.inference_variables(config, models.build_model(config))
+    variables, _ = evaluate.inference_variables(config, mobilenet.build_model(config))
     function = export.inference_function(config, variables)
     path = str(imagenet_folder / f"{config.model.name}.onnx")
     export.write_onnx(function, config, path)
-    agreement = export.compare(jax.jit(function), export.OnnxModel(path),
-                               export.check_batches(config, 50), offset)
+    agreement = export.compare(
+      jax.jit(function), export.OnnxModel(path), export.check_batches(config, 50), offset
+    )
     # float32 in both; the runtimes sum in other orders (measured on all 250 images: 4.0e-5 for
     # V1 and 4.2e-5 for V2, every top-1 the same; README's export table).
     assert agreement.count == 50 and agreement.same_top1 == 50, agreement
@@ -73,7 +93,9 @@ def test_shared_v1_and_v2_weights_in_onnxruntime_equal_jax_on_imagenet_images(
 @with_tensorflow
 def test_tflite_export_equals_jax(tiny_run):
   config, workdir = tiny_run
-  rows = export.export(config, str(workdir), ["tflite"], int8=True, check_examples=64)
+  rows = export.export(
+    config, run_variables(config, workdir), str(workdir), ["tflite"], int8=True, check_examples=64
+  )
   assert rows[0]["same_top1"] == 64 and rows[0]["max_logit_difference"] < 1e-4
   assert rows[1]["precision"] == "int8" and rows[1]["same_top1"] > 32
 
@@ -81,13 +103,20 @@ def test_tflite_export_equals_jax(tiny_run):
 @without_tensorflow
 def test_tflite_without_tensorflow_says_what_to_install(tiny_run):
   config, workdir = tiny_run
-  with pytest.raises(errors.UserError, match=r"TensorFlow is not installed; pip install tensorflow-cpu"):
-    export.export(config, str(workdir), ["tflite"])
+  with pytest.raises(
+    errors.UserError, match=r"TensorFlow is not installed; pip install tensorflow-cpu"
+  ):
+    export.export(config, run_variables(config, workdir), str(workdir), ["tflite"])
   assert not (workdir / "export" / "model.tflite").exists()
 
 
 def test_export_without_a_workdir_is_one_line():
-  result = subprocess.run([sys.executable, "launch.py", "--config=configs/tiny.py", "--mode=export"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  result = subprocess.run(
+    [sys.executable, "launch.py", "--config=configs/tiny.py", "--mode=export"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert result.stderr.startswith("error: --mode=export needs --workdir=DIR")

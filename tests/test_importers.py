@@ -7,24 +7,20 @@ import jax
 import numpy as np
 import pytest
 
-from mobilenet_jax import config as config_lib
-from mobilenet_jax import errors, evaluate, importers, models
-from tests.conftest import ARTIFACTS, load_config, needs_artifacts, without_tensorflow
-
-V1_TFJS = ARTIFACTS / "mobilenet_v1_0.75_224_keras_tfjs"
-V2_NPY = ARTIFACTS / "mobilenet_v2_1.0_224_tfslim_float_npy"
-SAMPLE = ARTIFACTS / "datasets" / "imagenet_sample_250"
-WNIDS = ARTIFACTS / "imagenet_wnids_1000.txt"
-
-
-def v1_config(init_from, **extra):
-  config = load_config("mobilenet_v1", "width=0.75")
-  config.init_from = init_from
-  config.data.dataset = extra.pop("dataset", "digits")
-  config.data.class_names = str(WNIDS)
-  config.data.eval_batch_size = 50
-  config.wandb.mode = "disabled"
-  return config
+from mobilenet_jax import evaluate
+from mobilenet_jax.config import schema as config_lib
+from mobilenet_jax.core import errors
+from mobilenet_jax.models import importers, mobilenet
+from tests.helpers import (
+  SAMPLE,
+  V1_TFJS,
+  V2_NPY,
+  WNIDS,
+  load_config,
+  needs_artifacts,
+  v1_config,
+  without_tensorflow,
+)
 
 
 def write_keras_h5(path, tensors):
@@ -50,7 +46,7 @@ def test_keras_v1_from_tfjs_and_h5_scores_imagenet_images(imagenet_folder, tmp_p
 
   h5_path = tmp_path / "mobilenet_7_5_224_tf.h5"
   write_keras_h5(h5_path, importers.read_keras_tfjs(str(V1_TFJS)))
-  model = models.build_model(config)
+  model = mobilenet.build_model(config)
   from_tfjs = importers.load_for_model(config, model)
   config.init_from = f"keras_h5:{h5_path}"
   from_h5 = importers.load_for_model(config, model)
@@ -78,17 +74,22 @@ def test_slim_v2_npy_scores_imagenet_images_with_the_background_class(imagenet_f
 def test_wrong_width_or_class_count_is_refused_with_both_shapes():
   config = v1_config(f"keras_tfjs:{V1_TFJS}")
   config.model.width_multiplier = 0.5
-  with pytest.raises(errors.WeightsError,
-                     match=r"block_00/conv_bn/conv/kernel: model expects \(3, 3, 3, 16\), "
-                           r"conv1/kernel is \(3, 3, 3, 24\)"):
+  with pytest.raises(
+    errors.WeightsError,
+    match=r"block_00/conv_bn/conv/kernel: model expects \(3, 3, 3, 16\), "
+    r"conv1/kernel is \(3, 3, 3, 24\)",
+  ):
     evaluate.imported_weights(config)
   config = v1_config(f"keras_tfjs:{V1_TFJS}")
   config.model.num_classes = 1001
-  with pytest.raises(errors.WeightsError, match=r"classifier/kernel: model expects "
-                                                   r"\(768, 1001\), conv_preds/kernel is \(768, 1000\)"):
+  with pytest.raises(
+    errors.WeightsError,
+    match=r"classifier/kernel: model expects "
+    r"\(768, 1001\), conv_preds/kernel is \(768, 1000\)",
+  ):
     evaluate.imported_weights(config)
   config.init_new_classifier = True  # fine-tuning to another class count keeps the body
-  imported = importers.load_for_model(config, models.build_model(config))
+  imported = importers.load_for_model(config, mobilenet.build_model(config))
   assert imported.params["classifier"]["kernel"].shape == (768, 1001)
 
 
@@ -102,8 +103,11 @@ def test_predict_names_the_imagenet_class():
 
 def test_unknown_init_kind_is_a_config_error():
   config = v1_config("onnx:/weights.onnx")
-  with pytest.raises(errors.ConfigError, match=r"KIND one of \['keras_h5', 'keras_tfjs', "
-                                                   r"'slim_ckpt', 'slim_npy'\]"):
+  with pytest.raises(
+    errors.ConfigError,
+    match=r"KIND one of \['keras_h5', 'keras_tfjs', "
+    r"'slim_ckpt', 'slim_npy'\]",
+  ):
     config_lib.validate(config)
 
 
@@ -123,8 +127,15 @@ def test_unreadable_weight_files_are_named_in_one_line(tmp_path):
 
   refused(f"keras_h5:{tmp_path}", rf"cannot read keras_h5 weights from {tmp_path} \(")
   refused(f"keras_tfjs:{tmp_path}", r"cannot read keras_tfjs weights .*model.json")
-  (tmp_path / "model.json").write_text(json.dumps({"weightsManifest": [
-      {"paths": ["shard"], "weights": [{"name": "w", "shape": [2, 2], "dtype": "float32"}]}]}))
+  (tmp_path / "model.json").write_text(
+    json.dumps(
+      {
+        "weightsManifest": [
+          {"paths": ["shard"], "weights": [{"name": "w", "shape": [2, 2], "dtype": "float32"}]}
+        ]
+      }
+    )
+  )
   (tmp_path / "shard").write_bytes(b"\0" * 12)  # a cut shard: 12 of 16 bytes
   refused(f"keras_tfjs:{tmp_path}", r"\['shard'\] has 12 bytes, the manifest describes 16")
   npy = tmp_path / "npy"
@@ -137,10 +148,10 @@ def test_unreadable_weight_files_are_named_in_one_line(tmp_path):
 
 
 @needs_artifacts("mobilenet_v2_1.0_224_tfslim_float_npy")
-def test_predict_without_class_names_gives_dataset_class_indices(capsys):
+def test_predict_without_class_names_gives_dataset_class_indices(caplog):
   config = load_config("mobilenet_v2")
   config.init_from = f"slim_npy:{V2_NPY}"
   config.model.num_classes = 1001
   top5 = evaluate.predict(config, str(SAMPLE / "n01440764_tench.JPEG"))
   assert top5[0][0] == "class index 0"  # tench, not TF-slim's raw index 1
-  assert "note: no class names" in capsys.readouterr().out
+  assert "note: no class names" in caplog.text

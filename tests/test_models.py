@@ -7,18 +7,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mobilenet_jax import blocks, layers, models
-from mobilenet_jax.convolutions import same_padding
-from tests.conftest import load_config
+from mobilenet_jax.models import blocks, layers, mobilenet
+from mobilenet_jax.models.convolutions import same_padding
+from tests.helpers import load_config
 
 
 def features(config, batch=2):
   # Traced with XLA's convolutions, a few ops each instead of k*k windows: the shapes are the
   # same for every implementation (test_conv_impls.py), and tracing takes half the time.
-  model = models.build_model(config, conv_impl="xla")
-  x = jax.ShapeDtypeStruct(models.input_shape(config, batch), jnp.float32)
+  model = mobilenet.build_model(config, conv_impl="xla")
+  x = jax.ShapeDtypeStruct(mobilenet.input_shape(config, batch), jnp.float32)
   logits, variables = jax.eval_shape(
-      lambda key, x: model.init_with_output(key, x, mutable=True), jax.random.key(0), x)
+    lambda key, x: model.init_with_output(key, x, mutable=True), jax.random.key(0), x
+  )
   return logits, variables["intermediates"]["features"]
 
 
@@ -36,20 +37,22 @@ def test_output_shapes(arch, width, res):
 # TF-slim V2 channels (stem, the seven bottleneck groups, head), derived by hand from
 # make_divisible(c * alpha, 8) with the 10% guard, and 1280 kept for alpha <= 1.
 V2_CHANNELS = {
-    0.35: (16, 8, 8, 16, 24, 32, 56, 112, 1280),
-    0.5: (16, 8, 16, 16, 32, 48, 80, 160, 1280),
-    0.75: (24, 16, 24, 24, 48, 72, 120, 240, 1280),
-    1.0: (32, 16, 24, 32, 64, 96, 160, 320, 1280),
-    1.4: (48, 24, 32, 48, 88, 136, 224, 448, 1792),
+  0.35: (16, 8, 8, 16, 24, 32, 56, 112, 1280),
+  0.5: (16, 8, 16, 16, 32, 48, 80, 160, 1280),
+  0.75: (24, 16, 24, 24, 48, 72, 120, 240, 1280),
+  1.0: (32, 16, 24, 32, 64, 96, 160, 320, 1280),
+  1.4: (48, 24, 32, 48, 88, 136, 224, 448, 1792),
 }
 
 
 @pytest.mark.parametrize("width", sorted(V2_CHANNELS))
 def test_v2_channels_follow_make_divisible(width):
   config = load_config("mobilenet_v2", f"width={width}")
-  plan = models.build_plan(config.model)
+  plan = mobilenet.build_plan(config.model)
   group_ends = [0, 1, 3, 6, 10, 13, 16, 17]
-  channels = tuple(plan[i].out_channels for i in group_ends) + (models.head_channels(config.model),)
+  channels = tuple(plan[i].out_channels for i in group_ends) + (
+    mobilenet.head_channels(config.model),
+  )
   assert channels == V2_CHANNELS[width]
   for block in plan[2:]:
     assert block.hidden_channels == 6 * block.in_channels
@@ -57,7 +60,7 @@ def test_v2_channels_follow_make_divisible(width):
 
 
 def test_v2_residuals_and_expand_layers():
-  model = models.build_model(load_config("mobilenet_v2"))
+  model = mobilenet.build_model(load_config("mobilenet_v2"))
   x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
   params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
   assert "expand" not in params["block_01"] and "expand" in params["block_02"]
@@ -67,7 +70,7 @@ def test_v2_residuals_and_expand_layers():
 
 
 def test_v1_truncates_channels_like_tf_slim():
-  plan = models.build_plan(load_config("mobilenet_v1", "width=0.35").model)
+  plan = mobilenet.build_plan(load_config("mobilenet_v1", "width=0.35").model)
   # max(int(c * 0.35), 8): 32 -> 11, 64 -> 22, 1024 -> 358 (no rounding to multiples of 8).
   assert [b.out_channels for b in plan][:3] == [11, 22, 44]
   assert plan[-1].out_channels == 358
@@ -93,8 +96,15 @@ def _kernels_by_kind(params):
     name = jax.tree_util.keystr(path, simple=True, separator="/")
     if not name.endswith("kernel"):
       continue
-    kind = ("dense" if kernel.ndim == 2 else "depthwise" if "depthwise/" in name
-            else "pointwise" if kernel.shape[0] == 1 else "full conv")
+    kind = (
+      "dense"
+      if kernel.ndim == 2
+      else "depthwise"
+      if "depthwise/" in name
+      else "pointwise"
+      if kernel.shape[0] == 1
+      else "full conv"
+    )
     kinds.setdefault(kind, []).append(np.asarray(kernel))
   return kinds
 
@@ -103,16 +113,21 @@ def _kernels_by_kind(params):
 TRUNCATED_STD = 0.8796256610342398
 # Intended stddev of an HWIO kernel (k, k, C_in or 1, C_out) or a dense (C_in, C_out) kernel.
 INTENDED_STD = {
-    "he_fan_out": {"full conv": lambda k: np.sqrt(2 / (9 * k.shape[3])),
-                   "depthwise": lambda k: np.sqrt(2 / (9 * k.shape[3])),
-                   "pointwise": lambda k: np.sqrt(2 / k.shape[3]),
-                   "dense": lambda k: 0.01},
-    "slim": dict.fromkeys(("full conv", "depthwise", "pointwise", "dense"),
-                          lambda k: 0.09 * TRUNCATED_STD),
-    "he_fan_in": {"full conv": lambda k: np.sqrt(2 / (9 * k.shape[2])),
-                  "depthwise": lambda k: np.sqrt(2 / 9),
-                  "pointwise": lambda k: np.sqrt(2 / k.shape[2]),
-                  "dense": lambda k: 0.01},
+  "he_fan_out": {
+    "full conv": lambda k: np.sqrt(2 / (9 * k.shape[3])),
+    "depthwise": lambda k: np.sqrt(2 / (9 * k.shape[3])),
+    "pointwise": lambda k: np.sqrt(2 / k.shape[3]),
+    "dense": lambda k: 0.01,
+  },
+  "slim": dict.fromkeys(
+    ("full conv", "depthwise", "pointwise", "dense"), lambda k: 0.09 * TRUNCATED_STD
+  ),
+  "he_fan_in": {
+    "full conv": lambda k: np.sqrt(2 / (9 * k.shape[2])),
+    "depthwise": lambda k: np.sqrt(2 / 9),
+    "pointwise": lambda k: np.sqrt(2 / k.shape[2]),
+    "dense": lambda k: 0.01,
+  },
 }
 
 
@@ -124,22 +139,28 @@ def v1_params_by_kernel_init():
   inits = {}
   for kernel_init in INTENDED_STD:
     config.model.kernel_init = kernel_init
-    inits[kernel_init] = models.build_model(config).init
-  return jax.jit(lambda key, x: {name: init(key, x)["params"] for name, init in inits.items()},
-                 compiler_options=models.INIT_COMPILER_OPTIONS)(
-                     jax.random.key(0), jnp.zeros(models.input_shape(config)))
+    inits[kernel_init] = mobilenet.build_model(config).init
+  return jax.jit(
+    lambda key, x: {name: init(key, x)["params"] for name, init in inits.items()},
+    compiler_options=mobilenet.INIT_COMPILER_OPTIONS,
+  )(jax.random.key(0), jnp.zeros(mobilenet.input_shape(config)))
 
 
 @pytest.mark.parametrize("kernel_init", sorted(INTENDED_STD))
 def test_kernel_init_gives_the_intended_std_per_kernel_kind(kernel_init):
   kinds = _kernels_by_kind(v1_params_by_kernel_init()[kernel_init])
   assert {kind: len(kernels) for kind, kernels in kinds.items()} == {
-      "full conv": 1, "depthwise": 13, "pointwise": 13, "dense": 1}
+    "full conv": 1,
+    "depthwise": 13,
+    "pointwise": 13,
+    "dense": 1,
+  }
   for kind, kernels in kinds.items():
     for kernel in kernels:
       # The sample stddev of n draws is within 6 / sqrt(2n) of the true one (relative).
-      assert kernel.std() == pytest.approx(INTENDED_STD[kernel_init][kind](kernel),
-                                           rel=6 / np.sqrt(2 * kernel.size)), (kind, kernel.shape)
+      assert kernel.std() == pytest.approx(
+        INTENDED_STD[kernel_init][kind](kernel), rel=6 / np.sqrt(2 * kernel.size)
+      ), (kind, kernel.shape)
       assert abs(kernel.mean()) < 6 * kernel.std() / np.sqrt(kernel.size)
 
 
@@ -151,22 +172,53 @@ def test_presets_state_their_kernel_init():
 
 
 def init_params(config):
-  model = models.build_model(config)
-  x = jax.ShapeDtypeStruct(models.input_shape(config), jnp.float32)
+  model = mobilenet.build_model(config)
+  x = jax.ShapeDtypeStruct(mobilenet.input_shape(config), jnp.float32)
   return jax.eval_shape(model.init, jax.random.key(0), x)["params"]
 
 
 def test_v3_large_blocks_follow_table_1():
   config = load_config("mobilenet_v3_large")
-  plan = models.build_plan(config.model)
+  plan = mobilenet.build_plan(config.model)
   # Table 1's exp size, #out, SE, NL and s columns for its fifteen bneck rows.
-  assert [b.hidden_channels for b in plan[1:16]] == [16, 64, 72, 72, 120, 120, 240, 200, 184,
-                                                     184, 480, 672, 672, 960, 960]
-  assert [b.out_channels for b in plan[1:16]] == [16, 24, 24, 40, 40, 40, 80, 80, 80, 80, 112,
-                                                  112, 160, 160, 160]
+  assert [b.hidden_channels for b in plan[1:16]] == [
+    16,
+    64,
+    72,
+    72,
+    120,
+    120,
+    240,
+    200,
+    184,
+    184,
+    480,
+    672,
+    672,
+    960,
+    960,
+  ]
+  assert [b.out_channels for b in plan[1:16]] == [
+    16,
+    24,
+    24,
+    40,
+    40,
+    40,
+    80,
+    80,
+    80,
+    80,
+    112,
+    112,
+    160,
+    160,
+    160,
+  ]
   assert [b.se > 0 for b in plan[1:16]] == [False] * 3 + [True] * 3 + [False] * 4 + [True] * 5
   assert [b.act or config.model.activation for b in plan[1:16]] == (
-      ["relu"] * 6 + ["hard_swish"] * 9)
+    ["relu"] * 6 + ["hard_swish"] * 9
+  )
   assert [b.kernel for b in plan[1:16]] == [3] * 3 + [5] * 3 + [3] * 6 + [5] * 3
   params = init_params(config)
   se = params["block_04"]["squeeze_excite"]
@@ -181,16 +233,16 @@ def test_v3_large_blocks_follow_table_1():
 
 def test_v3_activations_are_tf_slims():
   x = jnp.linspace(-5.0, 5.0, 101)
-  np.testing.assert_allclose(layers.ACTIVATIONS["hard_swish"](x),
-                             x * np.clip(x + 3, 0, 6) / 6, rtol=1e-6, atol=1e-7)
-  np.testing.assert_allclose(layers.hard_sigmoid(x), np.clip(x + 3, 0, 6) / 6, rtol=1e-6,
-                             atol=1e-7)
+  np.testing.assert_allclose(
+    layers.ACTIVATIONS["hard_swish"](x), x * np.clip(x + 3, 0, 6) / 6, rtol=1e-6, atol=1e-7
+  )
+  np.testing.assert_allclose(layers.hard_sigmoid(x), np.clip(x + 3, 0, 6) / 6, rtol=1e-6, atol=1e-7)
 
 
 def test_v3_pooled_head_keeps_its_width_below_alpha_one():
   for width, head in ((0.75, 1280), (1.0, 1280), (1.25, 1600)):
     config = load_config("mobilenet_v3_large", f"width={width}")
-    assert models.pooled_head_channels(config.model) == head
+    assert mobilenet.pooled_head_channels(config.model) == head
 
 
 def test_uib_variants_and_fused_ib_have_their_layers():

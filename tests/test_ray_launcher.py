@@ -17,15 +17,22 @@ import jax
 import numpy as np
 import pytest
 
-from mobilenet_jax import report, trainer
-from tests.conftest import REPO
-from tests.test_training import SAME_CURVE_RATE, assert_same_loss_curve, final_params, metrics
-from tests.test_training import config_flags, tiny_config
+from mobilenet_jax import trainer
+from mobilenet_jax.sweeps import report
+from tests.helpers import (
+  REPO,
+  SAME_CURVE_RATE,
+  assert_same_loss_curve,
+  config_flags,
+  final_params,
+  metrics,
+  tiny_config,
+)
 
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 STEPS = 40  # the killed member's; the two-process member's curve is compared over 10
-SWEEP_FILE = f'''
-from mobilenet_jax import sweep
+SWEEP_FILE = f"""
+from mobilenet_jax.sweeps import definition as sweep
 
 def get_sweep():
   return sweep.Sweep("ray_sweep", (
@@ -34,10 +41,14 @@ def get_sweep():
       sweep.Member("two_processes", "configs/tiny.py",
                    (("resources.processes", 2), ("training.num_steps", 10))),
   ))
-'''
-OVERRIDES = {"training.log_every_steps": 1, "training.checkpoint_every_steps": 10,
-             "training.measure_latency": False, "wandb.mode": "disabled",
-             "optimizer.learning_rate": SAME_CURVE_RATE}
+"""
+OVERRIDES = {
+  "training.log_every_steps": 1,
+  "training.checkpoint_every_steps": 10,
+  "training.measure_latency": False,
+  "wandb.mode": "disabled",
+  "optimizer.learning_rate": SAME_CURVE_RATE,
+}
 
 
 @pytest.fixture
@@ -50,10 +61,23 @@ def ray_cluster():
     port = s.getsockname()[1]
   # Ray's socket paths must fit in 107 bytes: a short temporary directory, not pytest's.
   temp_dir = tempfile.mkdtemp(prefix="ray")
-  head = subprocess.Popen([RAY, "start", "--head", "--block", f"--port={port}", "--num-cpus=4",
-                           "--include-dashboard=false", f"--temp-dir={temp_dir}"],
-                          env={**os.environ, "RAY_AUTH_MODE": "disabled"}, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+  head = subprocess.Popen(
+    [
+      RAY,
+      "start",
+      "--head",
+      "--block",
+      f"--port={port}",
+      "--num-cpus=4",
+      "--include-dashboard=false",
+      f"--temp-dir={temp_dir}",
+    ],
+    env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+    text=True,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    start_new_session=True,
+  )
   output = []
   for line in head.stdout:
     output.append(line)
@@ -68,16 +92,27 @@ def ray_cluster():
 
 @pytest.mark.slow
 def test_ray_sweep_isolates_failures_relaunches_a_killed_member_and_runs_two_processes(
-    tmp_path, ray_cluster):
+  tmp_path, ray_cluster
+):
   sweep_file = tmp_path / "ray_sweep.py"
   sweep_file.write_text(SWEEP_FILE)
   workdir = tmp_path / "sweep"
   launcher = subprocess.Popen(
-      [sys.executable, "launch.py", f"--sweep={sweep_file}", f"--workdir={workdir}",
-       "--launcher=ray", f"--ray_address={ray_cluster}",
-       *config_flags(OVERRIDES)],
-      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-      env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    [
+      sys.executable,
+      "launch.py",
+      f"--sweep={sweep_file}",
+      f"--workdir={workdir}",
+      "--launcher=ray",
+      f"--ray_address={ray_cluster}",
+      *config_flags(OVERRIDES),
+    ],
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+  )
 
   # Kill the Ray worker running `killed` once it has saved a checkpoint, as a dying node would:
   # Ray also kills the member process the worker started, so it may not finish its own save.
@@ -95,8 +130,9 @@ def test_ray_sweep_isolates_failures_relaunches_a_killed_member_and_runs_two_pro
   # The uninterrupted reference, trained here meanwhile (its programs are in the session's
   # compilation cache, which the members share).
   reference = tmp_path / "reference"
-  trainer.train_and_evaluate(tiny_config(**OVERRIDES, **{"training.num_steps": STEPS}),
-                             str(reference))
+  trainer.train_and_evaluate(
+    tiny_config(**OVERRIDES, **{"training.num_steps": STEPS}), str(reference)
+  )
   output = launcher.communicate(timeout=600)[0]
   assert killed_at is not None, output
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mobilenet_jax import runtime
+from mobilenet_jax.core import runtime
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,10 +20,13 @@ def test_tunable_is_appended_once():
 
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc tunables exist only on Linux")
 def test_reexec_restarts_the_command_once_with_the_tunable():
-  script = ("import os, sys; sys.path.insert(0, %r); from mobilenet_jax import runtime; "
-            "print('started', flush=True); runtime.reexec_with_huge_pages(); "
-            "print(os.environ['GLIBC_TUNABLES'], sys.argv[1:])" % REPO)
+  script = (
+    "import os, sys; sys.path.insert(0, %r); from mobilenet_jax.core import runtime; "
+    "print('started', flush=True); runtime.reexec_with_huge_pages(); "
+    "print(os.environ['GLIBC_TUNABLES'], sys.argv[1:])" % REPO
+  )
   env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-  out = subprocess.run([sys.executable, "-c", script, "--flag=1"], env=env, check=True,
-                       capture_output=True, text=True).stdout.splitlines()
+  out = subprocess.run(
+    [sys.executable, "-c", script, "--flag=1"], env=env, check=True, capture_output=True, text=True
+  ).stdout.splitlines()
   assert out == ["started", "started", "glibc.malloc.hugetlb=1 ['--flag=1']"]

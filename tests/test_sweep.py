@@ -11,33 +11,44 @@ import time
 import pytest
 from PIL import Image
 
-from mobilenet_jax import accounting, errors, paper, report, sweep
-from mobilenet_jax import config as config_lib
-from tests.conftest import REPO, load_config
+from mobilenet_jax.config import schema as config_lib
+from mobilenet_jax.core import errors
+from mobilenet_jax.counting import accounting, paper
+from mobilenet_jax.sweeps import definition, launching, report
+from tests.helpers import REPO, load_config
 
-SWEEP_FILE = '''
-from mobilenet_jax import sweep
+SWEEP_FILE = """
+from mobilenet_jax.sweeps import definition
+from mobilenet_jax.sweeps import launching
 
 def get_sweep():
-  return sweep.Sweep("tiny_sweep", (
-      sweep.Member("alpha1_res16", "configs/tiny.py"),
-      sweep.Member("broken", "configs/tiny.py", (("model.width_multiplier", -1.0),)),
-      sweep.Member("alpha0.5_res8", "configs/tiny.py",
+  return definition.Sweep("tiny_sweep", (
+      definition.Member("alpha1_res16", "configs/tiny.py"),
+      definition.Member("broken", "configs/tiny.py", (("model.width_multiplier", -1.0),)),
+      definition.Member("alpha0.5_res8", "configs/tiny.py",
                    (("model.width_multiplier", 0.5), ("resolution", 8))),
   ))
-'''
+"""
 
 
 def launch_sweep(sweep_file, workdir, *extra, own_cache=True):
-  args = [sys.executable, "launch.py", f"--sweep={sweep_file}", f"--workdir={workdir}",
-          "--config.training.num_steps=20", "--config.training.log_every_steps=10",
-          "--config.wandb.mode=disabled", *extra]
+  args = [
+    sys.executable,
+    "launch.py",
+    f"--sweep={sweep_file}",
+    f"--workdir={workdir}",
+    "--config.training.num_steps=20",
+    "--config.training.log_every_steps=10",
+    "--config.wandb.mode=disabled",
+    *extra,
+  ]
   env = dict(os.environ, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   if own_cache:  # the sweep's own cache in its workdir, every compile in it, however fast
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
   # Otherwise the members share the session's, where earlier tests left the tiny programs.
-  return subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env=env)
+  return subprocess.Popen(
+    args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+  )
 
 
 @pytest.mark.slow
@@ -55,7 +66,7 @@ def test_sweep_isolates_failures_resumes_after_a_kill_and_reports(tmp_path):
   finished = json.load(open(workdir / "alpha1_res16" / "summary.json"))
   assert finished["status"] == "finished", output
   metrics_before = (workdir / "alpha1_res16" / "metrics.jsonl").read_text()
-  assert any((workdir / sweep.COMPILATION_CACHE).iterdir())  # the members' shared cache
+  assert any((workdir / launching.COMPILATION_CACHE).iterdir())  # the members' shared cache
 
   second = launch_sweep(sweep_file, workdir)
   output = second.communicate(timeout=300)[0]
@@ -79,9 +90,18 @@ def test_sweep_isolates_failures_resumes_after_a_kill_and_reports(tmp_path):
 
 def test_zero_jobs_is_refused_before_anything_runs(tmp_path):
   result = subprocess.run(
-      [sys.executable, "launch.py", "--sweep=experiments/quickstart.py",
-       f"--workdir={tmp_path / 'sweep'}", "--jobs=0"],
-      cwd=REPO, capture_output=True, text=True, timeout=120)
+    [
+      sys.executable,
+      "launch.py",
+      "--sweep=experiments/quickstart.py",
+      f"--workdir={tmp_path / 'sweep'}",
+      "--jobs=0",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode != 0
   assert "error: --jobs=0; allowed: integers >= 1" in result.stderr
   assert "Traceback" not in result.stderr and not (tmp_path / "sweep").exists()
@@ -89,25 +109,48 @@ def test_zero_jobs_is_refused_before_anything_runs(tmp_path):
 
 def test_dry_run_prints_one_command_per_member(tmp_path):
   result = subprocess.run(
-      [sys.executable, "launch.py", "--sweep=experiments/v2_tradeoff.py",
-       f"--workdir={tmp_path}", "--dry_run", "--config.data.data_dir=/data/tfds"],
-      cwd=REPO, capture_output=True, text=True, check=True)
+    [
+      sys.executable,
+      "launch.py",
+      "--sweep=experiments/v2_tradeoff.py",
+      f"--workdir={tmp_path}",
+      "--dry_run",
+      "--config.data.data_dir=/data/tfds",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   lines = result.stdout.strip().splitlines()
   assert len(lines) == 21
-  assert all("--config.wandb.group=v2_tradeoff" in l and l.endswith("--config.data.data_dir=/data/tfds")
-             for l in lines)
-  assert any("--config.model.width_multiplier=1.4 --config.resolution=224" in l for l in lines)
+  assert all(
+    "--config.wandb.group=v2_tradeoff" in line
+    and line.endswith("--config.data.data_dir=/data/tfds")
+    for line in lines
+  )
+  assert any(
+    "--config.model.width_multiplier=1.4 --config.resolution=224" in line for line in lines
+  )
   assert not os.listdir(tmp_path)  # a dry run writes nothing
 
 
-@pytest.mark.parametrize("name,count", [("quickstart", 9), ("v1_tradeoff", 16),
-                                        ("v1_ablations", 4), ("v2_tradeoff", 21),
-                                        ("imagenette_tradeoff", 9), ("v3_quickstart", 4)])
+@pytest.mark.parametrize(
+  "name,count",
+  [
+    ("quickstart", 9),
+    ("v1_tradeoff", 16),
+    ("v1_ablations", 4),
+    ("v2_tradeoff", 21),
+    ("imagenette_tradeoff", 9),
+    ("v3_quickstart", 4),
+  ],
+)
 def test_experiment_members_are_valid_configs(name, count):
-  definition = sweep.load_sweep(str(REPO / "experiments" / f"{name}.py"))
-  assert len(definition.members) == count
-  for member in definition.members:
-    config_lib.validate(sweep.member_config(member))
+  the_sweep = definition.load_sweep(str(REPO / "experiments" / f"{name}.py"))
+  assert len(the_sweep.members) == count
+  for member in the_sweep.members:
+    config_lib.validate(definition.member_config(member))
 
 
 def write_member(workdir, name, config, top1, seed=0, **summary_values):
@@ -116,10 +159,19 @@ def write_member(workdir, name, config, top1, seed=0, **summary_values):
   config.seed = seed
   (folder / "config.json").write_text(config.to_json_best_effort())
   counts = accounting.profile(config)
-  summary = {"status": "finished", "top1": top1, "top5": top1 + 0.2, "ema_top1": top1,
-             "madds": counts.madds, "params": counts.params, "latency_ms": 1.0,
-             "images_per_second": 10.0, "width_multiplier": config.model.width_multiplier,
-             "resolution": config.resolution, **summary_values}
+  summary = {
+    "status": "finished",
+    "top1": top1,
+    "top5": top1 + 0.2,
+    "ema_top1": top1,
+    "madds": counts.madds,
+    "params": counts.params,
+    "latency_ms": 1.0,
+    "images_per_second": 10.0,
+    "width_multiplier": config.model.width_multiplier,
+    "resolution": config.resolution,
+    **summary_values,
+  }
   (folder / "summary.json").write_text(json.dumps(summary))
 
 
@@ -130,14 +182,23 @@ def test_off_imagenet_the_report_draws_the_papers_curve_for_the_same_models_besi
     write_member(tmp_path, f"v2_{width}_{res}", config, top1, onnxruntime_latency_ms=res / 10)
   report.write(str(tmp_path))
   assert Image.open(tmp_path / "latency_onnxruntime.png").text["points"] == "4"
-  assert "![top-1 vs onnxruntime latency](latency_onnxruntime.png)" in (tmp_path / "report.md").read_text()
+  assert (
+    "![top-1 vs onnxruntime latency](latency_onnxruntime.png)"
+    in (tmp_path / "report.md").read_text()
+  )
   plot = Image.open(tmp_path / "tradeoff.png")
   # TF-slim publishes three of the four (not 64 px); their ImageNet top-1 rises with mult-adds.
   assert (plot.text["points"], plot.text["papers_curve_points"]) == ("4", "3")
-  assert [row["top1"] for row in report.papers_curve(report.rows(report.collect(str(tmp_path))))] \
-      == [paper.find("mobilenet_v2", w, r).slim.top1 / 100 for w, r in ((0.75, 128), (0.5, 128), (0.5, 96))]
-  assert ("The same correlation over the papers' ImageNet top-1 for the 3 of these models they "
-          "publish: 1.000.") in (tmp_path / "report.md").read_text()
+  assert [
+    row["top1"] for row in report.papers_curve(report.rows(report.collect(str(tmp_path))))
+  ] == [
+    paper.find("mobilenet_v2", w, r).slim.top1 / 100
+    for w, r in ((0.75, 128), (0.5, 128), (0.5, 96))
+  ]
+  assert (
+    "The same correlation over the papers' ImageNet top-1 for the 3 of these models they "
+    "publish: 1.000."
+  ) in (tmp_path / "report.md").read_text()
 
 
 def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
@@ -155,15 +216,33 @@ def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
   assert table_rows[0]["top1"] == pytest.approx(0.59)
   assert table_rows[0]["top1_std"] == pytest.approx(0.0141421, rel=1e-4)
   text = (tmp_path / "report.md").read_text()
-  cells = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()
-           if line.startswith("| mobilenet_v1 0.5-160")]
+  cells = [
+    [c.strip() for c in line.split("|")[1:-1]]
+    for line in text.splitlines()
+    if line.startswith("| mobilenet_v1 0.5-160")
+  ]
   cell = paper.find("mobilenet_v1", 0.5, 160)
   # Counted in each source's convention: 1000 classes for the paper, 1001 (+BN) for TF-slim.
   assert cells == [
-      ["mobilenet_v1 0.5-160", "59.0 ± 1.4", "V1 paper Table 9", f"{cell.paper.top1:g}",
-       "76.5 / 76", "1.321 / 1.32", "ok"],
-      ["mobilenet_v1 0.5-160", "59.0 ± 1.4", "TF-slim 2018_02_22", f"{cell.slim.top1:g}",
-       "76.5 / 77", "1.338 / 1.34", "ok"]]
+    [
+      "mobilenet_v1 0.5-160",
+      "59.0 ± 1.4",
+      "V1 paper Table 9",
+      f"{cell.paper.top1:g}",
+      "76.5 / 76",
+      "1.321 / 1.32",
+      "ok",
+    ],
+    [
+      "mobilenet_v1 0.5-160",
+      "59.0 ± 1.4",
+      "TF-slim 2018_02_22",
+      f"{cell.slim.top1:g}",
+      "76.5 / 77",
+      "1.338 / 1.34",
+      "ok",
+    ],
+  ]
   assert Image.open(tmp_path / "tradeoff.png").text["published_points"] == "2"
 
 
@@ -172,8 +251,12 @@ def test_report_reads_members_written_before_config_keys_were_added(tmp_path):
   config.data.dataset = "tfds:imagenet2012"
   write_member(tmp_path, "old", config, 0.6)
   old = json.loads((tmp_path / "old" / "config.json").read_text())
-  for group, key in (("model", "pooled_head_channels"), ("model", "pooled_head_norm"),
-                     ("model", "kernel_init"), ("training", "measure_latency")):
+  for group, key in (
+    ("model", "pooled_head_channels"),
+    ("model", "pooled_head_norm"),
+    ("model", "kernel_init"),
+    ("training", "measure_latency"),
+  ):
     del old[group][key]
   (tmp_path / "old" / "config.json").write_text(json.dumps(old))
   assert report.write(str(tmp_path))[0]["madds"] == accounting.profile(config).madds
@@ -188,12 +271,16 @@ def test_report_takes_v3_and_mnv4_members_beside_their_published_rows(tmp_path):
     write_member(tmp_path, name, config, top1)
   report.write(str(tmp_path))
   text = (tmp_path / "report.md").read_text()
-  rows = [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()
-          if line.startswith(("| mobilenet_v3_small 1-224", "| mobilenet_v4_conv_small 1-224"))]
+  rows = [
+    [c.strip() for c in line.split("|")[1:-1]]
+    for line in text.splitlines()
+    if line.startswith(("| mobilenet_v3_small 1-224", "| mobilenet_v4_conv_small 1-224"))
+  ]
   assert [(r[2], r[4], r[5], r[6][:9]) for r in rows] == [
-      ("V3 paper Table 3", "56.5 / 56", "2.531 / 2.5", "ok"),
-      ("TF-slim", "56.5 / 66", "2.532 / 2.9", "⚠ differs"),
-      ("MNv4 paper", "186.0 / 0.2 G", "3.774 / 3.8", "ok")]
+    ("V3 paper Table 3", "56.5 / 56", "2.531 / 2.5", "ok"),
+    ("TF-slim", "56.5 / 66", "2.532 / 2.9", "⚠ differs"),
+    ("MNv4 paper", "186.0 / 0.2 G", "3.774 / 3.8", "ok"),
+  ]
   assert Image.open(tmp_path / "tradeoff.png").text["published_points"] == "3"
 
 
@@ -206,36 +293,45 @@ def test_report_states_the_rank_correlation_of_mult_adds_and_top1(tmp_path):
     write_member(tmp_path, f"alpha{alpha}", config, top1)
   rows = report.write(str(tmp_path))
   assert report.madds_rank_correlation(rows) == (pytest.approx(0.8), 4)
-  assert ("Spearman rank correlation of mult-adds and top-1 over the 4 configurations: 0.800."
-          in (tmp_path / "report.md").read_text())
+  assert (
+    "Spearman rank correlation of mult-adds and top-1 over the 4 configurations: 0.800."
+    in (tmp_path / "report.md").read_text()
+  )
   assert report.madds_rank_correlation(rows[:2]) == (None, 2)
 
 
 def test_quickstart_grid_is_the_one_the_readme_states():
   from experiments import quickstart
-  definition = sweep.load_sweep(str(REPO / "experiments" / "quickstart.py"))
-  grid = {(dict(m.overrides)["model.width_multiplier"], dict(m.overrides)["resolution"])
-          for m in definition.members}
+
+  the_sweep = definition.load_sweep(str(REPO / "experiments" / "quickstart.py"))
+  grid = {
+    (dict(m.overrides)["model.width_multiplier"], dict(m.overrides)["resolution"])
+    for m in the_sweep.members
+  }
   assert grid == {(a, r) for a in (0.25, 0.5, 1.0) for r in (8, 16, 32)}
-  for member in definition.members:
+  for member in the_sweep.members:
     assert member.config == "configs/tiny.py:preset=short"
     assert dict(member.overrides)["data.dataset"] == "glyphs"
     assert dict(member.overrides)["training.num_steps"] == 300
   readme = (REPO / "README.md").read_text()
-  stated = (f"α ∈ {{{', '.join(f'{a:g}' for a in quickstart.WIDTHS)}}} × resolution ∈ "
-            f"{{{', '.join(map(str, quickstart.RESOLUTIONS))}}}")
+  stated = (
+    f"α ∈ {{{', '.join(f'{a:g}' for a in quickstart.WIDTHS)}}} × resolution ∈ "
+    f"{{{', '.join(map(str, quickstart.RESOLUTIONS))}}}"
+  )
   assert stated in readme
 
 
 def test_a_member_checkpoints_and_stops_when_its_launcher_is_killed(tmp_path):
   sweep_file = tmp_path / "one_member.py"
   sweep_file.write_text(
-      "from mobilenet_jax import sweep\n"
-      "def get_sweep():\n"
-      "  return sweep.Sweep('one', (sweep.Member('m', 'configs/tiny.py'),))\n")
+    "from mobilenet_jax.sweeps import definition as sweep\n"
+    "def get_sweep():\n"
+    "  return sweep.Sweep('one', (sweep.Member('m', 'configs/tiny.py'),))\n"
+  )
   workdir = tmp_path / "sweep"
-  launcher = launch_sweep(sweep_file, workdir, "--config.training.num_steps=100000",
-                          own_cache=False)
+  launcher = launch_sweep(
+    sweep_file, workdir, "--config.training.num_steps=100000", own_cache=False
+  )
   metrics = workdir / "m" / "metrics.jsonl"
   deadline = time.time() + 120
   while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") > 1):
@@ -255,32 +351,43 @@ def test_a_member_checkpoints_and_stops_when_its_launcher_is_killed(tmp_path):
 @pytest.mark.parametrize("workdir", ["missing", "empty"])
 def test_report_on_a_directory_without_members_is_one_line(tmp_path, workdir):
   (tmp_path / "empty").mkdir()
-  result = subprocess.run([sys.executable, "launch.py", "--mode=report",
-                           f"--workdir={tmp_path / workdir}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+  result = subprocess.run(
+    [sys.executable, "launch.py", "--mode=report", f"--workdir={tmp_path / workdir}"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode != 0 and "Traceback" not in result.stderr
-  assert result.stderr.strip() == (f"error: {tmp_path / workdir} has no member directories with "
-                                   "a summary.json: run a sweep there first "
-                                   "(--sweep=FILE --workdir=DIR)")
+  assert result.stderr.strip() == (
+    f"error: {tmp_path / workdir} has no member directories with "
+    "a summary.json: run a sweep there first "
+    "(--sweep=FILE --workdir=DIR)"
+  )
 
 
 def test_sweep_file_mistakes_are_config_errors(tmp_path):
-  with pytest.raises(errors.ConfigError, match=r"names 'alpha', which is not an axis; "
-                                                   r"axes: \['resolution'\]"):
-    sweep.grid("configs/tiny.py", "a{alpha}", {"resolution": (8, 16)})
+  with pytest.raises(
+    errors.ConfigError,
+    match=r"names 'alpha', which is not an axis; "
+    r"axes: \['resolution'\]",
+  ):
+    definition.grid("configs/tiny.py", "a{alpha}", {"resolution": (8, 16)})
   broken = tmp_path / "broken.py"
   broken.write_text("def get_sweep(:\n")
-  with pytest.raises(errors.ConfigError, match=rf"--sweep={broken}: {broken} line 1: invalid syntax"):
-    sweep.load_sweep(str(broken))
+  with pytest.raises(
+    errors.ConfigError, match=rf"--sweep={broken}: {broken} line 1: invalid syntax"
+  ):
+    definition.load_sweep(str(broken))
 
 
 def test_a_member_stopped_with_the_launcher_keeps_its_on_disk_status(tmp_path):
-  member = sweep.Member("m", "configs/tiny.py")
+  member = definition.Member("m", "configs/tiny.py")
   (tmp_path / "m").mkdir()
   (tmp_path / "m" / "launch.log").write_text("step 5/100\n")
   # Stopping: SIGTERM's exit, or no exit code (a Ray worker ended by the cancel), is not a failure.
   for code in (-signal.SIGTERM, None):
-    assert sweep.ended_status(str(tmp_path), member, code, stopped=True) == "pending"
+    assert launching.ended_status(str(tmp_path), member, code, stopped=True) == "pending"
   (tmp_path / "m" / "summary.json").write_text('{"status": "preempted"}')
-  assert sweep.ended_status(str(tmp_path), member, None, stopped=True) == "preempted"
-  assert sweep.ended_status(str(tmp_path), member, None) == "failed (exit None): step 5/100"
+  assert launching.ended_status(str(tmp_path), member, None, stopped=True) == "preempted"
+  assert launching.ended_status(str(tmp_path), member, None) == "failed (exit None): step 5/100"

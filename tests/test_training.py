@@ -17,27 +17,24 @@ import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
-from mobilenet_jax import checkpointing, command_line, data, errors, evaluate, models, optim
-from mobilenet_jax import tracking
-from mobilenet_jax import train_step, trainer
-from mobilenet_jax import workdir as workdir_lib
-from tests.conftest import REPO, load_config
-
-TINY_OVERRIDES = {"wandb.mode": "disabled", "training.measure_latency": False}
-
-
-def tiny_config(**overrides):
-  return command_line.apply_overrides(load_config("tiny"), {**TINY_OVERRIDES, **overrides}.items())
-
-
-def config_flags(overrides):
-  """The launch.py flags that give a subprocess the overrides tiny_config(**overrides) applies."""
-  return [f"--config.{key}={value}" for key, value in overrides.items()]
-
-
-def metrics(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
+from mobilenet_jax import evaluate, trainer
+from mobilenet_jax.config import workdir as workdir_lib
+from mobilenet_jax.core import errors, tracking
+from mobilenet_jax.data import pipeline
+from mobilenet_jax.models import mobilenet
+from mobilenet_jax.sweeps import report
+from mobilenet_jax.train import checkpointing, optim, train_step
+from tests.helpers import (
+  REPO,
+  SAME_CURVE_RATE,
+  TINY_OVERRIDES,
+  assert_same_loss_curve,
+  config_flags,
+  final_params,
+  load_config,
+  metrics,
+  tiny_config,
+)
 
 
 def test_learns_digits_and_writes_every_file(tmp_path):
@@ -48,8 +45,15 @@ def test_learns_digits_and_writes_every_file(tmp_path):
   assert summary["top1"] > 0.5  # 10 classes: chance is 0.1
   assert summary["eval_count"] == 360  # every validation example exactly once
   assert summary["status"] == "finished" and summary["steps"] == 150
-  for key in ("madds", "params", "width_multiplier", "resolution", "top5", "ema_top1",
-              "images_per_second"):
+  for key in (
+    "madds",
+    "params",
+    "width_multiplier",
+    "resolution",
+    "top5",
+    "ema_top1",
+    "images_per_second",
+  ):
     assert summary[key] is not None
   assert 0 <= summary["input_wait_fraction"] < 1
   assert json.load(open(os.path.join(workdir, "config.json")))["resolution"] == 16
@@ -67,16 +71,22 @@ def tf1_rmsprop_numpy(params, grads_per_step, lrs, decay=0.9, momentum=0.9, eps=
   """TF1 ApplyRMSProp, transcribed: ms starts at 1; lr multiplies the momentum increment."""
   var, ms, mom = params.copy(), np.ones_like(params), np.zeros_like(params)
   for grad, lr in zip(grads_per_step, lrs):
-    ms += (grad ** 2 - ms) * (1 - decay)
+    ms += (grad**2 - ms) * (1 - decay)
     mom = mom * momentum + lr * grad / np.sqrt(ms + eps)
     var -= mom
   return var
 
 
 def test_tf1_rmsprop_matches_numpy_across_a_learning_rate_change():
-  config = tiny_config(**{"optimizer.weight_decay": 0.0, "schedule.decay_rate": 0.5,
-                          "schedule.decay_epochs": 1.0, "optimizer.learning_rate": 0.1,
-                          "data.batch_size": 64})
+  config = tiny_config(
+    **{
+      "optimizer.weight_decay": 0.0,
+      "schedule.decay_rate": 0.5,
+      "schedule.decay_epochs": 1.0,
+      "optimizer.learning_rate": 0.1,
+      "data.batch_size": 64,
+    }
+  )
   params = {"w": jnp.asarray(np.random.default_rng(0).normal(size=(5,)), jnp.float32)}
   tx, schedule, _ = optim.make_optimizer(config, params, steps_per_epoch=3)
   grads = [np.random.default_rng(i + 1).normal(size=(5,)).astype(np.float32) for i in range(7)]
@@ -91,9 +101,16 @@ def test_tf1_rmsprop_matches_numpy_across_a_learning_rate_change():
 
 
 def test_warmup_then_cosine_schedule():
-  config = tiny_config(**{"schedule.name": "cosine", "schedule.warmup_epochs": 2.0,
-                          "optimizer.learning_rate": 0.09, "optimizer.reference_batch_size": 32,
-                          "data.batch_size": 64, "training.num_steps": 110})
+  config = tiny_config(
+    **{
+      "schedule.name": "cosine",
+      "schedule.warmup_epochs": 2.0,
+      "optimizer.learning_rate": 0.09,
+      "optimizer.reference_batch_size": 32,
+      "data.batch_size": 64,
+      "training.num_steps": 110,
+    }
+  )
   schedule, peak = optim.learning_rate_schedule(config, steps_per_epoch=5)
   assert peak == pytest.approx(0.18)  # 0.09 per 32 images, scaled to 64
   assert [float(schedule(s)) for s in (0, 5, 10)] == pytest.approx([0.0, 0.09, 0.18])
@@ -114,8 +131,14 @@ def test_label_smoothing_and_ema_follow_their_tf_definitions():
 
 def test_diverging_run_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = str(tmp_path / "nan")
-  config = tiny_config(**{"optimizer.learning_rate": 1e30, "training.num_steps": 20,
-                          "training.log_every_steps": 10, "training.checkpoint_every_steps": 1})
+  config = tiny_config(
+    **{
+      "optimizer.learning_rate": 1e30,
+      "training.num_steps": 20,
+      "training.log_every_steps": 10,
+      "training.checkpoint_every_steps": 1,
+    }
+  )
   with pytest.raises(errors.TrainingError, match=r"at step (\d+); stopped") as error:
     trainer.train_and_evaluate(config, workdir)
   failed_step = int(error.value.args[0].split("at step ")[1].split(";")[0])
@@ -126,7 +149,7 @@ def test_diverging_run_stops_with_the_step_and_keeps_the_last_good_checkpoint(tm
 
 def test_weight_decay_mask_excludes_depthwise_bn_and_biases():
   config = load_config("mobilenet_v2", "width=0.35,res=32")
-  model = models.build_model(config)
+  model = mobilenet.build_model(config)
   params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
   mask = optim.weight_decay_mask(params, config.optimizer.weight_decay_exclude)
   assert mask["block_02"]["expand"]["conv"]["kernel"] is True
@@ -134,36 +157,51 @@ def test_weight_decay_mask_excludes_depthwise_bn_and_biases():
   assert mask["block_02"]["depthwise"]["bn"]["scale"] is False
   assert mask["classifier"]["kernel"] is True and mask["classifier"]["bias"] is False
   _, _, derived = optim.make_optimizer(config, params, 10)
-  depthwise = sum(b["depthwise"]["conv"]["kernel"].size for k, b in params.items()
-                  if "depthwise" in b)
+  depthwise = sum(
+    b["depthwise"]["conv"]["kernel"].size for k, b in params.items() if "depthwise" in b
+  )
   assert derived["optimizer/undecayed_params"] > depthwise > 0
 
 
 def test_unknown_preset_and_dataset_are_refused(tmp_path):
-  with pytest.raises(errors.ConfigError,
-                     match=r"allowed presets: \['modern', 'paper_v1', 'paper_v2', 'paper_v3', 'short'\]"):
+  with pytest.raises(
+    errors.ConfigError,
+    match=r"allowed presets: \['modern', 'paper_v1', 'paper_v2', 'paper_v3', 'short'\]",
+  ):
     load_config("mobilenet_v2", "preset=fast")
-  with pytest.raises(errors.DataError, match="allowed: 'digits', 'glyphs', 'folder:PATH', 'tfds:NAME'"):
+  with pytest.raises(
+    errors.DataError, match="allowed: 'digits', 'glyphs', 'folder:PATH', 'tfds:NAME'"
+  ):
     trainer.train_and_evaluate(tiny_config(**{"data.dataset": "mnist"}), str(tmp_path / "x"))
 
 
 def launch(workdir, *extra, env=None):
-  args = [sys.executable, "launch.py", "--config=configs/tiny.py", f"--workdir={workdir}",
-          "--config.wandb.mode=offline"]
-  return subprocess.Popen(args + list(extra), cwd=REPO, env={**os.environ, **(env or {})},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  args = [
+    sys.executable,
+    "launch.py",
+    "--config=configs/tiny.py",
+    f"--workdir={workdir}",
+    "--config.wandb.mode=offline",
+  ]
+  return subprocess.Popen(
+    args + list(extra),
+    cwd=REPO,
+    env={**os.environ, **(env or {})},
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
-def final_params(workdir):
-  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), item_names=("state",))
-  restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-      state=ocp.args.StandardRestore()))
-  return manager.latest_step(), restored.state["params"]
-
-
-def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(tmp_path, monkeypatch, capsys):
-  config = tiny_config(**{"wandb.mode": "offline", "training.num_steps": 20,
-                          "training.log_every_steps": 5, "training.checkpoint_every_steps": 1000})
+def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(tmp_path, monkeypatch, caplog):
+  config = tiny_config(
+    **{
+      "wandb.mode": "offline",
+      "training.num_steps": 20,
+      "training.log_every_steps": 5,
+      "training.checkpoint_every_steps": 1000,
+    }
+  )
   reached, steps = checkpointing.Preemption.reached, []
 
   def sigterm_after_step_8(self, sync_point):
@@ -178,7 +216,7 @@ def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(tmp_path, mon
   assert summary["status"] == "preempted" and summary["steps"] == 8
   monkeypatch.undo()
   assert trainer.train_and_evaluate(config, interrupted)["status"] == "finished"
-  assert "Resumed" in capsys.readouterr().out
+  assert "Resumed" in caplog.text
   trainer.train_and_evaluate(config, straight)
 
   step_a, params_a = final_params(interrupted)
@@ -201,12 +239,16 @@ def test_the_train_step_compiles_once_per_run_and_once_on_resume(tmp_path, monke
     def traced(*step_args):
       traces.append(1)  # Python runs this body only while jax.jit traces
       return step(*step_args)
+
     return traced
 
   monkeypatch.setattr(train_step, "make_train_step", counting_traces)
   workdir = str(tmp_path / "run")
-  every = {"training.log_every_steps": 1, "training.eval_every_steps": 2,
-           "training.checkpoint_every_steps": 2}
+  every = {
+    "training.log_every_steps": 1,
+    "training.eval_every_steps": 2,
+    "training.checkpoint_every_steps": 2,
+  }
   config = tiny_config(**{"training.num_steps": 4, **every})
   trainer.train_and_evaluate(config, workdir)
   assert len(traces) == 1
@@ -217,47 +259,48 @@ def test_the_train_step_compiles_once_per_run_and_once_on_resume(tmp_path, monke
 
 
 def test_a_run_waiting_for_its_input_says_so_in_its_metrics_and_summary(tmp_path, monkeypatch):
-  crop = data.random_resized_crop
+  crop = pipeline.random_resized_crop
 
   def slow_crop(*args):
     time.sleep(0.005)  # 64 images on two threads: 0.16 s a batch against a step of milliseconds
     return crop(*args)
 
-  monkeypatch.setattr(data, "random_resized_crop", slow_crop)
-  config = tiny_config(**{"training.num_steps": 8, "training.log_every_steps": 2,
-                          "data.batch_size": 64})
+  monkeypatch.setattr(pipeline, "random_resized_crop", slow_crop)
+  config = tiny_config(
+    **{"training.num_steps": 8, "training.log_every_steps": 2, "data.batch_size": 64}
+  )
   summary = trainer.train_and_evaluate(config, str(tmp_path / "run"))
-  waits = [m["train/input_wait_fraction"] for m in metrics(str(tmp_path / "run"))
-           if "train/input_wait_fraction" in m]
+  waits = [
+    m["train/input_wait_fraction"]
+    for m in metrics(str(tmp_path / "run"))
+    if "train/input_wait_fraction" in m
+  ]
   assert len(waits) == 4 and summary["input_wait_fraction"] > 0.8
-
-
-# Runs compared step by step train at this rate: at the tiny config's 0.045 the net amplifies
-# float rounding to 1e-4 within five steps (how soon depends on the images), at 0.01 it does not.
-SAME_CURVE_RATE = 0.01
-
-
-def assert_same_loss_curve(actual, desired):
-  """Cross-device sums add in another order: equal to float rounding, over ten steps at
-  SAME_CURVE_RATE (measured: at most 1.1e-7 apart for 1 vs 8 devices)."""
-  assert len(actual) == len(desired) == 10
-  np.testing.assert_allclose(actual, desired, rtol=1e-6)
 
 
 @pytest.mark.slow
 def test_eight_devices_give_one_devices_loss_curve(tmp_path):
   """Eight (fake) devices in a process started for them, one device here, side by side. Two
   processes over gloo are checked where Ray places them (test_ray_launcher.py)."""
-  overrides = {**TINY_OVERRIDES, "training.num_steps": 10, "training.log_every_steps": 1,
-               "optimizer.learning_rate": SAME_CURVE_RATE}
-  eight = launch(str(tmp_path / "eight"), *config_flags(overrides),
-                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  overrides = {
+    **TINY_OVERRIDES,
+    "training.num_steps": 10,
+    "training.log_every_steps": 1,
+    "optimizer.learning_rate": SAME_CURVE_RATE,
+  }
+  eight = launch(
+    str(tmp_path / "eight"),
+    *config_flags(overrides),
+    env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+  )
   assert jax.device_count() == 1
   one = trainer.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "one"))
   output = eight.communicate(timeout=300)[0]
   assert eight.returncode == 0, output
-  losses = {name: [m["train/loss"] for m in metrics(str(tmp_path / name)) if "train/loss" in m]
-            for name in ("one", "eight")}
+  losses = {
+    name: [m["train/loss"] for m in metrics(str(tmp_path / name)) if "train/loss" in m]
+    for name in ("one", "eight")
+  }
   summary = json.load(open(tmp_path / "eight" / "summary.json"))
   assert summary["devices"] == 8 and one["devices"] == 1
   assert_same_loss_curve(losses["eight"], losses["one"])
@@ -268,21 +311,22 @@ def test_eight_devices_give_one_devices_loss_curve(tmp_path):
   assert restored["top1"] == pytest.approx(summary["top1"], abs=1 / 360)
 
 
-def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path, capsys):
+def test_a_torn_last_metrics_line_is_dropped_on_resume(tmp_path, caplog):
   path = tmp_path / "metrics.jsonl"
   good = '{"step": 25, "train/loss": 2.0}\n{"step": 50, "train/loss": 1.5}\n'
   path.write_text(good + '{"st')
   writer = tracking.MetricWriter(str(tmp_path), tiny_config(), {})
   assert writer.last_logged == 50
   assert path.read_text() == good
-  assert "metrics.jsonl ended in a partial line (4 bytes" in capsys.readouterr().out
+  assert "metrics.jsonl ended in a partial line (4 bytes" in caplog.text
   path.write_text(good + '{"step": 75}')  # whole but for its newline: kept
   assert tracking.MetricWriter(str(tmp_path), tiny_config(), {}).last_logged == 75
   assert path.read_text() == good + '{"step": 75}\n'
 
 
 def test_a_refused_run_leaves_nothing_and_a_workdir_without_checkpoints_takes_a_new_config(
-    tmp_path):
+  tmp_path,
+):
   workdir = tmp_path / "run"
   with pytest.raises(errors.ConfigError, match="num_classes=5 but digits has 10 classes"):
     trainer.train_and_evaluate(tiny_config(**{"model.num_classes": 5}), str(workdir))
@@ -295,7 +339,9 @@ def test_a_refused_run_leaves_nothing_and_a_workdir_without_checkpoints_takes_a_
   summary = trainer.train_and_evaluate(config, str(workdir))
   assert summary["status"] == "finished"
   assert json.loads((workdir / "config.json").read_text())["seed"] == 0
-  assert (workdir / "metrics.replaced_config.jsonl").read_text() == '{"step": 1, "train/loss": 2.3}\n'
+  assert (
+    workdir / "metrics.replaced_config.jsonl"
+  ).read_text() == '{"step": 1, "train/loss": 2.3}\n'
   assert json.loads((workdir / "config.replaced_config.json").read_text())["seed"] == 7
   assert [m["step"] for m in metrics(str(workdir)) if "train/loss" in m] == [1, 2]
   # Once it holds a checkpoint, the workdir refuses another config (unfinished, to get there),
@@ -303,8 +349,17 @@ def test_a_refused_run_leaves_nothing_and_a_workdir_without_checkpoints_takes_a_
   (workdir / "summary.json").unlink()
   with pytest.raises(errors.ConfigError, match="holds a run with another config"):
     trainer.train_and_evaluate(tiny_config(**{"seed": 7}), str(workdir))
-  workdir_lib.claim(tiny_config(**{"training.num_steps": 2, "training.log_every_steps": 1,
-                                   "resources.processes": 2, "resources.gpus": 1.0}), str(workdir))
+  workdir_lib.claim(
+    tiny_config(
+      **{
+        "training.num_steps": 2,
+        "training.log_every_steps": 1,
+        "resources.processes": 2,
+        "resources.gpus": 1.0,
+      }
+    ),
+    str(workdir),
+  )
 
 
 def test_scoring_a_workdir_refuses_another_model_or_preprocessing(tmp_path):
@@ -352,8 +407,11 @@ def test_a_config_json_from_before_kernel_init_reads_as_he_fan_in(tmp_path):
 
 
 def test_user_errors_before_any_work_name_the_key_or_file(tmp_path):
-  with pytest.raises(errors.ConfigError, match=r"batch_size=2048 is larger than the "
-                                                   r"training split \(1437 examples"):
+  with pytest.raises(
+    errors.ConfigError,
+    match=r"batch_size=2048 is larger than the "
+    r"training split \(1437 examples",
+  ):
     trainer.train_and_evaluate(tiny_config(**{"data.batch_size": 2048}), str(tmp_path / "a"))
   missing = tmp_path / "does_not_exist"
   with pytest.raises(errors.TrainingError, match="holds no checkpoints/"):
@@ -365,23 +423,23 @@ def test_user_errors_before_any_work_name_the_key_or_file(tmp_path):
       evaluate.predict(tiny_config(), str(image), str(missing))  # before any restore
 
 
-def test_a_damaged_latest_checkpoint_is_skipped_and_the_one_before_used(tmp_path, capsys):
+def test_a_damaged_latest_checkpoint_is_skipped_and_the_one_before_used(tmp_path, caplog):
   workdir = tmp_path / "run"
   config = tiny_config(**{"training.num_steps": 4, "training.checkpoint_every_steps": 2})
   trainer.train_and_evaluate(config, str(workdir))
   shutil.rmtree(workdir / "checkpoints" / "4" / "state")
   assert evaluate.checkpoint(config, str(workdir))["step"] == 2  # eval changes nothing
-  assert "note: checkpoint step 4 cannot be restored" in capsys.readouterr().out
+  assert "note: checkpoint step 4 cannot be restored" in caplog.text
+  caplog.clear()
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
   (workdir / "summary.json").unlink()  # as if the run had died after the damaged save
   summary = trainer.train_and_evaluate(config, str(workdir))
   assert summary["status"] == "finished" and summary["steps"] == 4
-  assert "Resumed" in capsys.readouterr().out
+  assert "Resumed" in caplog.text
   assert (workdir / "damaged_checkpoints" / "4").is_dir()  # kept, out of the manager's way
 
 
-def test_without_an_ema_no_ema_copies_are_stored_and_older_checkpoints_with_them_resume(
-    tmp_path):
+def test_without_an_ema_no_ema_copies_are_stored_and_older_checkpoints_with_them_resume(tmp_path):
   workdir = tmp_path / "run"
   config = tiny_config(**{"training.num_steps": 4, "training.checkpoint_every_steps": 2})
   assert config.training.ema_decay == 0
@@ -395,8 +453,11 @@ def test_without_an_ema_no_ema_copies_are_stored_and_older_checkpoints_with_them
   shutil.rmtree(workdir / "checkpoints" / "2")
   (workdir / "summary.json").unlink()
   writer = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state", "meta"))
-  writer.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(old),
-                                         meta=ocp.args.JsonSave({"step": 2})), force=True)
+  writer.save(
+    2,
+    args=ocp.args.Composite(state=ocp.args.StandardSave(old), meta=ocp.args.JsonSave({"step": 2})),
+    force=True,
+  )
   writer.wait_until_finished()
   summary = trainer.train_and_evaluate(config, str(workdir))
   assert summary["status"] == "finished" and summary["steps"] == 4
@@ -409,13 +470,15 @@ def test_a_workdir_that_cannot_be_written_is_one_line(tmp_path):
   (tmp_path / "train").mkdir()
   (tmp_path / "val").mkdir()
   with pytest.raises(errors.DataError, match=r"class_names='/nonexistent.txt': No such file"):
-    trainer.train_and_evaluate(tiny_config(**{"data.dataset": f"folder:{tmp_path}",
-                                              "data.class_names": "/nonexistent.txt"}),
-                               str(tmp_path / "run"))
+    trainer.train_and_evaluate(
+      tiny_config(**{"data.dataset": f"folder:{tmp_path}", "data.class_names": "/nonexistent.txt"}),
+      str(tmp_path / "run"),
+    )
 
 
-def test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints_before(tmp_path,
-                                                                               monkeypatch):
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints_before(
+  tmp_path, monkeypatch
+):
   workdir = tmp_path / "run"
   config = tiny_config(**{"training.num_steps": 4, "training.checkpoint_every_steps": 2})
   save = ocp.CheckpointManager.save
@@ -426,8 +489,11 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_checkpoints_before(t
     return save(self, step, *args, **kwargs)
 
   monkeypatch.setattr(ocp.CheckpointManager, "save", disk_full_at_step_4)
-  with pytest.raises(errors.TrainingError, match=r"step 4 failed: No space left on device; "
-                                                  r"the earlier checkpoints .* \(latest: step 2\)"):
+  with pytest.raises(
+    errors.TrainingError,
+    match=r"step 4 failed: No space left on device; "
+    r"the earlier checkpoints .* \(latest: step 2\)",
+  ):
     trainer.train_and_evaluate(config, str(workdir))
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2"]
 
@@ -441,3 +507,50 @@ def test_a_workdir_resumes_when_its_image_folder_is_named_by_another_path(tmp_pa
   workdir_lib.claim(tiny_config(**{"data.dataset": f"folder:{tmp_path / 'images'}/"}), workdir)
   with pytest.raises(errors.ConfigError, match="config.data.dataset differ"):
     workdir_lib.claim(tiny_config(**{"data.dataset": "folder:other"}), workdir)
+
+
+# The last release with the flat package: its workdirs must resume, score and report unchanged.
+FLAT_RELEASE = "c3c9d75"
+
+
+@pytest.mark.slow
+def test_a_workdir_of_the_flat_release_scores_reports_and_resumes_bitwise(tmp_path):
+  if subprocess.run(["git", "cat-file", "-e", FLAT_RELEASE], cwd=REPO).returncode:
+    pytest.skip(f"needs the git history with {FLAT_RELEASE} (a shallow clone lacks it)")
+  old = tmp_path / "flat_release"
+  old.mkdir()
+  subprocess.run(f"git archive {FLAT_RELEASE} | tar -x -C {old}", shell=True, cwd=REPO, check=True)
+  overrides = {
+    **TINY_OVERRIDES,
+    "training.num_steps": 6,
+    "training.checkpoint_every_steps": 3,
+    "training.log_every_steps": 1,
+  }
+  workdir = tmp_path / "sweep" / "member"
+  written = subprocess.run(
+    [
+      sys.executable,
+      "launch.py",
+      "--config=configs/tiny.py",
+      f"--workdir={workdir}",
+      *config_flags(overrides),
+    ],
+    cwd=old,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert written.returncode == 0, written.stdout + written.stderr
+  summary = json.loads((workdir / "summary.json").read_text())
+  config = tiny_config(**overrides)
+  scored = evaluate.checkpoint(config, str(workdir))
+  assert (scored["step"], scored["top1"]) == (6, summary["top1"])
+  (row,) = report.rows(report.collect(str(tmp_path / "sweep")))
+  assert (row["top1"], row["seeds"], row["status"]) == (summary["top1"], 1, "finished")
+  step, at_six = final_params(workdir)
+  assert step == 6
+  (workdir / "summary.json").unlink()  # as if the run had died after its step-3 checkpoint
+  shutil.rmtree(workdir / "checkpoints" / "6")
+  resumed = trainer.train_and_evaluate(config, str(workdir))
+  assert resumed["status"] == "finished" and resumed["top1"] == summary["top1"]
+  assert jax.tree.all(jax.tree.map(np.array_equal, final_params(workdir)[1], at_six))

@@ -1,0 +1,157 @@
+"""One input pipeline for every source: grain MapDatasets, a pure function of (seed, step)."""
+
+import os
+
+import grain
+import jax
+import numpy as np
+from absl import flags
+from PIL import Image
+
+from mobilenet_jax.core import errors
+from mobilenet_jax.data import sources
+
+# x / 127.5 - 1 for every uint8 value. Batches leave the pipeline as uint8 (a quarter of the
+# bytes to copy and to send to the device) and the train and eval steps look them up here, as
+# to_float does on the host: XLA's own division differs from NumPy's in the last bit.
+PIXEL_VALUES = np.arange(256, dtype=np.float32) / 127.5 - 1.0
+
+
+def to_float(pixels):
+  """uint8 pixels -> the model's [-1, 1] input."""
+  return PIXEL_VALUES[pixels]
+
+
+def crop_box(height, width, rng, min_area):
+  """Inception-style crop (left, top, right, bottom): area in [min_area, 1] of the image, aspect
+  ratio in [3/4, 4/3]; the whole image when ten draws do not fit."""
+  for _ in range(10):
+    area = rng.uniform(min_area, 1.0) * height * width
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    crop_w, crop_h = int(round(np.sqrt(area * aspect))), int(round(np.sqrt(area / aspect)))
+    if 0 < crop_w <= width and 0 < crop_h <= height:
+      top, left = rng.integers(0, height - crop_h + 1), rng.integers(0, width - crop_w + 1)
+      return left, top, left + crop_w, top + crop_h
+  return 0, 0, width, height
+
+
+def random_resized_crop(image, rng, resolution, min_area):
+  """A crop_box of the image resized to resolution², flipped left-right half the time.
+
+  A JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps the crop at least
+  `resolution` pixels on each side, and only the crop is resized: the decode and the resize are
+  most of the pipeline's time (benchmarks/input.py)."""
+  with sources.opened(image) as pil:
+    width, height = pil.size
+    left, top, right, bottom = crop_box(height, width, rng, min_area)
+    flip = rng.uniform() < 0.5
+    pil.draft(
+      "RGB", (-(-width * resolution // (right - left)), -(-height * resolution // (bottom - top)))
+    )
+    x_scale, y_scale = pil.size[0] / width, pil.size[1] / height
+    box = (
+      left * x_scale,
+      top * y_scale,
+      min(right * x_scale, pil.size[0]),
+      min(bottom * y_scale, pil.size[1]),
+    )
+    resized = sources.decoded(pil).resize((resolution, resolution), Image.BILINEAR, box=box)
+    # Flipped by PIL, not as a reversed numpy view, which the batch's stack copies slowly.
+    return np.asarray(resized.transpose(Image.FLIP_LEFT_RIGHT) if flip else resized)
+
+
+def central_crop(image, resolution, fraction):
+  """The central `fraction` of each side, resized to resolution², from the fully decoded image
+  (what the importers' published accuracies were measured on)."""
+  with sources.opened(image) as pil:
+    width, height = pil.size
+    crop_h, crop_w = max(int(round(height * fraction)), 1), max(int(round(width * fraction)), 1)
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    cropped = sources.decoded(pil).crop((left, top, left + crop_w, top + crop_h))
+    return np.asarray(cropped.resize((resolution, resolution), Image.BILINEAR))
+
+
+def eval_preprocess(image, config):
+  """A source item's image -> the model's float input, as evaluation preprocesses it."""
+  return to_float(central_crop(image, config.resolution, config.data.central_crop_fraction))
+
+
+def load_image(path, config):
+  """One image file, preprocessed exactly as evaluation preprocesses it."""
+  try:
+    return eval_preprocess(path, config)
+  except errors.DataError as error:
+    raise errors.DataError(f"--image={error}") from None
+
+
+def _stack(items):
+  images, labels = zip(*items)
+  return np.stack(images), np.asarray(labels, np.int32)
+
+
+def local_batch_size(global_batch):
+  count = jax.process_count()
+  if global_batch % count:
+    raise errors.DataError(
+      f"config.data.batch_size={global_batch} is not divisible by the {count} processes"
+    )
+  return global_batch // count
+
+
+def train_batches(split, config):
+  """A MapDataset whose item t is this process's part of the global batch of step t: uint8
+  images (to_float makes them the model's input) and int32 labels."""
+  data = config.data
+  local = local_batch_size(data.batch_size)
+
+  def augment(item, rng):
+    image, label = item
+    with sources.check_hint(data.dataset):
+      return random_resized_crop(image, rng, config.resolution, data.min_crop_area), label
+
+  # Shuffled anew each epoch from the seed; each process takes every process_count-th example.
+  dataset = (
+    grain.MapDataset.source(split.source).seed(config.seed).shuffle().repeat().random_map(augment)
+  )
+  dataset = dataset[jax.process_index() :: jax.process_count()]
+  return dataset.batch(local, drop_remainder=True, batch_fn=_stack)
+
+
+def eval_batches(split, config):
+  """Every example exactly once, as (uint8 images, labels, mask): the last global batch is
+  padded, with mask 0 on the padding."""
+  data = config.data
+  local = local_batch_size(data.eval_batch_size)
+  count = len(split) if not data.max_eval_examples else min(len(split), data.max_eval_examples)
+  num_batches = -(-count // data.eval_batch_size)
+  process = jax.process_index()
+
+  def batch(b):
+    start = b * data.eval_batch_size + process * local
+    indices = np.arange(start, start + local)
+    mask = (indices < count).astype(np.float32)
+    items = [split.source[int(i) if i < count else 0] for i in indices]
+    with sources.check_hint(data.dataset):
+      images = np.stack(
+        [central_crop(image, config.resolution, data.central_crop_fraction) for image, _ in items]
+      )
+    labels = np.asarray([label for _, label in items], np.int32)
+    return images, labels, mask
+
+  return grain.MapDataset.range(num_batches).map(batch), count
+
+
+def iterate(dataset, start=0, threads=None, processes=0):
+  """Prefetching iterator over dataset[start:], decoded by a thread pool: in this process, or in
+  each of `processes` grain worker processes (items in the same order)."""
+  threads = threads or max(min(16, os.cpu_count() or 1) // max(processes, 1), 1)
+  items = dataset[start:].to_iter_dataset(
+    grain.ReadOptions(num_threads=threads, prefetch_buffer_size=4)
+  )
+  if processes:
+    if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags (defaults here)
+      flags.FLAGS.mark_as_parsed()
+    items = items.mp_prefetch(
+      grain.MultiprocessingOptions(num_workers=processes, per_worker_buffer_size=2)
+    )
+  return iter(items)

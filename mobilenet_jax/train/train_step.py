@@ -1,0 +1,138 @@
+"""The train state, the one jitted train step and the eval step."""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from mobilenet_jax.data import pipeline
+from mobilenet_jax.models import mobilenet
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  ema_params: Any  # None without an EMA (config.training.ema_decay = 0)
+  ema_batch_stats: Any
+
+
+def abstract_params(model, config):
+  return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros(mobilenet.input_shape(config)))[
+    "params"
+  ]
+
+
+def with_weights(state, config, params, batch_stats):
+  """`state` holding these weights, and its EMA (when config.training.ema_decay keeps one)
+  starting from a copy of them: outside jit, the same buffers twice could not be donated."""
+  ema = config.training.ema_decay > 0
+  return state.replace(
+    params=params,
+    batch_stats=batch_stats,
+    ema_params=jax.tree.map(jnp.copy, params) if ema else None,
+    ema_batch_stats=jax.tree.map(jnp.copy, batch_stats) if ema else None,
+  )
+
+
+def init_state(model, tx, config, rng):
+  variables = model.init(rng, jnp.zeros(mobilenet.input_shape(config)))
+  params = variables["params"]
+  state = TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=None,
+    batch_stats=None,
+    opt_state=tx.init(params),
+    ema_params=None,
+    ema_batch_stats=None,
+  )
+  return with_weights(state, config, params, variables["batch_stats"])
+
+
+def cross_entropy(logits, labels, num_classes, label_smoothing):
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def ema_update(ema, new, step, decay):
+  """tf.train.ExponentialMovingAverage(decay, num_updates=step): decay ramps up early on."""
+  rate = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+  return jax.tree.map(lambda e, n: rate * e + (1.0 - rate) * n, ema, new)
+
+
+def model_input(images):
+  """The pipeline's uint8 pixels as the model's [-1, 1] floats, the same as pipeline.to_float gives
+  on the host; float images (synthetic, or preprocessed already) pass unchanged."""
+  return jnp.asarray(pipeline.PIXEL_VALUES)[images] if images.dtype == jnp.uint8 else images
+
+
+def make_train_step(model, tx, config, schedule):
+  """BN statistics are computed over the global batch: under jit with the batch sharded over
+  the mesh, the mean in BatchNorm is a cross-device reduction (sync-BN), so the loss does not
+  depend on how many devices hold the batch."""
+  num_classes = config.model.num_classes
+  smoothing = config.training.label_smoothing
+  ema_decay = config.training.ema_decay
+
+  def train_step(state, images, labels, rng):
+    dropout_rng = jax.random.fold_in(rng, state.step)
+
+    def loss_fn(params):
+      logits, updates = model.apply(
+        {"params": params, "batch_stats": state.batch_stats},
+        model_input(images),
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": dropout_rng},
+      )
+      loss = jnp.mean(cross_entropy(logits, labels, num_classes, smoothing))
+      return loss, (logits, updates["batch_stats"])
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if ema_decay:
+      ema_params = ema_update(state.ema_params, params, state.step, ema_decay)
+      ema_batch_stats = ema_update(state.ema_batch_stats, batch_stats, state.step, ema_decay)
+    else:
+      ema_params, ema_batch_stats = None, None
+    metrics = {
+      "train/loss": loss,
+      "train/top1": jnp.mean(jnp.argmax(logits, -1) == labels),
+      "train/grad_norm": optax.tree.norm(grads),
+      "train/learning_rate": schedule(state.step),
+    }
+    return TrainState(
+      step=state.step + 1,
+      params=params,
+      batch_stats=batch_stats,
+      opt_state=opt_state,
+      ema_params=ema_params,
+      ema_batch_stats=ema_batch_stats,
+    ), metrics
+
+  return train_step
+
+
+def make_eval_step(model, num_classes):
+  """Sums over the batch (masked for padding) so partial batches add up exactly."""
+
+  def eval_step(params, batch_stats, images, labels, mask):
+    logits = model.apply(
+      {"params": params, "batch_stats": batch_stats}, model_input(images), train=False
+    )
+    top5 = jax.lax.top_k(logits, min(5, num_classes))[1]
+    correct5 = jnp.any(top5 == labels[:, None], axis=-1)
+    loss = cross_entropy(logits, labels, num_classes, 0.0)
+    return {
+      "top1": jnp.sum((top5[:, 0] == labels) * mask),
+      "top5": jnp.sum(correct5 * mask),
+      "loss": jnp.sum(loss * mask),
+      "count": jnp.sum(mask),
+    }
+
+  return eval_step
