@@ -34,7 +34,7 @@ _INT8 = flags.DEFINE_bool(
   "--mode=export: also write an int8 model per format, calibrated on 100 training images.",
 )
 _CHECK_EXAMPLES = flags.DEFINE_integer(
-  "check_examples", 250, "--mode=export: validation images each export is checked on."
+  "check_examples", 250, "--mode=export: validation images each export is checked on (0 = all)."
 )
 _IMAGE = flags.DEFINE_string("image", None, "Image file for --mode=predict.")
 _SWEEP = flags.DEFINE_string(
@@ -107,7 +107,7 @@ def _predict(config, workdir):
 
 
 def _export(config, workdir):
-  export.check_formats(_FORMAT.value)
+  export.check_request(_FORMAT.value, _CHECK_EXAMPLES.value)
   variables, _ = evaluate.inference_variables(config, mobilenet.build_model(config), workdir)
   export.export(config, variables, workdir, _FORMAT.value, _INT8.value, _CHECK_EXAMPLES.value)
 

@@ -67,6 +67,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary_path = os.path.join(workdir, "summary.json")
   summary = tracking.read_json(summary_path) if os.path.exists(summary_path) else {}
   if summary.get("status") == "finished":
+    workdir_lib.check_finished_config(config, workdir)
     log.info(
       "%s is already finished (top1=%s); nothing to do. Use a new --workdir to train again.",
       workdir,

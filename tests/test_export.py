@@ -120,3 +120,24 @@ def test_export_without_a_workdir_is_one_line():
   )
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert result.stderr.startswith("error: --mode=export needs --workdir=DIR")
+
+
+def test_a_negative_check_count_is_one_line_and_writes_nothing(tmp_path):
+  result = subprocess.run(
+    [
+      sys.executable,
+      "launch.py",
+      "--config=configs/tiny.py",
+      "--mode=export",
+      f"--workdir={tmp_path}",
+      "--check_examples=-3",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 1 and result.stderr == (
+    "error: --check_examples=-3; allowed: integers >= 0 (0 = every validation image)\n"
+  )
+  assert not (tmp_path / "export").exists()

@@ -1,5 +1,6 @@
 """The real train_and_evaluate on the embedded digits data, with a tiny config."""
 
+import errno
 import json
 import os
 import pathlib
@@ -230,19 +231,14 @@ def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(tmp_path, mon
   assert logged == sorted(set(logged)) == [5, 10, 15, 20]  # nothing logged twice
 
 
-def test_the_train_step_compiles_once_per_run_and_once_on_resume(tmp_path, monkeypatch):
-  make, traces = train_step.make_train_step, []
+def test_the_train_step_compiles_once_per_run_and_once_on_resume(tmp_path):
+  """Counted from JAX's own trace events (jax.monitoring), not by patching the library."""
+  traces = []
 
-  def counting_traces(*args):
-    step = make(*args)
+  def count(event, duration, **details):
+    if event == "/jax/core/compile/jaxpr_trace_duration" and details["fun_name"] == "train_step":
+      traces.append(duration)
 
-    def traced(*step_args):
-      traces.append(1)  # Python runs this body only while jax.jit traces
-      return step(*step_args)
-
-    return traced
-
-  monkeypatch.setattr(train_step, "make_train_step", counting_traces)
   workdir = str(tmp_path / "run")
   every = {
     "training.log_every_steps": 1,
@@ -250,12 +246,16 @@ def test_the_train_step_compiles_once_per_run_and_once_on_resume(tmp_path, monke
     "training.checkpoint_every_steps": 2,
   }
   config = tiny_config(**{"training.num_steps": 4, **every})
-  trainer.train_and_evaluate(config, workdir)
-  assert len(traces) == 1
-  (tmp_path / "run" / "summary.json").unlink()
-  shutil.rmtree(tmp_path / "run" / "checkpoints" / "4")
-  trainer.train_and_evaluate(config, workdir)  # resumes at step 2 from a restored state
-  assert len(traces) == 2
+  jax.monitoring.register_event_duration_secs_listener(count)
+  try:
+    trainer.train_and_evaluate(config, workdir)
+    assert len(traces) == 1
+    (tmp_path / "run" / "summary.json").unlink()
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "4")
+    trainer.train_and_evaluate(config, workdir)  # resumes at step 2 from a restored state
+    assert len(traces) == 2
+  finally:
+    jax.monitoring.unregister_event_duration_listener(count)
 
 
 def test_a_run_waiting_for_its_input_says_so_in_its_metrics_and_summary(tmp_path, monkeypatch):
@@ -554,3 +554,65 @@ def test_a_workdir_of_the_flat_release_scores_reports_and_resumes_bitwise(tmp_pa
   resumed = trainer.train_and_evaluate(config, str(workdir))
   assert resumed["status"] == "finished" and resumed["top1"] == summary["top1"]
   assert jax.tree.all(jax.tree.map(np.array_equal, final_params(workdir)[1], at_six))
+
+
+def test_a_finished_workdir_answers_only_for_its_own_config(tmp_path, caplog):
+  workdir = str(tmp_path / "run")
+  config = tiny_config(**{"training.num_steps": 2})
+  summary = trainer.train_and_evaluate(config, workdir)
+  placed_elsewhere = tiny_config(**{"training.num_steps": 2, "resources.cpus": 4.0})
+  assert trainer.train_and_evaluate(placed_elsewhere, workdir) == summary
+  assert f"{workdir} is already finished" in caplog.text
+  other_recipe = tiny_config(
+    **{"training.num_steps": 2, "optimizer.name": "nesterov", "optimizer.learning_rate": 0.05}
+  )
+  with pytest.raises(errors.ConfigError) as refused:
+    trainer.train_and_evaluate(other_recipe, workdir)
+  assert str(refused.value) == (
+    f"{workdir} is finished, trained with another config (config.optimizer.learning_rate: 0.045 "
+    "there, 0.05 here; config.optimizer.name: 'tf1_rmsprop' there, 'nesterov' here); its result "
+    "is not this config's: use another --workdir"
+  )
+
+
+def test_a_full_disk_while_writing_metrics_is_one_error_and_the_run_resumes(tmp_path, monkeypatch):
+  workdir = str(tmp_path / "run")
+  config = tiny_config(
+    **{"training.num_steps": 6, "training.log_every_steps": 1, "training.checkpoint_every_steps": 2}
+  )
+  writes = []
+
+  class FillingDisk:
+    """metrics.jsonl on a disk that fills up after three records."""
+
+    def __init__(self, path, mode):
+      self.file = open(path, mode)
+
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *_):
+      self.file.close()
+
+    def write(self, text):
+      writes.append(text)
+      if len(writes) > 4:  # the optimizer's derived values, then steps 1-3
+        raise OSError(errno.ENOSPC, "No space left on device")
+      return self.file.write(text)
+
+  def opened(path, *args, **kwargs):
+    return (
+      FillingDisk(path, *args) if path.endswith("metrics.jsonl") else open(path, *args, **kwargs)
+    )
+
+  monkeypatch.setattr(tracking, "open", opened, raising=False)
+  with pytest.raises(errors.TrainingError) as stopped:
+    trainer.train_and_evaluate(config, workdir)
+  assert str(stopped.value).startswith(
+    f"writing the metrics of step 4 to {workdir}/metrics.jsonl failed: No space left on device "
+    "(the disk is full); the lines before it and the checkpoints are kept"
+  )
+  assert [m["step"] for m in metrics(workdir)] == [0, 1, 2, 3]
+  monkeypatch.undo()
+  assert trainer.train_and_evaluate(config, workdir)["status"] == "finished"
+  assert [m["step"] for m in metrics(workdir) if "train/loss" in m] == [1, 2, 3, 4, 5, 6]

@@ -113,8 +113,24 @@ def check_trained_config(config, workdir):
     )
 
 
-# A workdir resumes with other values of the placement keys only.
+# A workdir resumes with other values of the placement keys only; what it computed depends on
+# these roles' keys alone.
 RESUME_COMPARES = tuple(role for role in schema.ROLES if role != "placement")
+RESULT_ROLES = ("model", "recipe", "seed")
+
+
+def check_finished_config(config, workdir):
+  """A finished workdir's result answers only for the config it was trained with: refuses
+  another, naming each key that differs with both values."""
+  recorded = recorded_config(workdir)
+  changed = _differences(recorded, config, RESULT_ROLES) if recorded else []
+  if changed:
+    given = tracking.flatten(json.loads(config.to_json_best_effort()), "config.")
+    values = "; ".join(f"{k}: {recorded.get(k)!r} there, {given.get(k)!r} here" for k in changed)
+    raise errors.ConfigError(
+      f"{workdir} is finished, trained with another config ({values}); its result is not this "
+      "config's: use another --workdir"
+    )
 
 
 def claim(config, workdir):

@@ -1,11 +1,14 @@
 """Metrics to metrics.jsonl and W&B (process 0 only), and the progress bar."""
 
+import errno
 import json
 import logging
 import os
 
 import jax
 import tqdm
+
+from mobilenet_jax.core import errors
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +126,16 @@ class MetricWriter:
       self._input_waits.append(metrics["train/input_wait_fraction"])
     if not self.enabled or step <= self.last_logged and "eval/top1" not in metrics:
       return
-    with open(self.path, "a") as f:
-      f.write(json.dumps({"step": step, **metrics}) + "\n")
+    try:
+      with open(self.path, "a") as f:
+        f.write(json.dumps({"step": step, **metrics}) + "\n")
+    except OSError as error:  # a full disk, a quota, a filesystem gone read-only
+      full = " (the disk is full)" if error.errno == errno.ENOSPC else ""
+      raise errors.TrainingError(
+        f"writing the metrics of step {step} to {self.path} failed: "
+        f"{error.strerror or error}{full}; the lines before it and the checkpoints are kept "
+        "(a torn last line is dropped on resume): free space and run the same command to resume"
+      ) from None
     if self.run is not None:
       self.run.log({**metrics, "global_step": step}, step=step)
 

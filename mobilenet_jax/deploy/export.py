@@ -237,8 +237,13 @@ def calibration_batches(config, count=100, batch_size=10):
   return [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
 
 
-def check_formats(formats: Sequence[str]) -> None:
-  """Before any work: the one line that says what a format needs installed."""
+def check_request(formats: Sequence[str], check_examples: int) -> None:
+  """Before any work: the one line that says what a format needs installed, or that the number
+  of check images is not one."""
+  if check_examples < 0:
+    raise errors.UserError(
+      f"--check_examples={check_examples}; allowed: integers >= 0 (0 = every validation image)"
+    )
   for kind in formats:
     FORMATS[kind].check()
 
@@ -255,7 +260,7 @@ def export(
   """Writes WORKDIR/export/model[_int8].{onnx,tflite} of the model `config` describes with
   `variables`; checks each on the first `check_examples` validation images and measures its
   batch-1 latency; writes export.json and returns its rows."""
-  check_formats(formats)
+  check_request(formats, check_examples)
   function = inference_function(config, variables)
   jax_logits = jax.jit(function)
   directory = os.path.join(workdir, EXPORT_DIR)
