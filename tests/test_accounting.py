@@ -24,6 +24,7 @@ def test_v1_1_0_224_exact():
   assert (p.bn_params, p.bn_stats) == (21_888, 21_888)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "width,madds_m,params_m", [(1.0, 569, 4.2), (0.75, 325, 2.6), (0.5, 149, 1.3), (0.25, 41, 0.5)]
 )
@@ -84,6 +85,7 @@ def test_v2_1_0_224_exact():
   assert p.params + p.bn_params == 3_504_872
 
 
+@pytest.mark.slow
 def test_per_block_rows_sum_to_totals():
   p = counts("mobilenet_v2", "width=0.75,res=160")
   assert sum(b.madds for b in p.blocks) == p.madds
@@ -91,12 +93,14 @@ def test_per_block_rows_sum_to_totals():
   assert [b.name for b in p.blocks][-2:] == ["head", "classifier"]
 
 
+@pytest.mark.slow
 def test_conv_impl_does_not_change_counts():
   config = load_config("mobilenet_v2", "width=0.5,res=96")
   config.model.conv_impl = "shifted"
   assert accounting.profile(config).madds == counts("mobilenet_v2", "width=0.5,res=96").madds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "name,madds,params,bn_params",
   [

@@ -93,6 +93,7 @@ def run_launch(*args):
   )
 
 
+@pytest.mark.slow
 def test_profile_cli_prints_tables_and_json():
   result = run_launch(
     "--config=configs/mobilenet_v2.py",
@@ -109,6 +110,7 @@ def test_profile_cli_prints_tables_and_json():
   assert any(line.startswith("| block_17 ") for line in lines)
 
 
+@pytest.mark.slow
 def test_cli_unknown_key_and_bad_type():
   result = run_launch(
     "--config=configs/mobilenet_v2.py", "--config.model.widht_multiplier=2", "--mode=profile"
@@ -122,6 +124,7 @@ def test_cli_unknown_key_and_bad_type():
   assert result.returncode != 0 and "config.resolution takes a int" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "text,message",
   [

@@ -11,6 +11,9 @@ import pytest
 from mobilenet_jax.models import convolutions, layers, mobilenet
 from tests.helpers import load_config
 
+# Whole-model comparisons of the two convolution implementations: not the fast tier.
+pytestmark = pytest.mark.slow
+
 
 def normal(seed, shape):
   """Standard-normal test inputs from numpy: jax.random would compile a sampler per shape."""

@@ -107,6 +107,7 @@ def test_a_failed_download_is_one_line_naming_the_dataset(tmp_path, monkeypatch)
   assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_prepared_tfds_dataset_trains_through_data_source(tmp_path):
   builder = prepare_data.prepare("tiny_stripes", str(tmp_path))
   assert sorted(p.name for p in builder.data_path.glob("*.array_record*")) == [
@@ -228,6 +229,7 @@ def test_eval_batches_cover_every_example_once():
   assert masks[-1][: 360 - 5 * 64].all() and not masks[-1][360 - 5 * 64 :].any()
 
 
+@pytest.mark.slow
 def test_digits_are_scikit_learns_digits_split_80_20():
   from sklearn.datasets import load_digits
 
@@ -243,6 +245,7 @@ def test_digits_are_scikit_learns_digits_split_80_20():
   np.testing.assert_array_equal(labels, digits.target[order])
 
 
+@pytest.mark.slow
 def test_glyphs_are_rendered_letters_a_pure_function_of_the_split():
   import ml_collections
 
@@ -278,6 +281,7 @@ def test_folder_labels_come_from_one_class_list_for_both_splits(tmp_path):
     sources.load_split(config.data, "train")
 
 
+@pytest.mark.slow
 def test_an_unreadable_image_is_named_in_training_and_found_by_the_check(tmp_path):
   write_folder(tmp_path / "images", ["n01", "n02"], per_class=40)
   bad = tmp_path / "images" / "train" / "n02" / "cut.jpg"
@@ -324,6 +328,7 @@ def _todays_eval_preprocess(path, resolution, fraction):
   return resized.astype(np.float32) / 127.5 - 1.0
 
 
+@pytest.mark.slow
 @needs_artifacts("datasets", "imagenet_sample_250")
 def test_eval_preprocessing_is_bit_identical_to_the_numpy_crop_on_the_sample_images(
   imagenet_folder,
@@ -415,6 +420,7 @@ def test_a_resized_copy_keeps_labels_resumes_and_refuses_other_settings(tmp_path
   assert not (tmp_path / "copy2").exists()  # a refused source leaves no folder behind
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_batches_from_any_step():
   config = tiny_config()
   batches = pipeline.train_batches(sources.load_split(config.data, "train"), config)

@@ -26,6 +26,9 @@ from tests.helpers import (
   without_tensorflow,
 )
 
+# Whole training runs, exports, imported weights or several processes: not the fast tier.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="session")
 def tiny_run(shared_tmp_path):
@@ -67,7 +70,6 @@ def test_a_trained_run_exports_to_onnx_float_and_int8_checked_and_timed(tiny_run
   assert json.loads((workdir / "export" / "export.json").read_text()) == rows
 
 
-@pytest.mark.slow
 @needs_artifacts("mobilenet_v2_1.0_224_tfslim_float_npy")
 @needs_artifacts("mobilenet_v1_0.75_224_keras_tfjs")
 def test_shared_v1_and_v2_weights_in_onnxruntime_equal_jax_on_imagenet_images(imagenet_folder):

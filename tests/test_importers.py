@@ -22,6 +22,9 @@ from tests.helpers import (
   without_tensorflow,
 )
 
+# Whole training runs, exports, imported weights or several processes: not the fast tier.
+pytestmark = pytest.mark.slow
+
 
 def write_keras_h5(path, tensors):
   """Keras 2's save_weights layout: layer groups, 'weight_names' attributes, 'name:0' datasets."""

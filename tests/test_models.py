@@ -146,6 +146,7 @@ def v1_params_by_kernel_init():
   )(jax.random.key(0), jnp.zeros(mobilenet.input_shape(config)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel_init", sorted(INTENDED_STD))
 def test_kernel_init_gives_the_intended_std_per_kernel_kind(kernel_init):
   kinds = _kernels_by_kind(v1_params_by_kernel_init()[kernel_init])
@@ -177,6 +178,7 @@ def init_params(config):
   return jax.eval_shape(model.init, jax.random.key(0), x)["params"]
 
 
+@pytest.mark.slow
 def test_v3_large_blocks_follow_table_1():
   config = load_config("mobilenet_v3_large")
   plan = mobilenet.build_plan(config.model)
@@ -245,6 +247,7 @@ def test_v3_pooled_head_keeps_its_width_below_alpha_one():
     assert mobilenet.pooled_head_channels(config.model) == head
 
 
+@pytest.mark.slow
 def test_uib_variants_and_fused_ib_have_their_layers():
   params = init_params(load_config("mobilenet_v4_conv_medium", "res=224"))
   layer_names = lambda name: sorted(params[name])
@@ -260,6 +263,7 @@ def test_uib_variants_and_fused_ib_have_their_layers():
   assert "bias" not in params["pooled_head"]["conv"] and "bn" in params["pooled_head"]
 
 
+@pytest.mark.slow
 def test_a_strided_uib_takes_the_stride_in_its_middle_depthwise():
   _, feats = features(load_config("mobilenet_v4_conv_small"))
   assert [f.shape[1] for f in feats] == [112, 56, 56, 28, 28] + [14] * 6 + [7] * 7

@@ -16,6 +16,7 @@ def test_grid_has_the_papers_cells():
   )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "cell", paper.GRID + paper.V3 + paper.MNV4, ids=lambda c: c.name.replace(" ", "_")
 )

@@ -29,6 +29,8 @@ from tests.helpers import (
   tiny_config,
 )
 
+# A Ray cluster and several member processes: not the fast tier.
+pytestmark = pytest.mark.slow
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 STEPS = 40  # the killed member's; the two-process member's curve is compared over 10
 SWEEP_FILE = f"""
@@ -90,7 +92,6 @@ def ray_cluster():
   shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-@pytest.mark.slow
 def test_ray_sweep_isolates_failures_relaunches_a_killed_member_and_runs_two_processes(
   tmp_path, ray_cluster
 ):

@@ -88,6 +88,7 @@ def test_sweep_isolates_failures_resumes_after_a_kill_and_reports(tmp_path):
   assert "Not ImageNet" in (workdir / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_zero_jobs_is_refused_before_anything_runs(tmp_path):
   result = subprocess.run(
     [
@@ -107,6 +108,7 @@ def test_zero_jobs_is_refused_before_anything_runs(tmp_path):
   assert "Traceback" not in result.stderr and not (tmp_path / "sweep").exists()
 
 
+@pytest.mark.slow
 def test_dry_run_prints_one_command_per_member(tmp_path):
   result = subprocess.run(
     [
@@ -175,6 +177,7 @@ def write_member(workdir, name, config, top1, seed=0, **summary_values):
   (folder / "summary.json").write_text(json.dumps(summary))
 
 
+@pytest.mark.slow
 def test_off_imagenet_the_report_draws_the_papers_curve_for_the_same_models_beside(tmp_path):
   for width, res, top1 in ((0.5, 64, 0.63), (0.5, 96, 0.68), (0.5, 128, 0.70), (0.75, 128, 0.74)):
     config = load_config("mobilenet_v2", f"width={width},res={res}")
@@ -201,6 +204,7 @@ def test_off_imagenet_the_report_draws_the_papers_curve_for_the_same_models_besi
   ) in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
   config = load_config("mobilenet_v1", "width=0.5,res=160")
   config.data.dataset = "tfds:imagenet2012"
@@ -246,6 +250,7 @@ def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
   assert Image.open(tmp_path / "tradeoff.png").text["published_points"] == "2"
 
 
+@pytest.mark.slow
 def test_report_reads_members_written_before_config_keys_were_added(tmp_path):
   config = load_config("mobilenet_v2", "width=0.5,res=160")
   config.data.dataset = "tfds:imagenet2012"
@@ -263,6 +268,7 @@ def test_report_reads_members_written_before_config_keys_were_added(tmp_path):
   assert "| mobilenet_v2 0.5-160" in (tmp_path / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_takes_v3_and_mnv4_members_beside_their_published_rows(tmp_path):
   for name, top1 in (("mobilenet_v3_small", 0.6), ("mobilenet_v4_conv_small", 0.7)):
     config = load_config(name)
@@ -284,6 +290,7 @@ def test_report_takes_v3_and_mnv4_members_beside_their_published_rows(tmp_path):
   assert Image.open(tmp_path / "tradeoff.png").text["published_points"] == "3"
 
 
+@pytest.mark.slow
 def test_report_states_the_rank_correlation_of_mult_adds_and_top1(tmp_path):
   config = load_config("tiny")
   config.wandb.mode = "disabled"
@@ -321,6 +328,7 @@ def test_quickstart_grid_is_the_one_the_readme_states():
   assert stated in readme
 
 
+@pytest.mark.slow
 def test_a_member_checkpoints_and_stops_when_its_launcher_is_killed(tmp_path):
   sweep_file = tmp_path / "one_member.py"
   sweep_file.write_text(
@@ -348,6 +356,7 @@ def test_a_member_checkpoints_and_stops_when_its_launcher_is_killed(tmp_path):
   assert summary["status"] == "preempted" and 0 < summary["steps"] < 100000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workdir", ["missing", "empty"])
 def test_report_on_a_directory_without_members_is_one_line(tmp_path, workdir):
   (tmp_path / "empty").mkdir()

@@ -37,6 +37,9 @@ from tests.helpers import (
   tiny_config,
 )
 
+# Whole training runs, exports, imported weights or several processes: not the fast tier.
+pytestmark = pytest.mark.slow
+
 
 def test_learns_digits_and_writes_every_file(tmp_path):
   workdir = str(tmp_path / "run")
@@ -278,7 +281,6 @@ def test_a_run_waiting_for_its_input_says_so_in_its_metrics_and_summary(tmp_path
   assert len(waits) == 4 and summary["input_wait_fraction"] > 0.8
 
 
-@pytest.mark.slow
 def test_eight_devices_give_one_devices_loss_curve(tmp_path):
   """Eight (fake) devices in a process started for them, one device here, side by side. Two
   processes over gloo are checked where Ray places them (test_ray_launcher.py)."""
@@ -513,7 +515,6 @@ def test_a_workdir_resumes_when_its_image_folder_is_named_by_another_path(tmp_pa
 FLAT_RELEASE = "c3c9d75"
 
 
-@pytest.mark.slow
 def test_a_workdir_of_the_flat_release_scores_reports_and_resumes_bitwise(tmp_path):
   if subprocess.run(["git", "cat-file", "-e", FLAT_RELEASE], cwd=REPO).returncode:
     pytest.skip(f"needs the git history with {FLAT_RELEASE} (a shallow clone lacks it)")
