@@ -52,6 +52,15 @@ _RAY_ADDRESS = flags.DEFINE_string(
   "--launcher=ray: 'auto' (the cluster `ray start` started on this node) "
   "or HOST:PORT; omitted, a Ray cluster of this machine alone is started for the sweep.",
 )
+_RAY_CONNECT_TIMEOUT_S = flags.DEFINE_float(
+  "ray_connect_timeout_s", 5.0, "--launcher=ray: seconds to wait for --ray_address to answer."
+)
+_RAY_WAIT = flags.DEFINE_bool(
+  "ray_wait_for_resources",
+  False,
+  "--launcher=ray: submit members that ask for more than the "
+  "cluster has and wait for them (a cluster that autoscales); otherwise they fail at once.",
+)
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print one command per sweep member and exit.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, summary).")
 _COORDINATOR = flags.DEFINE_string(
@@ -155,10 +164,23 @@ MODES = {
   ),
   "keys": Mode(_keys, "every config key: default, allowed values, role", needs_config=False),
 }
-# Where --sweep's members run: each a launching.run `run_members`.
+
+
+@dataclasses.dataclass(frozen=True)
+class Launcher:
+  run_members: Callable  # () -> a launching.run `run_members`, with the flags applied
+  check: Callable[[], None] = lambda: None  # before the sweep writes anything
+
+
+# Where --sweep's members run.
 LAUNCHERS = {
-  "local": lambda: functools.partial(launching.run_locally, jobs=_JOBS.value),
-  "ray": lambda: functools.partial(ray_launcher.run_members, address=_RAY_ADDRESS.value),
+  "local": Launcher(lambda: functools.partial(launching.run_locally, jobs=_JOBS.value)),
+  "ray": Launcher(
+    lambda: functools.partial(
+      ray_launcher.run_members, address=_RAY_ADDRESS.value, wait_for_resources=_RAY_WAIT.value
+    ),
+    lambda: ray_launcher.check_address(_RAY_ADDRESS.value, _RAY_CONNECT_TIMEOUT_S.value),
+  ),
 }
 _MODE = flags.DEFINE_enum(
   "mode", "train", list(MODES), "; ".join(f"{name}: {mode.doc}" for name, mode in MODES.items())
@@ -182,7 +204,9 @@ def _run_sweep(workdir, overrides):
   sweep = definition.load_sweep(_SWEEP.value)
   if _DRY_RUN.value:
     return launching.dry_run(sweep, workdir, overrides)
-  statuses = launching.run(sweep, workdir, LAUNCHERS[_LAUNCHER.value](), overrides)
+  launcher = LAUNCHERS[_LAUNCHER.value]
+  launcher.check()
+  statuses = launching.run(sweep, workdir, launcher.run_members(), overrides)
   if "finished" in statuses.values():
     _report(None, workdir)
   unfinished = {n: s for n, s in statuses.items() if s != "finished"}

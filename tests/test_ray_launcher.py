@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from mobilenet_jax import trainer
-from mobilenet_jax.sweeps import report
+from mobilenet_jax.sweeps import definition, launching, ray_launcher, report
 from tests.helpers import (
   REPO,
   SAME_CURVE_RATE,
@@ -166,3 +166,50 @@ def test_ray_sweep_isolates_failures_relaunches_a_killed_member_and_runs_two_pro
     reader = csv.DictReader(f)
     assert tuple(reader.fieldnames) == report.COLUMNS
     assert sorted(r["name"] for r in reader) == ["killed", "two_processes"]
+
+
+def test_a_ray_address_where_nothing_answers_is_one_line_and_writes_nothing(tmp_path):
+  with socket.socket() as free:
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]  # nothing listens there once it is closed
+  workdir = tmp_path / "sweep"
+  result = subprocess.run(
+    [
+      sys.executable,
+      "launch.py",
+      "--sweep=experiments/quickstart.py",
+      f"--workdir={workdir}",
+      "--launcher=ray",
+      f"--ray_address=127.0.0.1:{port}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 1 and result.stderr == (
+    f"error: --ray_address=127.0.0.1:{port}: no Ray cluster answers there (Connection refused, "
+    f"--ray_connect_timeout_s=5); start one on 127.0.0.1 with `ray start --head --port={port}`, "
+    "or omit --ray_address to start one for this sweep\n"
+  )
+  assert not workdir.exists()
+
+
+def test_members_asking_for_more_than_the_cluster_has_fail_at_once(tmp_path):
+  """On a real (local) Ray cluster of this machine's CPUs and no GPU."""
+  greedy = definition.Sweep(
+    "greedy",
+    (
+      definition.Member("gpus", "configs/tiny.py", (("resources.gpus", 8.0),)),
+      definition.Member("processes", "configs/tiny.py", (("resources.processes", 64),)),
+    ),
+  )
+  statuses = launching.run(greedy, str(tmp_path), ray_launcher.run_members)
+  cpus = os.cpu_count()
+  assert statuses == {
+    "gpus": "failed: it asks for GPU: 8 per process and no node of the cluster has more than 0 "
+    "(--ray_wait_for_resources waits for an autoscaler)",
+    "processes": f"failed: it asks for CPU: 64 over 64 processes and the cluster has {cpus} "
+    "(--ray_wait_for_resources waits for an autoscaler)",
+  }
+  assert not (tmp_path / "gpus").exists() and not (tmp_path / "processes").exists()

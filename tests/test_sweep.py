@@ -14,7 +14,7 @@ from PIL import Image
 from mobilenet_jax.config import schema as config_lib
 from mobilenet_jax.core import errors
 from mobilenet_jax.counting import accounting, paper
-from mobilenet_jax.sweeps import definition, launching, report
+from mobilenet_jax.sweeps import definition, launching, ray_launcher, report
 from tests.helpers import REPO, load_config
 
 SWEEP_FILE = """
@@ -400,3 +400,19 @@ def test_a_member_stopped_with_the_launcher_keeps_its_on_disk_status(tmp_path):
   (tmp_path / "m" / "summary.json").write_text('{"status": "preempted"}')
   assert launching.ended_status(str(tmp_path), member, None, stopped=True) == "preempted"
   assert launching.ended_status(str(tmp_path), member, None) == "failed (exit None): step 5/100"
+
+
+def test_a_member_that_no_node_or_not_the_whole_cluster_can_hold_is_named():
+  def asks(**values):
+    resources = config_lib.base_config().resources
+    resources.update(values)
+    return resources
+
+  nodes = [{"CPU": 16.0, "GPU": 8.0}, {"CPU": 16.0}]
+  assert ray_launcher.unplaceable(asks(gpus=8.0), nodes) == ""
+  assert ray_launcher.unplaceable(asks(gpus=16.0), nodes) == (
+    "it asks for GPU: 16 per process and no node of the cluster has more than 8"
+  )
+  assert ray_launcher.unplaceable(asks(processes=33), nodes) == (
+    "it asks for CPU: 33 over 33 processes and the cluster has 32"
+  )

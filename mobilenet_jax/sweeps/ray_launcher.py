@@ -107,6 +107,44 @@ def _describe(resources):
   return f"{resources.processes} x {{{bundle}}}"
 
 
+def check_address(address, timeout_s):
+  """A HOST:PORT where no Ray cluster answers is one line, before the sweep writes anything: Ray
+  itself would retry for ever. 'auto' and a local cluster (None) are Ray's to find."""
+  if address in (None, "auto") or address.startswith("ray://"):
+    return
+  host, sep, port = address.rpartition(":")
+  if not sep or not port.isdigit():
+    raise errors.UserError(f"--ray_address={address}: expected 'auto' or HOST:PORT")
+  try:
+    socket.create_connection((host, int(port)), timeout=timeout_s).close()
+  except OSError as error:
+    raise errors.UserError(
+      f"--ray_address={address}: no Ray cluster answers there ({error.strerror or error}, "
+      f"--ray_connect_timeout_s={timeout_s:g}); start one on {host} with `ray start --head "
+      f"--port={port}`, or omit --ray_address to start one for this sweep"
+    ) from None
+
+
+def unplaceable(resources, nodes):
+  """Why a member's processes can never be placed on `nodes` (each node's resource totals), or
+  '' when they can: no node holds one process's bundle, or the cluster not all of them."""
+  bundle = _bundle(resources)
+  for key, wanted in bundle.items():
+    most = max((node.get(key, 0) for node in nodes), default=0)
+    if most < wanted:
+      return (
+        f"it asks for {key}: {wanted:g} per process and no node of the cluster has more "
+        f"than {most:g}"
+      )
+    total = sum(node.get(key, 0) for node in nodes)
+    if total < wanted * resources.processes:
+      return (
+        f"it asks for {key}: {wanted * resources.processes:g} over {resources.processes} "
+        f"processes and the cluster has {total:g}"
+      )
+  return ""
+
+
 class _Attempt:
   """One launch of a member: its N process tasks and, for N > 1, their placement group."""
 
@@ -204,11 +242,23 @@ class _LogFollower:
         print(f"  {member.name} | {line.strip()}", file=self.out, flush=True)
 
 
-def run_members(sweep, members, workdir, extra_overrides, record, address=None, out=sys.stdout):
+def run_members(
+  sweep,
+  members,
+  workdir,
+  extra_overrides,
+  record,
+  address=None,
+  wait_for_resources=False,
+  out=sys.stdout,
+):
   """Runs `members` on the Ray cluster at `address` (None: a local one), all submitted at once
   and scheduled by Ray as resources free up; calls record(member, status) as each starts and ends.
-  Ctrl-C or SIGTERM cancels the running members' tasks, which checkpoint and stop."""
+  A member that asks for more than the cluster has fails at once, unless `wait_for_resources`
+  (a cluster that autoscales). Ctrl-C or SIGTERM cancels the running members' tasks, which
+  checkpoint and stop."""
   ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+  nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
   env = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
   env.update(launching.compilation_cache_env(workdir))
   followed = _LogFollower(workdir, out)
@@ -224,6 +274,10 @@ def run_members(sweep, members, workdir, extra_overrides, record, address=None, 
   try:
     for member in members:
       resources = _resources(member, extra_overrides)
+      why = "" if wait_for_resources else unplaceable(resources, nodes)
+      if why:
+        record(member, f"failed: {why} (--ray_wait_for_resources waits for an autoscaler)")
+        continue
       followed.start(member)
       running.append(_Attempt(sweep, member, workdir, extra_overrides, env, resources, 0))
       record(member, f"submitted to Ray, asking for {_describe(resources)}")
