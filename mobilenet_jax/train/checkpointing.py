@@ -66,6 +66,18 @@ class Preemption:
       signal.signal(signum, handler)
 
 
+class _ShutdownReports(logging.Filter):
+  """asyncio's reports of the other reads of a damaged checkpoint that failed after the first,
+  which restore_latest handles: a debug line each, off the screen (hundreds of tracebacks)."""
+
+  def filter(self, record):
+    message = record.getMessage()
+    if message.startswith("unhandled exception during asyncio.run() shutdown"):
+      log.debug("%s", message.splitlines()[0])
+      return False
+    return True
+
+
 def restore_latest(manager, abstract_state, state_sharding, move_damaged=False):
   """The newest intact checkpoint laid out for this mesh, whatever mesh wrote it (8 devices ->
   1). A newer damaged one (a cut file, an emptied _METADATA) is skipped with a note saying why;
@@ -77,6 +89,8 @@ def restore_latest(manager, abstract_state, state_sharding, move_damaged=False):
   )
   directory = str(manager.directory)
   aside = os.path.join(os.path.dirname(directory), "damaged_checkpoints")
+  reports = _ShutdownReports()
+  logging.getLogger("asyncio").addFilter(reports)
   try:
     for step in sorted(manager.all_steps(), reverse=True):
       try:
@@ -102,6 +116,7 @@ def restore_latest(manager, abstract_state, state_sharding, move_damaged=False):
           f"moved to {aside}/{step}, " if move_damaged else "",
         )
   finally:
+    logging.getLogger("asyncio").removeFilter(reports)
     manager.reload()
   raise errors.TrainingError(
     f"{directory} holds no checkpoint that can be restored (the notes above say why)"
