@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from mobilenet_jax import modes
 from mobilenet_jax.config import schema as config_lib
 from mobilenet_jax.core import errors
 from tests.helpers import REPO, load_config
@@ -167,3 +168,28 @@ def test_row_options_are_checked_against_the_block_registry(row, fragment):
   config = load_config("mobilenet_v2")
   config.model.blocks = config.model.blocks + (row,)
   refused(config, "config.model.blocks[8]", fragment)
+
+
+def test_the_key_reference_lists_every_key_with_its_registrys_names(capsys):
+  modes.MODES["keys"].run(None, None)
+  rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
+  assert list(rows) == [f"config.{key.name}" for key in config_lib.KEYS]
+  assert "['exponential', 'cosine']" in rows["config.schedule.name"]
+  assert "['tf1_rmsprop', 'momentum', 'nesterov']" in rows["config.optimizer.name"]
+  assert "| placement " in rows["config.resources.gpus"]
+
+
+def test_base_config_and_the_roles_come_from_the_one_schema():
+  flat = config_lib.base_config().to_dict()
+  assert flat["model"]["kernel_init"] == "he_fan_out" and flat["data"]["dataset"] == "digits"
+  assert config_lib.role("config.model.blocks") == "model"
+  assert config_lib.role("config.resources.cpus") == "placement"
+  assert config_lib.role("config.wandb.tags") == "bookkeeping"
+  assert config_lib.role("config.seed") == "seed"
+  assert config_lib.added_keys() == {
+    "config.model.pooled_head_channels": 0,
+    "config.model.pooled_head_norm": False,
+    "config.model.kernel_init": "he_fan_in",
+    "config.training.measure_latency": True,
+    "config.training.onnx_latency": False,
+  }

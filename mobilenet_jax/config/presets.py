@@ -1,9 +1,10 @@
 """Named training recipes, each a set of config values; runs record which one they used.
 
-paper_v1 / paper_v2 follow the papers' text (Howard et al. 2017, Sandler et al. 2018) and
-their TF-slim code, and set nothing the papers do not imply; modern adds the later recipe knobs
-(cosine, warmup, label smoothing, EMA) that beat the paper numbers, and is tagged so the two are
-never mixed; short is for schedules of a few thousand steps on small datasets.
+paper_v1 / paper_v2 / paper_v3 follow the papers' text (Howard et al. 2017, Sandler et al.
+2018, Howard et al. 2019) and their TF-slim code, and set nothing the papers do not imply;
+modern adds the later recipe knobs (cosine, warmup, label smoothing, EMA) that beat the paper
+numbers, and is tagged so the two are never mixed; short is for schedules of a few thousand
+steps on small datasets.
 """
 
 from mobilenet_jax.core import errors

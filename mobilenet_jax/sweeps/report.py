@@ -415,7 +415,7 @@ def write(workdir):
   published = paper_table(table_rows, compare)
   if published:
     parts += [
-      "## Beside the papers (V1 Tables 4-7, 9; V2 Table 4 and the TF-slim grids)",
+      "## Beside the papers (V1 Tables 4-9, V2 Table 4, V3 Table 3, the MNv4 paper, TF-slim)",
       "",
       "Counts are this model's, in each source's convention (classes, BN variables); "
       "⚠ marks a printed number that differs from the count.",
