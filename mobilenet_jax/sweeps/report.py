@@ -16,13 +16,8 @@ from mobilenet_jax.config import workdir as workdir_lib
 from mobilenet_jax.core import errors, tables, tracking
 from mobilenet_jax.counting import paper
 
-COLUMNS = (
-  "name",
-  "arch",
-  "width_multiplier",
-  "resolution",
-  "madds",
-  "params",
+# What a configuration's seeds give as their mean.
+AVERAGED = (
   "top1",
   "top5",
   "ema_top1",
@@ -30,6 +25,15 @@ COLUMNS = (
   "input_wait_fraction",
   "latency_ms",
   "onnxruntime_latency_ms",
+)
+COLUMNS = (
+  "name",
+  "arch",
+  "width_multiplier",
+  "resolution",
+  "madds",
+  "params",
+  *AVERAGED,
   "status",
   "seeds",
   "top1_std",
@@ -85,15 +89,7 @@ def rows(members):
         "finished" if len(finished) == len(group) else f"{len(finished)}/{len(group)} finished"
       ),
     )
-    for key in (
-      "top1",
-      "top5",
-      "ema_top1",
-      "images_per_second",
-      "input_wait_fraction",
-      "latency_ms",
-      "onnxruntime_latency_ms",
-    ):
+    for key in AVERAGED:
       values = [s[key] for s in finished if s.get(key) is not None]
       row[key] = statistics.fmean(values) if values else None
     top1s = [s["top1"] for s in finished if s.get("top1") is not None]
