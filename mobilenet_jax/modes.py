@@ -241,15 +241,14 @@ def parse_flags(argv):
   """absl's flags, with --config=FILE[:arg] loaded once here (a broken file is one line) and
   its --config.key=value overrides applied by config_flags. A sweep has no single config file:
   its --config.* overrides are kept, as (key, value) pairs, for every member."""
-  sweep_overrides = ()
-  if any(a.startswith("--sweep") for a in argv):
-    sweep_overrides = tuple(
-      command_line.parse_override(a) for a in argv if a.startswith("--config.")
-    )
-    argv = [a for a in argv if not a.startswith("--config.")]
-  specs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
-  config = None
+  sweep_overrides, config = (), None
   try:
+    if any(a.startswith("--sweep") for a in argv):
+      sweep_overrides = tuple(
+        command_line.parse_override(a) for a in argv if a.startswith("--config.")
+      )
+      argv = [a for a in argv if not a.startswith("--config.")]
+    specs = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
     if specs:
       config = command_line.load_config_file(specs[-1])
   except errors.UserError as error:
