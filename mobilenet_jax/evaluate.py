@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 
 from mobilenet_jax.config import workdir as workdir_lib
+from mobilenet_jax.core import errors
 from mobilenet_jax.data import pipeline, sources
 from mobilenet_jax.models import importers, mobilenet
 from mobilenet_jax.train import checkpointing, scoring, sharding
@@ -36,6 +37,8 @@ def inference_variables(
   if config.init_from:
     imported = importers.load_for_model(config, model)
     return {"params": imported.params, "batch_stats": imported.batch_stats}, imported.labels
+  if workdir is None:
+    raise errors.UserError("no weights: give --config.init_from=KIND:PATH or --workdir=DIR")
   workdir_lib.check_trained_config(config, workdir)
   state = checkpointing.restore_for_inference(config, model, sharding.make_mesh(config), workdir)
   return {"params": state.params, "batch_stats": state.batch_stats}, ()

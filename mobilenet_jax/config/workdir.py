@@ -14,6 +14,7 @@ import os
 import socket
 
 import jax
+import ml_collections
 
 from mobilenet_jax.config import schema
 from mobilenet_jax.core import errors, tracking
@@ -100,7 +101,7 @@ def _differences(recorded, config, roles):
   )
 
 
-def check_trained_config(config, workdir):
+def check_trained_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses to score `workdir`'s checkpoint with a model or preprocessing other than the one
   its config.json records (another resolution would score another function of the weights)."""
   recorded = recorded_config(workdir)
@@ -119,7 +120,7 @@ RESUME_COMPARES = tuple(role for role in schema.ROLES if role != "placement")
 RESULT_ROLES = ("model", "recipe", "seed")
 
 
-def check_finished_config(config, workdir):
+def check_finished_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """A finished workdir's result answers only for the config it was trained with: refuses
   another, naming each key that differs with both values."""
   recorded = recorded_config(workdir)
@@ -133,7 +134,7 @@ def check_finished_config(config, workdir):
     )
 
 
-def claim(config, workdir):
+def claim(config: ml_collections.ConfigDict, workdir: str) -> None:
   """A workdir belongs to one config once it holds a checkpoint: resuming with another would
   silently mix two runs. Before its first checkpoint, a new config replaces the old one."""
   path = os.path.join(workdir, "config.json")

@@ -125,7 +125,7 @@ def _split_bn(params):
   return _count_leaves(params) - bn, bn
 
 
-def profile(config):
+def profile(config: ml_collections.ConfigDict) -> Profile:
   """Counts the model a config describes; traces at batch 1, compiles nothing. The same model
   and resolution are counted once per process."""
   return _profile(

@@ -4,6 +4,7 @@ import os
 
 import grain
 import jax
+import ml_collections
 import numpy as np
 from absl import flags
 from PIL import Image
@@ -98,7 +99,7 @@ def local_batch_size(global_batch):
   return global_batch // count
 
 
-def train_batches(split, config):
+def train_batches(split: sources.Split, config: ml_collections.ConfigDict) -> grain.MapDataset:
   """A MapDataset whose item t is this process's part of the global batch of step t: uint8
   images (to_float makes them the model's input) and int32 labels."""
   data = config.data
@@ -117,7 +118,9 @@ def train_batches(split, config):
   return dataset.batch(local, drop_remainder=True, batch_fn=_stack)
 
 
-def eval_batches(split, config):
+def eval_batches(
+  split: sources.Split, config: ml_collections.ConfigDict
+) -> tuple[grain.MapDataset, int]:
   """Every example exactly once, as (uint8 images, labels, mask): the last global batch is
   padded, with mask 0 on the padding."""
   data = config.data

@@ -18,9 +18,11 @@ import glob
 import json
 import logging
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from mobilenet_jax.core import errors
@@ -142,7 +144,7 @@ READERS = {
 }
 
 
-def parse_init_from(spec):
+def parse_init_from(spec: str) -> tuple[str, str]:
   """config.init_from's (kind, path)."""
   kind, sep, path = spec.partition(":")
   if not sep or kind not in READERS or not path:
@@ -196,7 +198,7 @@ def _to_ours(module, leaf, array):
   return array
 
 
-def label_offset(config):
+def label_offset(config: ml_collections.ConfigDict) -> int:
   """1 where the weights' classifier is TF-slim's 1001-way one (index 0 = background)."""
   kind = parse_init_from(config.init_from)[0] if config.init_from else ""
   return int(
@@ -283,7 +285,7 @@ def load(config, variables):
   return Imported(params, batch_stats, label_offset(config), report, labels)
 
 
-def load_for_model(config, model):
+def load_for_model(config: ml_collections.ConfigDict, model: Any) -> Imported:
   """config.init_from's weights, checked against `model`'s shapes; described on stdout. Only a
   new classifier needs initialised values: otherwise the shapes are traced, not compiled."""
   init = functools.partial(model.init, jax.random.key(config.seed))

@@ -5,6 +5,7 @@ from typing import Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
+import ml_collections
 
 from mobilenet_jax.models import blocks, convolutions, layers
 
@@ -148,7 +149,7 @@ class MobileNet(nn.Module):
     )(x)
 
 
-def build_model(config, conv_impl=None):
+def build_model(config: ml_collections.ConfigDict, conv_impl: str | None = None) -> MobileNet:
   """The model a validated config describes; `conv_impl` overrides config.model.conv_impl."""
   model = config.model
   return MobileNet(

@@ -344,7 +344,7 @@ def log_to_wandb(table_rows, workdir, plots):
   run.finish()
 
 
-def write(workdir):
+def write(workdir: str) -> list[dict]:
   """Writes results.csv, report.md, tradeoff.png and latency.png in `workdir`; returns rows."""
   table_rows = rows(collect(workdir)) if os.path.isdir(workdir) else []
   if not table_rows:

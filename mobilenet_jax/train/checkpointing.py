@@ -6,6 +6,7 @@ import os
 import signal
 
 import jax
+import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
@@ -17,7 +18,7 @@ from mobilenet_jax.train import optim, sharding, train_step
 log = logging.getLogger(__name__)
 
 
-def checkpoint_manager(workdir, config):
+def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
     save_decision_policy=save_decision_policy.FixedIntervalPolicy(
       config.training.checkpoint_every_steps

@@ -9,8 +9,10 @@ its trace is exactly -mom, including across learning-rate changes.
 """
 
 import re
+from typing import Any
 
 import jax
+import ml_collections
 import optax
 
 
@@ -82,7 +84,9 @@ def weight_decay_mask(params, exclude_patterns):
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def make_optimizer(config, params, steps_per_epoch):
+def make_optimizer(
+  config: ml_collections.ConfigDict, params: Any, steps_per_epoch: int
+) -> tuple[optax.GradientTransformation, optax.Schedule, dict]:
   """Returns (optax transformation, learning-rate schedule, derived values to log)."""
   opt = config.optimizer
   schedule, peak = learning_rate_schedule(config, steps_per_epoch)
