@@ -427,10 +427,6 @@ def role(dotted: str) -> str:
   return BY_NAME[name].role if name in BY_NAME else "recipe"
 
 
-def keys_with_role(*roles):
-  return tuple(key.name for key in KEYS if key.role in roles)
-
-
 def added_keys() -> dict[str, Any]:
   """{'config.' + key: value} for the keys added after runs had been written."""
   return {f"config.{key.name}": key.before for key in KEYS if key.before is not NOT_ADDED}
