@@ -31,7 +31,12 @@ _FORMAT = flags.DEFINE_multi_enum(
 _INT8 = flags.DEFINE_bool(
   "int8",
   False,
-  "--mode=export: also write an int8 model per format, calibrated on 100 training images.",
+  "--mode=export: also write a post-training int8 model per format.",
+)
+_CALIBRATION_EXAMPLES = flags.DEFINE_integer(
+  "calibration_examples",
+  export.CALIBRATION_EXAMPLES,
+  "--mode=export --int8: training images the activation ranges are calibrated on.",
 )
 _CHECK_EXAMPLES = flags.DEFINE_integer(
   "check_examples", 250, "--mode=export: validation images each export is checked on (0 = all)."
@@ -116,9 +121,17 @@ def _predict(config, workdir):
 
 
 def _export(config, workdir):
-  export.check_request(_FORMAT.value, _CHECK_EXAMPLES.value)
+  export.check_request(_FORMAT.value, _CHECK_EXAMPLES.value, _CALIBRATION_EXAMPLES.value)
   variables, _ = evaluate.inference_variables(config, mobilenet.build_model(config), workdir)
-  export.export(config, variables, workdir, _FORMAT.value, _INT8.value, _CHECK_EXAMPLES.value)
+  export.export(
+    config,
+    variables,
+    workdir,
+    _FORMAT.value,
+    _INT8.value,
+    _CHECK_EXAMPLES.value,
+    _CALIBRATION_EXAMPLES.value,
+  )
 
 
 def _report(config, workdir):

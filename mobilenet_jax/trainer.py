@@ -44,8 +44,9 @@ def check_can_start(config, train_split):
 
 
 def measure_finished(config, trained, workdir):
-  """The finished model's batch-1 latency in JAX and, with config.training.onnx_latency, in
-  onnxruntime (its export/model.onnx)."""
+  """The finished model's batch-1 latency in JAX and, with config.training.onnx_latency or
+  int8, in onnxruntime (its export/model.onnx); with config.training.int8, its int8 model's
+  top-1 and latency."""
   if trained.status != "finished":
     return {}
   state = trained.state
@@ -54,10 +55,13 @@ def measure_finished(config, trained, workdir):
     if config.training.measure_latency
     else {}
   )
-  if config.training.onnx_latency:
+  int8 = config.training.int8 != "none"
+  if config.training.onnx_latency or int8:
     weights = latency.local_copy({"params": state.params, "batch_stats": state.batch_stats})
     if jax.process_index() == 0:
       measured.update(export.onnx_latency(config, weights, workdir))
+      if int8:
+        measured.update(export.post_training_int8(config, weights, workdir))
   return measured
 
 

@@ -23,9 +23,9 @@ def load_config(name, arg=None):
   )
 
 
-def needs_artifacts(*parts):
+def needs_artifacts(*parts, root=ARTIFACTS):
   """Skips (with the reason) on a fresh clone, where ../shared/ is absent; CI has it."""
-  path = ARTIFACTS.joinpath(*parts)
+  path = root.joinpath(*parts)
   return pytest.mark.skipif(
     not path.exists(), reason=f"needs {path} (present in CI, not in a fresh clone)"
   )

@@ -192,4 +192,6 @@ def test_base_config_and_the_roles_come_from_the_one_schema():
     "config.model.kernel_init": "he_fan_in",
     "config.training.measure_latency": True,
     "config.training.onnx_latency": False,
+    "config.training.int8": "none",
+    "config.training.int8_calibration_examples": 100,
   }

@@ -34,7 +34,9 @@ pytestmark = pytest.mark.slow
 def tiny_run(shared_tmp_path):
   """Trained once per session, by the first xdist worker to ask; the others wait for it."""
   workdir = shared_tmp_path / "tiny_onnx_run"
-  config = tiny_config(**{"training.num_steps": 30, "training.onnx_latency": True})
+  config = tiny_config(
+    **{"training.num_steps": 30, "training.onnx_latency": True, "training.int8": "post_training"}
+  )
   with filelock.FileLock(f"{workdir}.lock"):
     if not (workdir / "summary.json").exists():
       trainer.train_and_evaluate(config, str(workdir))
@@ -48,6 +50,83 @@ def test_a_run_with_onnx_latency_records_onnxruntimes_batch1_latency(tiny_run):
   assert (workdir / "export" / "model.onnx").exists()
 
 
+def test_a_run_with_post_training_int8_records_its_int8_top1_and_latency(tiny_run):
+  config, workdir = tiny_run
+  summary = json.loads((workdir / "summary.json").read_text())
+  # Scored on every validation image against the JAX float model the run evaluated.
+  assert abs(summary["int8_top1"] - summary["top1"]) < 0.1 and summary["int8_same_top1"] > 0.8
+  assert abs(summary["int8_onnxruntime_top1"] - summary["int8_top1"]) < 0.1
+  assert summary["int8_onnxruntime_latency_ms"] > 0
+  assert summary["int8_onnxruntime_latency_ms_4_threads"] > 0
+  assert (workdir / "export" / "model_int8.onnx").exists()
+  assert not [p for p in (workdir / "export").iterdir() if p.suffix not in (".onnx", ".json")]
+
+
+def test_int8_without_a_training_split_to_calibrate_on_is_one_line_and_writes_nothing(
+  tiny_run, tmp_path
+):
+  from PIL import Image
+
+  config, workdir = tiny_run
+  variables = run_variables(config, workdir)
+  for i in range(2):
+    folder = tmp_path / "data" / "val" / f"class_{i}"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (40, 40), (100 * i, 0, 0)).save(folder / "a.jpg")
+  config = config.copy_and_resolve_references()
+  config.data.dataset = f"folder:{tmp_path / 'data'}"
+  with pytest.raises(errors.DataError, match=r"no directory .*data/train; expected"):
+    export.export(config, variables, str(tmp_path / "run"), ["onnx"], int8=True, check_examples=2)
+  assert not (tmp_path / "run").exists()
+
+
+def test_the_exported_v2_graph_is_one_conv_per_layer_with_its_activation_fused(tmp_path):
+  import collections
+
+  import onnx
+
+  config = load_config("mobilenet_v2", "res=96")
+  model = mobilenet.build_model(config, conv_impl="xla")
+  variables = model.init(jax.random.key(0), jax.numpy.zeros(mobilenet.input_shape(config)))
+  path = str(tmp_path / "v2.onnx")
+  export.write_onnx(export.inference_function(config, variables), config, path)
+  ops = collections.Counter(node.op_type for node in onnx.load(path).graph.node)
+  # V2's 52 convs, 35 of them followed by ReLU6 (the 17 projections are linear), its 10
+  # residual adds, one transpose of the NHWC input and one of the head conv's output, the pool
+  # and the classifier: BatchNorm is in the Convs' weights, no op computes it. The 11th Add is
+  # the head conv's bias: onnxruntime moves no transpose through the pool, so that one bias
+  # stays behind the transpose and is not fused into its Conv.
+  assert ops == {
+    "Conv": 52,
+    "Clip": 35,
+    "Add": 11,
+    "Transpose": 2,
+    "ReduceMean": 1,
+    "Gemm": 1,
+  }, ops
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["v2.onnx"]  # no traced or partial file
+
+
+def test_an_interrupted_onnx_export_leaves_no_file_a_later_check_would_take_for_finished(
+  tmp_path, monkeypatch
+):
+  import onnxruntime
+
+  def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+  config = load_config("mobilenet_v1", "width=0.25,res=32")
+  variables = mobilenet.build_model(config).init(
+    jax.random.key(0), jax.numpy.zeros(mobilenet.input_shape(config))
+  )
+  monkeypatch.setattr(onnxruntime, "InferenceSession", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    export.write_onnx(
+      export.inference_function(config, variables), config, str(tmp_path / "m.onnx")
+    )
+  assert list(tmp_path.iterdir()) == []
+
+
 def run_variables(config, workdir):
   """The run's latest checkpoint's weights, as --mode=export loads them."""
   return evaluate.inference_variables(config, mobilenet.build_model(config), str(workdir))[0]
@@ -58,15 +137,20 @@ def test_a_trained_run_exports_to_onnx_float_and_int8_checked_and_timed(tiny_run
   rows = export.export(
     config, run_variables(config, workdir), str(workdir), ["onnx"], int8=True, check_examples=128
   )
-  assert [(r["format"], r["precision"]) for r in rows] == [("onnx", "float32"), ("onnx", "int8")]
-  float32, int8 = rows
+  assert [(r["format"], r["precision"]) for r in rows] == [
+    ("onnx", "float32"),
+    ("onnx", "int8"),
+    ("onnx", "int8 arithmetic"),
+  ]
+  float32, int8, arithmetic = rows
+  assert arithmetic["same_top1"] > 64 and arithmetic["latency_ms_1_threads"] is None
   assert (workdir / "export" / "model.onnx").exists() and (
     workdir / "export" / "model_int8.onnx"
   ).exists()
   assert float32["count"] == 128 and float32["same_top1"] == 128
   assert float32["max_logit_difference"] < 1e-4 and float32["top1"] == float32["jax_top1"]
   assert 0 < int8["max_logit_difference"] and int8["same_top1"] > 64  # quantized: close, not equal
-  assert all(r[f"latency_ms_{t}_threads"] > 0 for r in rows for t in export.THREADS)
+  assert all(r[f"latency_ms_{t}_threads"] > 0 for r in rows[:2] for t in export.THREADS)
   assert json.loads((workdir / "export" / "export.json").read_text()) == rows
 
 
@@ -122,6 +206,29 @@ def test_export_without_a_workdir_is_one_line():
   )
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert result.stderr.startswith("error: --mode=export needs --workdir=DIR")
+
+
+def test_a_calibration_size_of_zero_is_one_line_and_writes_nothing(tmp_path):
+  result = subprocess.run(
+    [
+      sys.executable,
+      "launch.py",
+      "--config=configs/tiny.py",
+      "--mode=export",
+      f"--workdir={tmp_path}",
+      "--int8",
+      "--calibration_examples=0",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 1 and result.stderr == (
+    "error: --calibration_examples=0; allowed: integers >= 1 (the training images int8's "
+    "activation ranges are measured on)\n"
+  )
+  assert not (tmp_path / "export").exists()
 
 
 def test_a_negative_check_count_is_one_line_and_writes_nothing(tmp_path):

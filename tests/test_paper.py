@@ -1,9 +1,13 @@
 """The expected-results registry against the model zoo's counter: every published cell."""
 
+import csv
+
 import pytest
 
 from mobilenet_jax.counting import paper, profile_report
-from tests.helpers import load_config
+from tests.helpers import SHARED, load_config, needs_artifacts
+
+SLIM_CSV = SHARED / "reference" / "slim_checkpoints.csv"
 
 
 def test_grid_has_the_papers_cells():
@@ -76,3 +80,13 @@ def test_profile_prints_the_published_rows_with_their_check(name, expected):
   assert [row[: len(e)] for row, e in zip(rows, expected)] == expected and len(rows) == len(
     expected
   )
+
+
+@needs_artifacts("slim_checkpoints.csv", root=SHARED / "reference")
+def test_slims_int8_v1_cells_are_the_csvs_2018_02_22_quant_rows():
+  with open(SLIM_CSV) as f:
+    rows = [r for r in csv.DictReader(f) if r["version"] == "v1_quant_2018_02_22"]
+  assert len(rows) == 16 and paper.SLIM_V1_INT8 == {
+    (float(r["width"]), int(r["resolution"])): float(r["top1"]) for r in rows
+  }
+  assert paper.find("mobilenet_v1", 1.0, 224).slim.int8_top1 == 69.7  # float 70.9

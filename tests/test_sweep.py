@@ -251,6 +251,46 @@ def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
 
 
 @pytest.mark.slow
+def test_int8_members_put_their_int8_points_beside_float_and_slims_int8_checkpoints(tmp_path):
+  for width, top1, int8 in ((0.75, 0.66, 0.655), (0.5, 0.61, 0.60)):
+    config = load_config("mobilenet_v1", f"width={width},res=224")
+    config.data.dataset, config.wandb.mode = "tfds:imagenet2012", "disabled"
+    config.training.int8 = "post_training"
+    write_member(
+      tmp_path,
+      f"v1_{width}",
+      config,
+      top1,
+      onnxruntime_latency_ms=width * 10,
+      int8_top1=int8,
+      int8_onnxruntime_latency_ms=width * 4,
+    )
+  report.write(str(tmp_path))
+  with open(tmp_path / "results.csv") as f:
+    assert [(r["int8_top1"], r["int8_onnxruntime_latency_ms"]) for r in csv.DictReader(f)] == [
+      ("0.655", "3.0"),
+      ("0.6", "2.0"),
+    ]
+  for plot in ("tradeoff.png", "latency_onnxruntime.png"):
+    assert Image.open(tmp_path / plot).text["int8_points"] == "2"
+  assert Image.open(tmp_path / "latency.png").text["int8_points"] == "0"  # JAX float only
+  assert (
+    Image.open(tmp_path / "tradeoff.png").text["published_points"] == "6"
+  )  # each: paper, TF-slim, TF-slim int8
+  text = (tmp_path / "report.md").read_text()
+  slim = [
+    [c.strip() for c in line.split("|")[1:-1]][:6]
+    for line in text.splitlines()
+    if "| TF-slim 2018_02_22" in line
+  ]
+  # TF-slim's quantization-aware int8 V1 0.75-224 and 0.5-224 beside their float rows.
+  assert slim == [
+    ["mobilenet_v1 0.75-224", "66.0", "TF-slim 2018_02_22", "68.4", "65.5", "67.9"],
+    ["mobilenet_v1 0.5-224", "61.0", "TF-slim 2018_02_22", "63.3", "60.0", "62.2"],
+  ]
+
+
+@pytest.mark.slow
 def test_report_reads_members_written_before_config_keys_were_added(tmp_path):
   config = load_config("mobilenet_v2", "width=0.5,res=160")
   config.data.dataset = "tfds:imagenet2012"

@@ -343,6 +343,21 @@ KEYS = (
     before=False,
   ),
   _k(
+    "training.int8",
+    "none",
+    "int8 of the final model recorded beside float: 'post_training' exports it (folded, "
+    "calibrated on training images) and records its onnxruntime top-1 and latency.",
+    choices=("none", "post_training"),
+    before="none",
+  ),
+  _k(
+    "training.int8_calibration_examples",
+    100,
+    "Training images post-training int8's activation ranges are calibrated on.",
+    bound=AT_LEAST_1,
+    before=100,
+  ),
+  _k(
     "training.preset",
     "",
     "The named recipe the config argument preset=NAME applied.",

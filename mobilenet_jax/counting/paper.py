@@ -52,6 +52,7 @@ class Published:
   # describes (found by counting the traced model; asserted in tests/test_paper.py).
   mismatch: str = ""
   madds_unit: str = "M"  # the MNv4 paper prints G
+  int8_top1: float | None = None  # the same release's quantization-aware int8 checkpoint's
 
   @property
   def madds_count(self):
@@ -77,7 +78,7 @@ class Cell:
     return f"{self.arch} {self.width_multiplier:g}-{self.resolution}"
 
 
-def _cell(arch, paper_source, slim_source):
+def _cell(arch, paper_source, slim_source, slim_int8=None):
   def make(alpha, res, slim, paper=None, slim_mismatch="", paper_mismatch=""):
     top1, top5, madds, params = slim
     return Cell(
@@ -85,13 +86,33 @@ def _cell(arch, paper_source, slim_source):
       alpha,
       res,
       Published(paper_source, *paper, mismatch=paper_mismatch) if paper else None,
-      Published(slim_source, top1, madds, params, top5, mismatch=slim_mismatch),
+      Published(
+        slim_source,
+        top1,
+        madds,
+        params,
+        top5,
+        mismatch=slim_mismatch,
+        int8_top1=(slim_int8 or {}).get((alpha, res)),
+      ),
     )
 
   return make
 
 
-_v1 = _cell("mobilenet_v1", "V1 paper", "TF-slim 2018_02_22")
+# TF-slim V1's 2018_02_22 quantization-aware int8 checkpoints, top-1 by (alpha, resolution):
+# mobilenet_v1.md's quant rows (../shared/reference/slim_checkpoints.csv, v1_quant_2018_02_22).
+SLIM_V1_INT8 = {
+  (alpha, res): top1
+  for alpha, row in (
+    (1.0, (69.7, 69.0, 67.3, 64.0)),
+    (0.75, (67.9, 66.2, 63.9, 59.8)),
+    (0.5, (62.2, 60.4, 57.7, 54.9)),
+    (0.25, (48.2, 45.8, 43.5, 39.9)),
+  )
+  for res, top1 in zip((224, 192, 160, 128), row)
+}
+_v1 = _cell("mobilenet_v1", "V1 paper", "TF-slim 2018_02_22", SLIM_V1_INT8)
 _v2 = _cell("mobilenet_v2", "V2 paper", "TF-slim")
 
 

@@ -1,11 +1,17 @@
 """The trained model as the files mobile runtimes load, checked against JAX, and its latency in
 those runtimes.
 
-ONNX through jax2onnx, run by onnxruntime; TFLite through jax2tf and TensorFlow's converter, run
-by LiteRT's interpreter (TensorFlow is an optional install). Both trace the `xla` convolutions,
-which become the runtimes' own Conv ops and compute the same function as `shifted`. int8 is
+Both formats are written from one function, the folded model: BatchNorm folded into each conv's
+kernel and bias and ReLU6 as a clip, so the runtimes see one Conv (+ its fused activation) per
+layer, as the published int8 MobileNets are built, and quantize no tensor between a conv and its
+BN. ONNX through jax2onnx, then onnxruntime's basic (portable) graph optimizations, which fold
+jax2onnx's NHWC<->NCHW transposes and the bias Adds into the Convs; TFLite through jax2tf and
+TensorFlow's converter, run by LiteRT's interpreter (TensorFlow is an optional install). Both
+trace the `xla` convolutions, which compute the same function as `shifted`. int8 is
 post-training static quantization calibrated on training images (evaluation preprocessing),
-reported apart from float32 as the papers report their quantized rows.
+reported apart from float32 as the papers report their quantized rows; an int8 ONNX file is also
+scored by its own arithmetic, since onnxruntime's integer kernels on an x86 CPU without VNNI lose
+points to 16-bit saturation that no phone's int8 kernels have (docs/results.md).
 """
 
 import dataclasses
@@ -21,33 +27,49 @@ import numpy as np
 from mobilenet_jax.core import errors, tables
 from mobilenet_jax.data import pipeline, sources
 from mobilenet_jax.deploy import latency
-from mobilenet_jax.models import importers, mobilenet
+from mobilenet_jax.models import importers, layers, mobilenet
 
 EXPORT_DIR = "export"
+CALIBRATION_EXAMPLES = 100  # training images post-training int8 is calibrated on, by default
 THREADS = (1, 4)  # the runtimes' intra-op threads for latency
 TENSORFLOW_HINT = "pip install tensorflow-cpu (TFLite export needs TensorFlow's converter)"
 
 
-def inference_function(config, variables):
-  """images (N, H, W, 3) in [-1, 1] -> logits, with the weights closed over."""
+def model_function(config, variables):
+  """images (N, H, W, 3) in [-1, 1] -> logits of the model as it trains, weights closed over."""
   model = mobilenet.build_model(config, conv_impl="xla")
   return lambda images: model.apply(variables, images, train=False)
 
 
+def inference_function(config, variables):
+  """model_function's logits computed by the folded model, the function the exports hold."""
+  model = mobilenet.build_model(config, conv_impl="xla", folded=True)
+  folded = layers.fold_batch_norm(variables, config.model.bn_epsilon)
+  return lambda images: model.apply(folded, images)
+
+
 def write_onnx(function, config, path):
-  """The float32 ONNX graph of `function`, with a dynamic batch dimension."""
+  """The float32 ONNX graph of `function`, with a dynamic batch dimension, after onnxruntime's
+  basic optimizations (constant folding, transpose cancelling, Conv+Add fusion)."""
+  import onnxruntime
   from jax2onnx import to_onnx  # with sympy, half a second of every launch.py start
 
   shape = jax.ShapeDtypeStruct(("batch", *mobilenet.input_shape(config)[1:]), jnp.float32)
-  to_onnx(
+  traced = to_onnx(
     function,
     inputs=[shape],
     model_name=config.model.name,
     input_names=["images"],
     output_names=["logits"],
-    return_mode="file",
-    output_path=path,
+    return_mode="proto",
   )
+  options = onnxruntime.SessionOptions()
+  options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+  options.optimized_model_filepath = path + ".partial"
+  onnxruntime.InferenceSession(
+    traced.SerializeToString(), options, providers=["CPUExecutionProvider"]
+  )
+  os.replace(path + ".partial", path)  # a file at `path` is a finished one
 
 
 def quantize_onnx(float_path, int8_path, calibration):
@@ -67,7 +89,7 @@ def quantize_onnx(float_path, int8_path, calibration):
   quantization.quant_pre_process(float_path, prepared)
   quantization.quantize_static(
     prepared,
-    int8_path,
+    int8_path + ".partial",
     Calibration(calibration),
     quant_format=quantization.QuantFormat.QDQ,
     per_channel=True,
@@ -75,6 +97,7 @@ def quantize_onnx(float_path, int8_path, calibration):
     weight_type=quantization.QuantType.QInt8,
   )
   os.remove(prepared)
+  os.replace(int8_path + ".partial", int8_path)
 
 
 def _tensorflow():
@@ -105,18 +128,27 @@ def write_tflite(function, config, path, calibration=None):
     converter.representative_dataset = lambda: (
       [images[i : i + 1]] for images in calibration for i in range(len(images))
     )
-  with open(path, "wb") as f:
+  with open(path + ".partial", "wb") as f:
     f.write(converter.convert())
+  os.replace(path + ".partial", path)
 
 
 class OnnxModel:
-  """An exported .onnx file in onnxruntime on this machine's CPU."""
+  """An exported .onnx file in onnxruntime on this machine's CPU.
 
-  def __init__(self, path, threads=1):
+  `integer_kernels=False` runs an int8 (QDQ) file op by op as written, each int8 tensor
+  dequantized into a float op: the int8 model's arithmetic, which int8 hardware that sums in 32
+  bits computes. onnxruntime's fused integer kernels on an x86 CPU without VNNI (AVX2, as here)
+  sum pairs of products in 16 bits, and saturate (OpenVINO's "saturation issue").
+  """
+
+  def __init__(self, path, threads=1, integer_kernels=True):
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    if not integer_kernels:
+      options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
   def __call__(self, images):
@@ -133,16 +165,27 @@ class TfliteModel:
       Interpreter = _tensorflow()[0].lite.Interpreter
     self.interpreter = Interpreter(model_path=path, num_threads=threads)
     self.interpreter.allocate_tensors()
-    self.input = self.interpreter.get_input_details()[0]["index"]
-    self.output = self.interpreter.get_output_details()[0]["index"]
+    self.input = self.interpreter.get_input_details()[0]
+    self.output = self.interpreter.get_output_details()[0]
 
   def __call__(self, images):
+    # A full-integer model (as Coral's) takes and gives integers: its own scale and zero point.
+    (in_scale, in_zero), (out_scale, out_zero) = (
+      self.input["quantization"],
+      self.output["quantization"],
+    )
+    if in_scale:
+      dtype = self.input["dtype"]
+      images = np.clip(
+        np.round(images / in_scale + in_zero), np.iinfo(dtype).min, np.iinfo(dtype).max
+      ).astype(dtype)
     logits = []
     for image in images:  # converted at batch 1, as a phone runs it
-      self.interpreter.set_tensor(self.input, image[None])
+      self.interpreter.set_tensor(self.input["index"], image[None])
       self.interpreter.invoke()
-      logits.append(self.interpreter.get_tensor(self.output)[0])
-    return np.stack(logits)
+      logits.append(self.interpreter.get_tensor(self.output["index"])[0])
+    logits = np.stack(logits)
+    return (logits.astype(np.float32) - out_zero) * out_scale if out_scale else logits
 
 
 def write_onnx_file(function, config, path, calibration=None):
@@ -161,11 +204,15 @@ class Format:
   write: Callable[..., None]  # (function, config, path, calibration batches or None)
   runtime: Callable[[str, int], Callable]  # (path, threads) -> images -> logits
   check: Callable[[], Any] = lambda: None  # raises errors.UserError where it cannot be written
+  # path -> images -> logits: an int8 file's own arithmetic, without this CPU's integer kernels
+  arithmetic: Callable[[str], Callable] | None = None
 
 
 # --format: the files --mode=export writes.
 FORMATS = {
-  "onnx": Format(write_onnx_file, OnnxModel),
+  "onnx": Format(
+    write_onnx_file, OnnxModel, arithmetic=lambda path: OnnxModel(path, integer_kernels=False)
+  ),
   "tflite": Format(write_tflite, TfliteModel, _tensorflow),
 }
 
@@ -176,14 +223,44 @@ def latency_ms(model, config, repeats=30, warmup=5):
   return 1000 * latency.median_seconds(model, (image,), repeats, warmup)
 
 
+def _latency_names(prefix):
+  """summary.json's names of onnxruntime latencies, per thread count."""
+  return {
+    t: f"{prefix}onnxruntime_latency_ms" + ("" if t == 1 else f"_{t}_threads") for t in THREADS
+  }
+
+
 def onnx_latency(config, variables, workdir):
   """Writes WORKDIR/export/model.onnx; returns its onnxruntime batch-1 latency per thread count,
   as summary.json records it."""
   os.makedirs(os.path.join(workdir, EXPORT_DIR), exist_ok=True)
   path = os.path.join(workdir, EXPORT_DIR, "model.onnx")
   write_onnx(inference_function(config, variables), config, path)
-  names = {t: "onnxruntime_latency_ms" + ("" if t == 1 else f"_{t}_threads") for t in THREADS}
-  return {names[t]: latency_ms(OnnxModel(path, t), config) for t in THREADS}
+  return {name: latency_ms(OnnxModel(path, t), config) for t, name in _latency_names("").items()}
+
+
+def post_training_int8(config, variables, workdir):
+  """Writes WORKDIR/export/model_int8.onnx, post-training int8 calibrated on
+  config.training.int8_calibration_examples training images; returns summary.json's int8
+  entries: the int8 model's top-1 on the whole validation split and the fraction of images
+  whose top-1 is the JAX float model's (its arithmetic: OnnxModel(integer_kernels=False)), the
+  top-1 onnxruntime's integer kernels give on this CPU, and their batch-1 latency per thread
+  count."""
+  calibration = calibration_batches(config, config.training.int8_calibration_examples)
+  os.makedirs(os.path.join(workdir, EXPORT_DIR), exist_ok=True)
+  path = os.path.join(workdir, EXPORT_DIR, "model_int8.onnx")
+  write_onnx_file(inference_function(config, variables), config, path, calibration)
+  jax_logits, offset = jax.jit(model_function(config, variables)), importers.label_offset(config)
+  arithmetic, kernels = (
+    compare(jax_logits, OnnxModel(path, integer_kernels=integer), check_batches(config, 0), offset)
+    for integer in (False, True)
+  )
+  return {
+    "int8_top1": arithmetic.top1,
+    "int8_same_top1": arithmetic.same_top1 / arithmetic.count,
+    "int8_onnxruntime_top1": kernels.top1,
+    **{name: latency_ms(OnnxModel(path, t), config) for t, name in _latency_names("int8_").items()},
+  }
 
 
 @dataclasses.dataclass
@@ -214,17 +291,17 @@ def compare(jax_logits, exported, batches, label_offset=0):
 
 
 def check_batches(config, count):
-  """Batches (images, labels, mask) of the first `count` validation examples, preprocessed as
-  for evaluation."""
+  """Batches (images, labels, mask) of the first `count` validation examples (0 = all),
+  preprocessed as for evaluation, as they are read."""
   config = config.copy_and_resolve_references()
   config.data.max_eval_examples = count
   batches, _ = pipeline.eval_batches(sources.load_split(config.data, "val"), config)
-  return [
+  return (
     (pipeline.to_float(images), labels, mask) for images, labels, mask in pipeline.iterate(batches)
-  ]
+  )
 
 
-def calibration_batches(config, count=100, batch_size=10):
+def calibration_batches(config, count=CALIBRATION_EXAMPLES, batch_size=10):
   """`count` training images spread evenly over the split (so over its classes), preprocessed
   as for evaluation, in batches."""
   split = sources.load_split(config.data, "train")
@@ -237,12 +314,19 @@ def calibration_batches(config, count=100, batch_size=10):
   return [images[i : i + batch_size] for i in range(0, len(images), batch_size)]
 
 
-def check_request(formats: Sequence[str], check_examples: int) -> None:
-  """Before any work: the one line that says what a format needs installed, or that the number
-  of check images is not one."""
+def check_request(
+  formats: Sequence[str], check_examples: int, calibration_examples: int = CALIBRATION_EXAMPLES
+) -> None:
+  """Before any work: the one line that says what a format needs installed, or that a number
+  of images is not one."""
   if check_examples < 0:
     raise errors.UserError(
       f"--check_examples={check_examples}; allowed: integers >= 0 (0 = every validation image)"
+    )
+  if calibration_examples < 1:
+    raise errors.UserError(
+      f"--calibration_examples={calibration_examples}; allowed: integers >= 1 (the training "
+      "images int8's activation ranges are measured on)"
     )
   for kind in formats:
     FORMATS[kind].check()
@@ -255,18 +339,20 @@ def export(
   formats: Sequence[str],
   int8: bool = False,
   check_examples: int = 250,
+  calibration_examples: int = CALIBRATION_EXAMPLES,
   out: Callable[[str], Any] = print,
 ) -> list[dict]:
-  """Writes WORKDIR/export/model[_int8].{onnx,tflite} of the model `config` describes with
-  `variables`; checks each on the first `check_examples` validation images and measures its
+  """Writes WORKDIR/export/model[_int8].{onnx,tflite} of the folded model `config` describes
+  with `variables` (int8 calibrated on `calibration_examples` training images); checks each
+  against the JAX model on the first `check_examples` validation images and measures its
   batch-1 latency; writes export.json and returns its rows."""
-  check_request(formats, check_examples)
+  check_request(formats, check_examples, calibration_examples)
   function = inference_function(config, variables)
-  jax_logits = jax.jit(function)
+  jax_logits = jax.jit(model_function(config, variables))
+  checks = list(check_batches(config, check_examples))
+  calibration = calibration_batches(config, calibration_examples) if int8 else None
   directory = os.path.join(workdir, EXPORT_DIR)
   os.makedirs(directory, exist_ok=True)
-  checks = check_batches(config, check_examples)
-  calibration = calibration_batches(config) if int8 else None
   rows = []
   for kind in formats:
     for quantized in (False, True) if int8 else (False,):
@@ -284,6 +370,20 @@ def export(
           **{f"latency_ms_{t}_threads": latency_ms(runtimes[t], config) for t in THREADS},
         }
       )
+      arithmetic_of = FORMATS[kind].arithmetic
+      if quantized and arithmetic_of is not None:
+        arithmetic = arithmetic_of(path)
+        rows.append(
+          {
+            "format": kind,
+            "precision": "int8 arithmetic",
+            "path": path,
+            **dataclasses.asdict(
+              compare(jax_logits, arithmetic, checks, importers.label_offset(config))
+            ),
+            **{f"latency_ms_{t}_threads": None for t in THREADS},
+          }
+        )
   with open(os.path.join(directory, "export.json"), "w") as f:
     json.dump(rows, f, indent=2)
   out(
@@ -305,7 +405,10 @@ def export(
           f"{r['max_logit_difference']:.2e}",
           f"{r['same_top1']}/{r['count']}",
           f"{100 * r['top1']:.1f} ({100 * r['jax_top1']:.1f})",
-          *(f"{r[f'latency_ms_{t}_threads']:.2f}" for t in THREADS),
+          *(
+            "–" if r[f"latency_ms_{t}_threads"] is None else f"{r[f'latency_ms_{t}_threads']:.2f}"
+            for t in THREADS
+          ),
         )
         for r in rows
       ],
@@ -313,6 +416,7 @@ def export(
   )
   out(
     f"Batch-1 latency on this machine's CPU ({os.cpu_count()} cores), median of 30 warm calls;"
-    " not a phone's."
+    " not a phone's. 'int8 arithmetic': the int8 file op by op, as hardware that sums in 32 bits"
+    " computes it (onnxruntime's integer kernels saturate on x86 without VNNI)."
   )
   return rows

@@ -78,6 +78,54 @@ class BatchNormActivation(nn.Module):
     return _normalize(x, mean, var, scale, bias, self.activation, self.epsilon).astype(self.dtype)
 
 
+# What an exported graph computes for an activation, where it differs from ACTIVATIONS': ReLU6
+# as one Clip, which the runtimes fuse into the conv before it (jax2onnx writes jax.nn.relu6 as
+# Max then Min); the same values.
+FUSED_ACTIVATIONS = {jax.nn.relu6: lambda x: jnp.clip(x, 0.0, 6.0)}
+
+
+class FoldedBatchNormActivation(nn.Module):
+  """BatchNorm folded into the conv before it (fold_batch_norm): a per-channel bias, then the
+  activation in the form the runtimes fuse."""
+
+  activation: Optional[Callable] = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train):
+    del train  # a folded model has no batch statistics: inference only
+    bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],), jnp.float32)
+    z = x.astype(jnp.float32) + bias
+    if self.activation:
+      z = FUSED_ACTIVATIONS.get(self.activation, self.activation)(z)
+    return z.astype(self.dtype)
+
+
+def fold_batch_norm(variables, epsilon):
+  """{'params', 'batch_stats'} of a model -> {'params'} of the same model built folded: every
+  BN's scale / sqrt(var + epsilon) multiplies the output channels of the kernel before it, and
+  its bias becomes bias - mean * scale / sqrt(var + epsilon)."""
+
+  def fold(params, stats):
+    folded = {}
+    for name, value in params.items():
+      if not isinstance(value, dict):
+        folded[name] = value
+      elif {"conv", "bn"} <= value.keys():
+        bn, running = value["bn"], stats[name]["bn"]
+        multiplier = bn["scale"] * lax.rsqrt(running["var"] + epsilon)
+        folded[name] = {
+          **value,
+          "conv": {**value["conv"], "kernel": value["conv"]["kernel"] * multiplier},
+          "bn": {"bias": bn["bias"] - running["mean"] * multiplier},
+        }
+      else:
+        folded[name] = fold(value, stats.get(name, {}))
+    return folded
+
+  return {"params": fold(variables["params"], variables.get("batch_stats", {}))}
+
+
 class Conv(nn.Module):
   """A bias-free convolution (BN follows every conv in MobileNets) with a chosen implementation."""
 
@@ -116,10 +164,16 @@ class ConvBN(nn.Module):
     return self.norm(activation=self.activation, name="bn")(x, train)
 
 
-def layer_factory(activation, bn_momentum, bn_epsilon, dtype, impl, kernel_init):
-  """ConvBN with the model-wide settings bound, so blocks only say what differs per layer."""
-  conv = functools.partial(Conv, impl=impl, kernel_init=kernel_init, dtype=dtype)
-  norm = functools.partial(
+def norm_factory(bn_momentum, bn_epsilon, dtype, folded=False):
+  """The BN-activation module of every ConvBN, or its folded form."""
+  if folded:
+    return functools.partial(FoldedBatchNormActivation, dtype=dtype)
+  return functools.partial(
     BatchNormActivation, momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype
   )
+
+
+def layer_factory(activation, norm, dtype, impl, kernel_init):
+  """ConvBN with the model-wide settings bound, so blocks only say what differs per layer."""
+  conv = functools.partial(Conv, impl=impl, kernel_init=kernel_init, dtype=dtype)
   return functools.partial(ConvBN, conv=conv, norm=norm, activation=ACTIVATIONS[activation])

@@ -1,7 +1,7 @@
 """One builder: a block table from config -> a per-block plan -> a Flax Linen MobileNet."""
 
 import functools
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -74,26 +74,22 @@ class PooledHead(nn.Module):
   or BN and the activation (MNv4)."""
 
   features: int
-  norm: bool
+  norm: Optional[Callable[..., nn.Module]]  # None: a bias instead (V3)
   activation: str
   kernel_init: str
-  bn_momentum: float
-  bn_epsilon: float
 
   @nn.compact
   def __call__(self, x, train):
     x = nn.Dense(
       self.features,
-      use_bias=not self.norm,
+      use_bias=self.norm is None,
       kernel_init=layers.KERNEL_INITS[self.kernel_init][0],
       name="conv",
     )(x)
     activation = layers.ACTIVATIONS[self.activation]
-    if not self.norm:
+    if self.norm is None:
       return activation(x)
-    return layers.BatchNormActivation(activation, self.bn_momentum, self.bn_epsilon, name="bn")(
-      x, train
-    )
+    return self.norm(activation=activation, name="bn")(x, train)
 
 
 class MobileNet(nn.Module):
@@ -117,13 +113,13 @@ class MobileNet(nn.Module):
   dtype: str = "float32"
   conv_impl: str = "xla"
   kernel_init: str = "he_fan_out"
+  folded: bool = False  # BN folded into the convs (layers.fold_batch_norm's variables)
 
   @nn.compact
   def __call__(self, x, train=False):
     dtype = jnp.dtype(self.dtype)
-    layer = layers.layer_factory(
-      self.activation, self.bn_momentum, self.bn_epsilon, dtype, self.conv_impl, self.kernel_init
-    )
+    norm = layers.norm_factory(self.bn_momentum, self.bn_epsilon, dtype, self.folded)
+    layer = layers.layer_factory(self.activation, norm, dtype, self.conv_impl, self.kernel_init)
     squeeze_excite = functools.partial(blocks.SqueezeExcite, kernel_init=self.kernel_init)
     for plan in self.plan:
       x = blocks.REGISTRY[plan.block].module(plan, layer, squeeze_excite, name=plan.name)(x, train)
@@ -135,11 +131,11 @@ class MobileNet(nn.Module):
     if self.pooled_head_channels:
       x = PooledHead(
         self.pooled_head_channels,
-        self.pooled_head_norm,
+        layers.norm_factory(self.bn_momentum, self.bn_epsilon, jnp.float32, self.folded)
+        if self.pooled_head_norm
+        else None,
         self.activation,
         self.kernel_init,
-        self.bn_momentum,
-        self.bn_epsilon,
         name="pooled_head",
       )(x, train)
     self.sow("intermediates", "pre_logits", x)
@@ -149,8 +145,11 @@ class MobileNet(nn.Module):
     )(x)
 
 
-def build_model(config: ml_collections.ConfigDict, conv_impl: str | None = None) -> MobileNet:
-  """The model a validated config describes; `conv_impl` overrides config.model.conv_impl."""
+def build_model(
+  config: ml_collections.ConfigDict, conv_impl: str | None = None, folded: bool = False
+) -> MobileNet:
+  """The model a validated config describes; `conv_impl` overrides config.model.conv_impl;
+  `folded` builds it with BN folded into the convs, for layers.fold_batch_norm's variables."""
   model = config.model
   return MobileNet(
     plan=build_plan(model),
@@ -165,6 +164,7 @@ def build_model(config: ml_collections.ConfigDict, conv_impl: str | None = None)
     dtype=model.dtype,
     conv_impl=convolutions.resolve_conv_impl(conv_impl or model.conv_impl),
     kernel_init=model.kernel_init,
+    folded=folded,
   )
 
 

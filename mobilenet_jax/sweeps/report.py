@@ -25,6 +25,9 @@ AVERAGED = (
   "input_wait_fraction",
   "latency_ms",
   "onnxruntime_latency_ms",
+  "int8_top1",  # the int8 model's arithmetic (export.OnnxModel(integer_kernels=False))
+  "int8_onnxruntime_top1",  # onnxruntime's integer kernels on the member's CPU
+  "int8_onnxruntime_latency_ms",
 )
 COLUMNS = (
   "name",
@@ -139,11 +142,13 @@ def published_rows(row):
 
 def paper_table(table_rows, compare_accuracy):
   """Each member beside every published row for the same model; counts flagged if they differ."""
+  int8 = any(row["int8_top1"] is not None for row in table_rows)
   header = (
     "model",
     "top-1 (this sweep)",
     "source",
     "top-1 (printed)",
+    *(("int8 top-1 (this sweep)", "int8 top-1 (printed)") if int8 else ()),
     "M mult-adds counted / printed",
     "M params counted / printed",
     "check",
@@ -161,6 +166,14 @@ def paper_table(table_rows, compare_accuracy):
           _pct(row["top1"], row["top1_std"]),
           f"{published.source} {published.table}".strip(),
           _printed(published.top1) if compare_accuracy else "(not ImageNet)",
+          *(
+            (
+              _pct(row["int8_top1"]),
+              _printed(published.int8_top1) if compare_accuracy else "(not ImageNet)",
+            )
+            if int8
+            else ()
+          ),
           f"{_m(madds)} / {_printed(published.madds)}"
           + (f" {published.madds_unit}" if published.madds_unit != "M" else ""),
           f"{_m(params, 2)} / {_printed(published.params)}",
@@ -199,6 +212,7 @@ def madds_rank_correlation(table_rows):
 
 
 def results_table(table_rows):
+  int8 = any(r["int8_top1"] is not None for r in table_rows)
   header = (
     "member",
     "arch",
@@ -212,6 +226,7 @@ def results_table(table_rows):
     "train img/s",
     "input wait",
     "latency ms (batch 1)",
+    *(("int8 top-1", "int8 ms (onnxruntime)") if int8 else ()),
     "status",
   )
   lines = [
@@ -228,6 +243,16 @@ def results_table(table_rows):
       "–" if r["images_per_second"] is None else f"{r['images_per_second']:.0f}",
       "–" if r["input_wait_fraction"] is None else f"{r['input_wait_fraction']:.0%}",
       "–" if r["latency_ms"] is None else f"{r['latency_ms']:.2f}",
+      *(
+        (
+          _pct(r["int8_top1"]),
+          "–"
+          if r["int8_onnxruntime_latency_ms"] is None
+          else f"{r['int8_onnxruntime_latency_ms']:.2f}",
+        )
+        if int8
+        else ()
+      ),
       r["status"],
     )
     for r in table_rows
@@ -253,17 +278,21 @@ def papers_curve(table_rows):
   return curve
 
 
-def _draw_lines(ax, points, x_key):
-  """Top-1 % against `x_key`, one solid line per α and one dashed line per resolution."""
-  for key, style, label in (("width_multiplier", "-o", "α"), ("resolution", "--", "res")):
+def _draw_lines(ax, points, x_key, y_key="top1", label_prefix=""):
+  """`y_key` % against `x_key`, one solid line per α and one dashed line per resolution (for
+  int8 points: one dotted line per α, square markers)."""
+  styles = (("width_multiplier", "-o", "α"), ("resolution", "--", "res"))
+  if label_prefix:
+    styles = (("width_multiplier", ":s", "α"),)
+  for key, style, label in styles:
     for value in sorted({r[key] for r in points}):
       line = sorted((r for r in points if r[key] == value), key=lambda r: r[x_key])
       ax.plot(
         [r[x_key] for r in line],
-        [100 * r["top1"] for r in line],
+        [100 * r[y_key] for r in line],
         style,
-        label=f"{label} = {value:g}",
-        alpha=0.9 if style == "-o" else 0.4,
+        label=f"{label_prefix}{label} = {value:g}",
+        alpha=0.4 if style == "--" else 0.9,
       )
   if points:
     ax.set_xscale("log")
@@ -272,27 +301,35 @@ def _draw_lines(ax, points, x_key):
   ax.legend(fontsize=8, ncol=2)
 
 
-def plot(path, table_rows, x_key, x_label, compare_accuracy):
-  """Top-1 against `x_key`; on ImageNet the registry's published points overlaid, on other data
-  the papers' ImageNet curve for the same models in a panel beside (its shape is what a smaller
-  dataset can reproduce). The PNG's text chunks record how many points each drew."""
+def plot(path, table_rows, x_key, x_label, compare_accuracy, int8_x_key=None):
+  """Top-1 against `x_key`, and int8 top-1 against `int8_x_key` where members recorded it; on
+  ImageNet the registry's published points overlaid, on other data the papers' ImageNet curve
+  for the same models in a panel beside (its shape is what a smaller dataset can reproduce).
+  The PNG's text chunks record how many points each drew."""
   import matplotlib
 
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   points = [r for r in table_rows if r["top1"] is not None and r.get(x_key) is not None]
+  int8_points = [
+    r for r in table_rows if r["int8_top1"] is not None and r.get(int8_x_key) is not None
+  ]
   beside = papers_curve(points) if x_key == "madds" and not compare_accuracy else []
   fig, axes = plt.subplots(
     1, 2 if beside else 1, figsize=(13 if beside else 7, 5), dpi=110, squeeze=False, sharex=True
   )
   ax = axes[0][0]
   _draw_lines(ax, points, x_key)
+  if int8_points:
+    _draw_lines(ax, int8_points, int8_x_key, "int8_top1", "int8, ")
   published = []
   if compare_accuracy and x_key == "madds":
     for r in points:
       for p in published_rows(r):
         published.append((p.madds_count, p.top1, p.source))
+        if int8_points and p.int8_top1 is not None:
+          published.append((p.madds_count, p.int8_top1, f"{p.source} int8"))
     for source in sorted({s for _, _, s in published}):
       xs, ys = zip(*[(x, y) for x, y, s in published if s == source])
       ax.scatter(xs, ys, marker="x", s=50, label=source)
@@ -309,6 +346,7 @@ def plot(path, table_rows, x_key, x_label, compare_accuracy):
     path,
     metadata={
       "points": str(len(points)),
+      "int8_points": str(len(int8_points)),
       "published_points": str(len(published)),
       "papers_curve_points": str(len(beside)),
     },
@@ -354,7 +392,7 @@ def write(workdir: str) -> list[dict]:
     )
   compare = is_imagenet(table_rows)
   write_csv(os.path.join(workdir, "results.csv"), table_rows)
-  plot(os.path.join(workdir, "tradeoff.png"), table_rows, "madds", "mult-adds", compare)
+  plot(os.path.join(workdir, "tradeoff.png"), table_rows, "madds", "mult-adds", compare, "madds")
   plot(
     os.path.join(workdir, "latency.png"),
     table_rows,
@@ -363,7 +401,7 @@ def write(workdir: str) -> list[dict]:
     compare,
   )
   plots = {"tradeoff": "top-1 vs mult-adds", "latency": "top-1 vs latency"}
-  # Members run with config.training.onnx_latency.
+  # Members run with config.training.onnx_latency or int8.
   if any(r["onnxruntime_latency_ms"] is not None for r in table_rows):
     plot(
       os.path.join(workdir, "latency_onnxruntime.png"),
@@ -371,6 +409,7 @@ def write(workdir: str) -> list[dict]:
       "onnxruntime_latency_ms",
       "batch-1 latency in onnxruntime (ms, 1 thread, this machine)",
       compare,
+      "int8_onnxruntime_latency_ms",
     )
     plots["latency_onnxruntime"] = "top-1 vs onnxruntime latency"
   datasets = sorted({r["dataset"] for r in table_rows})
