@@ -284,6 +284,7 @@ def _draw_lines(ax, points, x_key, y_key="top1", label_prefix=""):
   styles = (("width_multiplier", "-o", "α"), ("resolution", "--", "res"))
   if label_prefix:
     styles = (("width_multiplier", ":s", "α"),)
+  colors = 0  # an α's int8 line has its float line's colour: C0, C1, ... in α order
   for key, style, label in styles:
     for value in sorted({r[key] for r in points}):
       line = sorted((r for r in points if r[key] == value), key=lambda r: r[x_key])
@@ -291,9 +292,11 @@ def _draw_lines(ax, points, x_key, y_key="top1", label_prefix=""):
         [r[x_key] for r in line],
         [100 * r[y_key] for r in line],
         style,
+        color=f"C{colors % 10}",
         label=f"{label_prefix}{label} = {value:g}",
         alpha=0.4 if style == "--" else 0.9,
       )
+      colors += 1
   if points:
     ax.set_xscale("log")
   ax.set_ylabel("top-1 %")
