@@ -85,9 +85,9 @@ def test_the_exported_v2_graph_is_one_conv_per_layer_with_its_activation_fused(t
 
   import onnx
 
-  config = load_config("mobilenet_v2", "res=96")
+  config = load_config("mobilenet_v2", "width=0.35,res=32")
   model = mobilenet.build_model(config, conv_impl="xla")
-  variables = model.init(jax.random.key(0), jax.numpy.zeros(mobilenet.input_shape(config)))
+  variables = jax.jit(model.init)(jax.random.key(0), jax.numpy.zeros(mobilenet.input_shape(config)))
   path = str(tmp_path / "v2.onnx")
   export.write_onnx(export.inference_function(config, variables), config, path)
   ops = collections.Counter(node.op_type for node in onnx.load(path).graph.node)
@@ -115,8 +115,8 @@ def test_an_interrupted_onnx_export_leaves_no_file_a_later_check_would_take_for_
   def interrupted(*args, **kwargs):
     raise KeyboardInterrupt
 
-  config = load_config("mobilenet_v1", "width=0.25,res=32")
-  variables = mobilenet.build_model(config).init(
+  config = tiny_config()
+  variables = jax.jit(mobilenet.build_model(config).init)(
     jax.random.key(0), jax.numpy.zeros(mobilenet.input_shape(config))
   )
   monkeypatch.setattr(onnxruntime, "InferenceSession", interrupted)
