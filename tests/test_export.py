@@ -208,7 +208,22 @@ def test_export_without_a_workdir_is_one_line():
   assert result.stderr.startswith("error: --mode=export needs --workdir=DIR")
 
 
-def test_a_calibration_size_of_zero_is_one_line_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize(
+  "flags, message",
+  [
+    (
+      ["--int8", "--calibration_examples=0"],
+      "error: --calibration_examples=0; allowed: integers >= 1 (the training images int8's "
+      "activation ranges are measured on)\n",
+    ),
+    (
+      ["--check_examples=-3"],
+      "error: --check_examples=-3; allowed: integers >= 0 (0 = every validation image)\n",
+    ),
+  ],
+  ids=["calibration_size_of_zero", "negative_check_count"],
+)
+def test_a_bad_image_count_is_one_line_and_writes_nothing(tmp_path, flags, message):
   result = subprocess.run(
     [
       sys.executable,
@@ -216,37 +231,12 @@ def test_a_calibration_size_of_zero_is_one_line_and_writes_nothing(tmp_path):
       "--config=configs/tiny.py",
       "--mode=export",
       f"--workdir={tmp_path}",
-      "--int8",
-      "--calibration_examples=0",
+      *flags,
     ],
     cwd=REPO,
     capture_output=True,
     text=True,
     timeout=120,
   )
-  assert result.returncode == 1 and result.stderr == (
-    "error: --calibration_examples=0; allowed: integers >= 1 (the training images int8's "
-    "activation ranges are measured on)\n"
-  )
-  assert not (tmp_path / "export").exists()
-
-
-def test_a_negative_check_count_is_one_line_and_writes_nothing(tmp_path):
-  result = subprocess.run(
-    [
-      sys.executable,
-      "launch.py",
-      "--config=configs/tiny.py",
-      "--mode=export",
-      f"--workdir={tmp_path}",
-      "--check_examples=-3",
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
-  assert result.returncode == 1 and result.stderr == (
-    "error: --check_examples=-3; allowed: integers >= 0 (0 = every validation image)\n"
-  )
+  assert result.returncode == 1 and result.stderr == message
   assert not (tmp_path / "export").exists()
