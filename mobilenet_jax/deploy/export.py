@@ -240,16 +240,16 @@ def onnx_latency(config, variables, workdir):
 
 
 def post_training_int8(config, variables, workdir):
-  """Writes WORKDIR/export/model_int8.onnx, post-training int8 calibrated on
+  """Writes WORKDIR/export/model_int8.onnx, post-training int8 of the model.onnx that
+  onnx_latency wrote, calibrated on
   config.training.int8_calibration_examples training images; returns summary.json's int8
   entries: the int8 model's top-1 on the whole validation split and the fraction of images
   whose top-1 is the JAX float model's (its arithmetic: OnnxModel(integer_kernels=False)), the
   top-1 onnxruntime's integer kernels give on this CPU, and their batch-1 latency per thread
   count."""
   calibration = calibration_batches(config, config.training.int8_calibration_examples)
-  os.makedirs(os.path.join(workdir, EXPORT_DIR), exist_ok=True)
   path = os.path.join(workdir, EXPORT_DIR, "model_int8.onnx")
-  write_onnx_file(inference_function(config, variables), config, path, calibration)
+  quantize_onnx(os.path.join(workdir, EXPORT_DIR, "model.onnx"), path, calibration)
   jax_logits, offset = jax.jit(model_function(config, variables)), importers.label_offset(config)
   arithmetic, kernels = (
     compare(jax_logits, OnnxModel(path, integer_kernels=integer), check_batches(config, 0), offset)
