@@ -5,6 +5,8 @@
   keras_tfjs  the same weights in TF.js Layers format (model.json + binary shards)
   slim_ckpt   a TF-slim checkpoint (MobilenetV1/V2; needs TensorFlow to read)
   slim_npy    a folder with one .npy per TF-slim variable ('/' written as '_', scope dropped)
+  workdir     a run of this project: its latest checkpoint (e.g. a float run to fine-tune with
+              quantization-aware training)
 
 Every tensor of the model must be found with its exact shape: a wrong α or class count is
 refused with the expected and found shapes. TF-slim classifiers have 1001 outputs with index 0 =
@@ -133,6 +135,28 @@ def read_slim_npy(path):
   return tensors
 
 
+def read_workdir(path):
+  """A run's workdir: its latest checkpoint's trained (not EMA) weights and BN statistics, as
+  'module/.../leaf' names; read only, so the run is never touched."""
+  import orbax.checkpoint as ocp
+
+  directory = os.path.join(os.path.abspath(path), "checkpoints")
+  if not os.path.isdir(directory):
+    raise errors.WeightsError(f"config.init_from=workdir:{path}: no checkpoints/ there")
+  manager = ocp.CheckpointManager(
+    directory, options=ocp.CheckpointManagerOptions(read_only=True), item_names=("state",)
+  )
+  step = manager.latest_step()
+  if step is None:
+    raise errors.WeightsError(f"config.init_from=workdir:{path}: checkpoints/ holds none")
+  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+  return {
+    jax.tree_util.keystr(keys, simple=True, separator="/"): np.asarray(array)
+    for collection in ("params", "batch_stats")
+    for keys, array in jax.tree_util.tree_flatten_with_path(state[collection])[0]
+  }
+
+
 # --- names: our parameter path -> the source's tensor name -----------------------------------
 
 # config.init_from = 'KIND:PATH': each weight format's reader, PATH -> {source name: array}.
@@ -141,6 +165,7 @@ READERS = {
   "keras_tfjs": read_keras_tfjs,
   "slim_ckpt": read_slim_ckpt,
   "slim_npy": read_slim_npy,
+  "workdir": read_workdir,
 }
 
 
@@ -189,6 +214,10 @@ def _slim_name(arch):
   return name
 
 
+def _own_name(module, leaf):
+  return "/".join((*module, leaf))
+
+
 def _to_ours(module, leaf, array):
   """Source layouts -> ours: depthwise (k,k,C,1) -> (k,k,1,C); 1x1-conv classifier -> dense."""
   if "depthwise" in module and leaf == "kernel" and array.ndim == 4:
@@ -230,7 +259,9 @@ def load(config, variables):
       f"config.init_from={spec!r}: cannot read {kind} weights from {path} "
       f"({type(error).__name__}: {error})"
     ) from None
-  name_of = _keras_v1_name if kind.startswith("keras") else _slim_name(arch)
+  name_of = {"keras_h5": _keras_v1_name, "keras_tfjs": _keras_v1_name, "workdir": _own_name}.get(
+    kind, _slim_name(arch)
+  )
   report = {"missing": [], "unexpected": [], "misshaped": [], "substituted": [], "defaulted": []}
   used = set()
 
@@ -253,7 +284,8 @@ def load(config, variables):
         report["missing"].append(f"{'/'.join(path_keys)} (source name {name})")
         return None
     used.add(name)
-    array = _to_ours(module, leaf, np.asarray(tensors[name]))
+    array = np.asarray(tensors[name])
+    array = array if kind == "workdir" else _to_ours(module, leaf, array)
     if array.shape != expected.shape:
       report["misshaped"].append(
         f"{'/'.join(path_keys)}: model expects {expected.shape}, {name} is {array.shape}"
@@ -288,6 +320,10 @@ def load(config, variables):
 def load_for_model(config: ml_collections.ConfigDict, model: Any) -> Imported:
   """config.init_from's weights, checked against `model`'s shapes; described on stdout. Only a
   new classifier needs initialised values: otherwise the shapes are traced, not compiled."""
+  if config.model.quantized:  # the quantized model's extra statistics (ranges) start fresh
+    config = config.copy_and_resolve_references()
+    config.model.quantized = False
+    model = mobilenet.build_model(config)
   init = functools.partial(model.init, jax.random.key(config.seed))
   images = jax.ShapeDtypeStruct(mobilenet.input_shape(config), jnp.float32)
   if config.init_new_classifier:
