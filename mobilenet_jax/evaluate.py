@@ -2,6 +2,7 @@
 image: what --mode=eval and --mode=predict print, and what --mode=export writes."""
 
 import logging
+import os
 from typing import Any
 
 import jax
@@ -29,12 +30,17 @@ def checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
   }
 
 
+def has_checkpoints(workdir: str | None) -> bool:
+  return workdir is not None and os.path.isdir(os.path.join(workdir, "checkpoints"))
+
+
 def inference_variables(
   config: ml_collections.ConfigDict, model: Any, workdir: str | None = None
 ) -> tuple[dict, tuple]:
-  """({'params', 'batch_stats'}, the weights' own class names or ()) from config.init_from's
-  weights or, without it, the latest checkpoint in `workdir` (its raw weights)."""
-  if config.init_from:
+  """({'params', 'batch_stats'}, the weights' own class names or ()) from the latest checkpoint
+  in `workdir` (its raw weights) or, where it has none, config.init_from's weights: a run that
+  started from imported weights is exported as it trained them."""
+  if config.init_from and not has_checkpoints(workdir):
     imported = importers.load_for_model(config, model)
     return {"params": imported.params, "batch_stats": imported.batch_stats}, imported.labels
   if workdir is None:

@@ -106,7 +106,7 @@ def _eval(config, workdir):
   print(
     json.dumps(
       evaluate.imported_weights(config)
-      if config.init_from
+      if config.init_from and not evaluate.has_checkpoints(workdir)
       else evaluate.checkpoint(config, workdir)
     )
   )

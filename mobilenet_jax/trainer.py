@@ -17,6 +17,7 @@ from mobilenet_jax.config import workdir as workdir_lib
 from mobilenet_jax.core import errors, tracking
 from mobilenet_jax.data import sources
 from mobilenet_jax.deploy import export, latency
+from mobilenet_jax.models import importers, mobilenet
 from mobilenet_jax.train import loop, sharding
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,8 @@ def check_can_start(config, train_split):
 
 def measure_finished(config, trained, workdir):
   """The finished model's batch-1 latency in JAX and, with config.training.onnx_latency or
-  int8, in onnxruntime (its export/model.onnx); with config.training.int8, its int8 model's
-  top-1 and latency."""
+  int8, in onnxruntime (its export/model.onnx); with config.training.int8 or a
+  quantization-aware model, its int8 model's top-1 and latency."""
   if trained.status != "finished":
     return {}
   state = trained.state
@@ -55,13 +56,13 @@ def measure_finished(config, trained, workdir):
     if config.training.measure_latency
     else {}
   )
-  int8 = config.training.int8 != "none"
+  int8 = config.training.int8 != "none" or config.model.quantized
   if config.training.onnx_latency or int8:
     weights = latency.local_copy({"params": state.params, "batch_stats": state.batch_stats})
     if jax.process_index() == 0:
       measured.update(export.onnx_latency(config, weights, workdir))
       if int8:
-        measured.update(export.post_training_int8(config, weights, workdir))
+        measured.update(export.int8_model(config, weights, workdir))
   return measured
 
 
@@ -83,10 +84,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   train_split = sources.load_split(config.data, "train")
   val_split = sources.load_split(config.data, "val")
   check_can_start(config, train_split)
+  # Read before anything is written: a missing or mismatched init_from is one line, no workdir.
+  imported = (
+    importers.load_for_model(config, mobilenet.build_model(config))
+    if config.init_from and not os.path.isdir(os.path.join(workdir, "checkpoints"))
+    else None
+  )
   lock = workdir_lib.WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock:
     workdir_lib.claim(config, workdir)
-    trained = loop.train(config, workdir, mesh, train_split, val_split)
+    trained = loop.train(config, workdir, mesh, train_split, val_split, imported)
     summary = loop.summarize(trained, measure_finished(config, trained, workdir))
     trained.writer.finish(summary)
     if jax.process_index() == 0:

@@ -170,6 +170,29 @@ def test_row_options_are_checked_against_the_block_registry(row, fragment):
   refused(config, "config.model.blocks[8]", fragment)
 
 
+@pytest.mark.parametrize(
+  "name, fragment",
+  [
+    ("mobilenet_v3_small", "config.model.activation='hard_swish' has no fused int8 kernel"),
+    ("mobilenet_v4_conv_small", "pooled_head (config.model.pooled_head_channels=1280)"),
+  ],
+)
+def test_a_layer_quantization_aware_training_cannot_compute_is_named(name, fragment):
+  config = load_config(name)
+  config.model.quantized = True
+  refused(config, "config.model.quantized=True", fragment)
+
+
+def test_a_squeeze_excite_block_is_named_when_quantized():
+  config = load_config("mobilenet_v2")
+  config.model.quantized = True
+  config.model.blocks = config.model.blocks + (("inverted_residual", 6, 24, 1, 1, {"se": 0.25}),)
+  refused(config, "block_18/squeeze_excite is not supported by quantization-aware training")
+  config.model.blocks = config.model.blocks[:-1]
+  config.training.int8 = "post_training"
+  refused(config, "config.training.int8='post_training' with config.model.quantized=True")
+
+
 def test_the_key_reference_lists_every_key_with_its_registrys_names(capsys):
   modes.MODES["keys"].run(None, None)
   rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
@@ -194,4 +217,7 @@ def test_base_config_and_the_roles_come_from_the_one_schema():
     "config.training.onnx_latency": False,
     "config.training.int8": "none",
     "config.training.int8_calibration_examples": 100,
+    "config.model.quantized": False,
+    "config.qat.freeze_bn_step": 200,
+    "config.qat.range_decay": 0.99,
   }

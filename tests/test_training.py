@@ -197,9 +197,14 @@ def launch(workdir, *extra, env=None):
   )
 
 
-def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "quantization_aware"])
+def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(
+  tmp_path, monkeypatch, caplog, quantized
+):
   config = tiny_config(
     **{
+      "model.quantized": quantized,  # its ranges and BN-freeze counters resume with it
+      "qat.freeze_bn_step": 5,
       "wandb.mode": "offline",
       "training.num_steps": 20,
       "training.log_every_steps": 5,

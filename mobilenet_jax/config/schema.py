@@ -17,7 +17,7 @@ import ml_collections
 from mobilenet_jax.config import presets
 from mobilenet_jax.core import errors, tracking
 from mobilenet_jax.data import sources
-from mobilenet_jax.models import blocks, convolutions, importers, layers
+from mobilenet_jax.models import blocks, convolutions, importers, layers, mobilenet, quantization
 from mobilenet_jax.train import optim
 
 # What a key is to a run. A workdir resumes with other values of placement keys only; scores a
@@ -207,6 +207,14 @@ KEYS = (
     choices=layers.KERNEL_INITS,
     before="he_fan_in",
   ),
+  _k(
+    "model.quantized",
+    False,
+    "Quantization-aware: the model computes what its int8 export computes (BN folded, int8 "
+    "weights per channel and activations per tensor, straight-through gradients).",
+    "model",
+    before=False,
+  ),
   # The data.
   _k(
     "data.dataset",
@@ -356,6 +364,22 @@ KEYS = (
     "Training images post-training int8's activation ranges are calibrated on.",
     bound=AT_LEAST_1,
     before=100,
+  ),
+  # Quantization-aware training (config.model.quantized).
+  _k(
+    "qat.freeze_bn_step",
+    200,
+    "Steps after which BN's running statistics are frozen and the folded conv stops using "
+    "batch statistics.",
+    bound=Bound(0),
+    before=200,
+  ),
+  _k(
+    "qat.range_decay",
+    0.99,
+    "EMA decay of each activation's int8 range (batch min and max).",
+    bound=Bound(0, 1, high_open=True),
+    before=0.99,
   ),
   _k(
     "training.preset",
@@ -560,6 +584,21 @@ def _blocks_fit_the_resolution(config):
     )
 
 
+def _quantized_layers_are_supported(config):
+  if config.model.quantized:
+    quantization.check_supported(
+      config.model,
+      mobilenet.build_plan(config.model),
+      mobilenet.pooled_head_channels(config.model),
+    )
+  if config.model.quantized and config.training.int8 != "none":
+    raise errors.ConfigError(
+      f"config.training.int8={config.training.int8!r} with config.model.quantized=True: a "
+      "quantization-aware run exports its own int8 model with the ranges it learned; set "
+      "training.int8='none'"
+    )
+
+
 def _mesh_has_a_data_axis(config):
   if "data" not in [name for name, _ in config.mesh]:
     raise errors.ConfigError(
@@ -572,6 +611,7 @@ def _mesh_has_a_data_axis(config):
 CROSS_CHECKS: tuple[Callable[[ml_collections.ConfigDict], None], ...] = (
   _blocks_fit_the_resolution,
   _mesh_has_a_data_axis,
+  _quantized_layers_are_supported,
 )
 
 

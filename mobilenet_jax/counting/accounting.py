@@ -127,10 +127,10 @@ def _split_bn(params):
 
 def profile(config: ml_collections.ConfigDict) -> Profile:
   """Counts the model a config describes; traces at batch 1, compiles nothing. The same model
-  and resolution are counted once per process."""
+  and resolution are counted once per process; a quantization-aware model as its network."""
   return _profile(
     json.dumps(
-      {"model": config.model.to_dict(), "resolution": config.resolution},
+      {"model": {**config.model.to_dict(), "quantized": False}, "resolution": config.resolution},
       sort_keys=True,
       default=str,
     )

@@ -27,7 +27,7 @@ import numpy as np
 from mobilenet_jax.core import errors, tables
 from mobilenet_jax.data import pipeline, sources
 from mobilenet_jax.deploy import latency
-from mobilenet_jax.models import importers, layers, mobilenet
+from mobilenet_jax.models import importers, layers, mobilenet, quantization
 
 EXPORT_DIR = "export"
 CALIBRATION_EXAMPLES = 100  # training images post-training int8 is calibrated on, by default
@@ -48,6 +48,60 @@ def inference_function(config, variables):
   return lambda images: model.apply(folded, images)
 
 
+def _sink_pool_transpose(graph):
+  """jax2onnx returns each conv's output to NHWC (a Transpose) before its bias Add; onnxruntime
+  cancels the pairs between convs but keeps the one before the pool, which leaves the last conv's
+  bias and activation outside it (and an int8 graph would quantize its pre-bias output). Moves
+  that Transpose past the per-channel Adds and Clip / Relu into the ReduceMean's axes, in place."""
+  from onnx import numpy_helper
+
+  consumers = {}
+  for node in graph.node:
+    for name in node.input:
+      consumers.setdefault(name, []).append(node)
+  constants = {i.name: i for i in graph.initializer}
+  for transpose in [n for n in graph.node if n.op_type == "Transpose"]:
+    if [a.ints for a in transpose.attribute if a.name == "perm"] != [[0, 2, 3, 1]]:
+      continue
+    chain, tensor = [], transpose.output[0]
+    while len(consumers.get(tensor, ())) == 1 and consumers[tensor][0].op_type in (
+      "Add",
+      "Clip",
+      "Relu",
+    ):
+      node = consumers[tensor][0]
+      other = [name for name in node.input if name != tensor][:1]
+      if node.op_type == "Add" and not (
+        other and other[0] in constants and len(constants[other[0]].dims) in (1, 4)
+      ):
+        break
+      chain.append(node)
+      tensor = node.output[0]
+    pool = consumers.get(tensor, [])
+    if len(pool) != 1 or pool[0].op_type != "ReduceMean" or pool[0].input[1] not in constants:
+      continue
+    if list(numpy_helper.to_array(constants[pool[0].input[1]])) != [1, 2]:
+      continue
+    feed = transpose.output[0]
+    for node in chain:
+      if node.op_type == "Add":
+        index = 1 - list(node.input).index(feed)
+        bias = numpy_helper.to_array(constants[node.input[index]])
+        name = node.input[index] + "_nchw"
+        graph.initializer.append(numpy_helper.from_array(bias.reshape(1, -1, 1, 1), name))
+        node.input[index] = name
+      feed = node.output[0]
+    axes = pool[0].input[1] + "_nchw"
+    graph.initializer.append(numpy_helper.from_array(np.array([2, 3], np.int64), axes))
+    pool[0].input[1] = axes
+    first = (chain or pool)[0]
+    first.input[list(first.input).index(transpose.output[0])] = transpose.input[0]
+    graph.node.remove(transpose)
+    moved = {node.output[0] for node in chain} | {pool[0].output[0]}
+    for info in [i for i in graph.value_info if i.name in moved]:
+      graph.value_info.remove(info)  # their NHWC shapes; onnxruntime infers the NCHW ones
+
+
 def write_onnx(function, config, path):
   """The float32 ONNX graph of `function`, with a dynamic batch dimension, after onnxruntime's
   basic optimizations (constant folding, transpose cancelling, Conv+Add fusion)."""
@@ -63,6 +117,7 @@ def write_onnx(function, config, path):
     output_names=["logits"],
     return_mode="proto",
   )
+  _sink_pool_transpose(traced.graph)
   options = onnxruntime.SessionOptions()
   options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
   options.optimized_model_filepath = path + ".partial"
@@ -72,10 +127,58 @@ def write_onnx(function, config, path):
   os.replace(path + ".partial", path)  # a file at `path` is a finished one
 
 
-def quantize_onnx(float_path, int8_path, calibration):
+def quantized_tensors(path):
+  """The tensors of a folded float graph that onnxruntime's QDQ quantizer quantizes, in graph
+  order: the (transposed) input, each conv's output after its fused activation, each residual
+  sum, the pooled features and the logits; quantization.quantization_points' order."""
+  import onnx
+
+  graph = onnx.load(path).graph
+  constants = {i.name for i in graph.initializer}
+  consumers = {}
+  for node in graph.node:
+    for name in node.input:
+      consumers.setdefault(name, []).append(node)
+  inputs = {i.name for i in graph.input}
+  names = []
+  for node in graph.node:
+    if node.op_type == "Transpose" and node.input[0] in inputs:
+      names.append(node.output[0])
+    elif node.op_type == "Conv":
+      after = consumers.get(node.output[0], [])
+      fused = len(after) == 1 and after[0].op_type in ("Clip", "Relu")
+      names.append(after[0].output[0] if fused else node.output[0])
+    elif node.op_type == "Add" and not constants & set(node.input):
+      names.append(node.output[0])
+    elif node.op_type in ("ReduceMean", "Gemm"):
+      names.append(node.output[0])
+  return names
+
+
+def quantize_onnx(float_path, int8_path, calibration, ranges=None):
   """Static int8 (QDQ: int8 weights per output channel, int8 activations) from the ranges the
-  `calibration` batches reach, after onnxruntime's recommended shape inference and folding."""
+  `calibration` batches reach, after onnxruntime's recommended shape inference and folding;
+  with `ranges` (quantization.quantization_points of a quantization-aware model), every
+  activation takes its given scale and zero point instead, and `calibration` is not read."""
   from onnxruntime import quantization
+
+  extra = {}
+  if ranges is not None:
+    names = quantized_tensors(float_path)
+    if len(names) != len(ranges):
+      raise errors.UserError(
+        f"{float_path}: {len(names)} tensors to quantize but the quantization-aware model has "
+        f"{len(ranges)} ranges; the graph is not the model's folded function"
+      )
+    extra = {
+      "TensorQuantOverrides": {
+        name: [{"scale": np.array(scale, np.float32), "zero_point": np.array(zero_point, np.int8)}]
+        for name, (scale, zero_point) in zip(names, ranges)
+      },
+      # The weights' scales stay max|w| / 127, the ones the model trained with.
+      "QDQDisableWeightAdjustForInt32Bias": True,
+    }
+    calibration = [calibration[0][:1]]  # the API reads a batch; every range is given
 
   class Calibration(quantization.CalibrationDataReader):
     def __init__(self, batches):
@@ -95,6 +198,7 @@ def quantize_onnx(float_path, int8_path, calibration):
     per_channel=True,
     activation_type=quantization.QuantType.QInt8,
     weight_type=quantization.QuantType.QInt8,
+    extra_options=extra,
   )
   os.remove(prepared)
   os.replace(int8_path + ".partial", int8_path)
@@ -239,17 +343,24 @@ def onnx_latency(config, variables, workdir):
   return {name: latency_ms(OnnxModel(path, t), config) for t, name in _latency_names("").items()}
 
 
-def post_training_int8(config, variables, workdir):
-  """Writes WORKDIR/export/model_int8.onnx, post-training int8 of the model.onnx that
-  onnx_latency wrote, calibrated on
-  config.training.int8_calibration_examples training images; returns summary.json's int8
-  entries: the int8 model's top-1 on the whole validation split and the fraction of images
-  whose top-1 is the JAX float model's (its arithmetic: OnnxModel(integer_kernels=False)), the
-  top-1 onnxruntime's integer kernels give on this CPU, and their batch-1 latency per thread
-  count."""
-  calibration = calibration_batches(config, config.training.int8_calibration_examples)
+def int8_model(config, variables, workdir):
+  """Writes WORKDIR/export/model_int8.onnx from the model.onnx that onnx_latency wrote: with
+  config.model.quantized, with the ranges the quantization-aware model learned (no
+  calibration), else post-training int8 calibrated on config.training.int8_calibration_examples
+  training images. Returns summary.json's int8 entries: its top-1 on the whole validation split
+  and the fraction of images whose top-1 is the JAX model's (the float model's, or the
+  quantization-aware model's own simulation), both by its arithmetic
+  (OnnxModel(integer_kernels=False)); the top-1 onnxruntime's integer kernels give on this CPU;
+  their batch-1 latency per thread count."""
   path = os.path.join(workdir, EXPORT_DIR, "model_int8.onnx")
-  quantize_onnx(os.path.join(workdir, EXPORT_DIR, "model.onnx"), path, calibration)
+  float_path = os.path.join(workdir, EXPORT_DIR, "model.onnx")
+  if config.model.quantized:
+    images = np.zeros(mobilenet.input_shape(config), np.float32)
+    ranges = quantization.quantization_points(variables, mobilenet.build_model(config), images)
+    quantize_onnx(float_path, path, [images], ranges)
+  else:
+    calibration = calibration_batches(config, config.training.int8_calibration_examples)
+    quantize_onnx(float_path, path, calibration)
   jax_logits, offset = jax.jit(model_function(config, variables)), importers.label_offset(config)
   arithmetic, kernels = (
     compare(jax_logits, OnnxModel(path, integer_kernels=integer), check_batches(config, 0), offset)

@@ -7,7 +7,7 @@ is one module and one entry here.
 """
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -70,14 +70,19 @@ class Block(nn.Module):
   plan: BlockPlan
   layer: Callable[..., nn.Module]
   squeeze_excite: Callable[..., nn.Module] = SqueezeExcite
+  add_quantizer: Optional[Callable[..., nn.Module]] = None  # the residual sum's, when quantized
 
   def act(self):
     """The layer keyword that sets this block's activation, when its row sets one."""
     return {"activation": layers.ACTIVATIONS[self.plan.act]} if self.plan.act else {}
 
-  def residual(self, x, y):
+  def residual(self, x, y, train):
     plan = self.plan
-    return y + x if plan.stride == 1 and plan.in_channels == plan.out_channels else y
+    if plan.stride != 1 or plan.in_channels != plan.out_channels:
+      return y
+    if self.add_quantizer is None:
+      return y + x
+    return self.add_quantizer(name="add")(y + x, train)
 
 
 class FullConvBlock(Block):
@@ -132,7 +137,7 @@ class InvertedResidualBlock(Block):
     if plan.se:
       y = self.squeeze_excite(plan.se, name="squeeze_excite")(y)
     y = self.layer(plan.out_channels, activation=None, name="project")(y, train)
-    return self.residual(x, y)
+    return self.residual(x, y, train)
 
 
 class FusedInvertedBottleneckBlock(Block):
@@ -146,7 +151,7 @@ class FusedInvertedBottleneckBlock(Block):
       plan.hidden_channels, kernel_size=plan.kernel, stride=plan.stride, name="expand", **self.act()
     )(x, train)
     y = self.layer(plan.out_channels, activation=None, name="project")(y, train)
-    return self.residual(x, y)
+    return self.residual(x, y, train)
 
 
 class UniversalInvertedBottleneckBlock(Block):
@@ -179,12 +184,12 @@ class UniversalInvertedBottleneckBlock(Block):
         **self.act(),
       )(y, train)
     y = self.layer(plan.out_channels, activation=None, name="project")(y, train)
-    return self.residual(x, y)
+    return self.residual(x, y, train)
 
 
 @dataclasses.dataclass(frozen=True)
 class BlockType:
-  module: Any  # called as module(plan, layer, squeeze_excite, name=...)(x, train)
+  module: Any  # called as module(plan, layer, squeeze_excite, add_quantizer, name=...)(x, train)
   expands: bool  # whether its t column may exceed 1
   options: dict  # per-row option name -> (allowed values, default)
   always_expands: bool = False  # a 1x1 expansion even when t = 1 (UIB)

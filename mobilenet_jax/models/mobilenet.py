@@ -7,7 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from mobilenet_jax.models import blocks, convolutions, layers
+from mobilenet_jax.models import blocks, convolutions, layers, quantization
 
 
 def scale_channels(channels, width_multiplier, rounding, min_channels):
@@ -114,20 +114,40 @@ class MobileNet(nn.Module):
   conv_impl: str = "xla"
   kernel_init: str = "he_fan_out"
   folded: bool = False  # BN folded into the convs (layers.fold_batch_norm's variables)
+  # Quantization-aware: the int8 export's function in float32 (quantization.py); None = float.
+  quantized: Optional[quantization.QuantizationSettings] = None
 
   @nn.compact
   def __call__(self, x, train=False):
     dtype = jnp.dtype(self.dtype)
-    norm = layers.norm_factory(self.bn_momentum, self.bn_epsilon, dtype, self.folded)
-    layer = layers.layer_factory(self.activation, norm, dtype, self.conv_impl, self.kernel_init)
     squeeze_excite = functools.partial(blocks.SqueezeExcite, kernel_init=self.kernel_init)
+    quantizer = add_quantizer = None
+    if self.quantized:
+      quantizer = functools.partial(quantization.ActivationQuantizer, self.quantized.range_decay)
+      add_quantizer = quantizer
+      layer = quantization.layer_factory(
+        self.activation,
+        self.bn_momentum,
+        self.bn_epsilon,
+        self.conv_impl,
+        self.kernel_init,
+        self.quantized,
+      )
+      x = quantizer(name="input_quant")(x, train)
+    else:
+      norm = layers.norm_factory(self.bn_momentum, self.bn_epsilon, dtype, self.folded)
+      layer = layers.layer_factory(self.activation, norm, dtype, self.conv_impl, self.kernel_init)
     for plan in self.plan:
-      x = blocks.REGISTRY[plan.block].module(plan, layer, squeeze_excite, name=plan.name)(x, train)
+      x = blocks.REGISTRY[plan.block].module(
+        plan, layer, squeeze_excite, add_quantizer, name=plan.name
+      )(x, train)
       self.sow("intermediates", "features", x)
     if self.head_channels:
       x = layer(self.head_channels, name="head")(x, train)
       self.sow("intermediates", "features", x)
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    if quantizer:
+      x = quantizer(name="pool_quant")(x, train)
     if self.pooled_head_channels:
       x = PooledHead(
         self.pooled_head_channels,
@@ -140,19 +160,27 @@ class MobileNet(nn.Module):
       )(x, train)
     self.sow("intermediates", "pre_logits", x)
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(
-      self.num_classes, kernel_init=layers.KERNEL_INITS[self.kernel_init][1], name="classifier"
-    )(x)
+    classifier_init = layers.KERNEL_INITS[self.kernel_init][1]
+    if self.quantized:
+      return quantization.QuantizedDense(
+        self.num_classes, classifier_init, self.quantized.range_decay, name="classifier"
+      )(x, train)
+    return nn.Dense(self.num_classes, kernel_init=classifier_init, name="classifier")(x)
 
 
 def build_model(
   config: ml_collections.ConfigDict, conv_impl: str | None = None, folded: bool = False
 ) -> MobileNet:
   """The model a validated config describes; `conv_impl` overrides config.model.conv_impl;
-  `folded` builds it with BN folded into the convs, for layers.fold_batch_norm's variables."""
+  `folded` builds it with BN folded into the convs, for layers.fold_batch_norm's variables.
+  With config.model.quantized, the quantization-aware model (quantization.py)."""
   model = config.model
+  plan = build_plan(model)
+  quantized = None
+  if model.quantized and not folded:  # its layers checked by validate()
+    quantized = quantization.QuantizationSettings(config.qat.freeze_bn_step, config.qat.range_decay)
   return MobileNet(
-    plan=build_plan(model),
+    plan=plan,
     head_channels=head_channels(model),
     num_classes=model.num_classes,
     pooled_head_channels=pooled_head_channels(model),
@@ -165,6 +193,7 @@ def build_model(
     conv_impl=convolutions.resolve_conv_impl(conv_impl or model.conv_impl),
     kernel_init=model.kernel_init,
     folded=folded,
+    quantized=quantized,
   )
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from mobilenet_jax.core import errors, tracking
 from mobilenet_jax.counting import accounting
 from mobilenet_jax.data import pipeline, sources
-from mobilenet_jax.models import importers, mobilenet
+from mobilenet_jax.models import importers, mobilenet, quantization
 from mobilenet_jax.train import checkpointing, optim, scoring, sharding, train_step
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,9 @@ class Trained:
   eval_count: int
 
 
-def initial_state(config, workdir, model, tx, mesh, manager):
+def initial_state(config, workdir, model, tx, mesh, manager, imported=None):
   """(state, checkpoint metadata, state sharding, dropout key): the latest checkpoint's state,
-  else a fresh initialisation with config.init_from's weights in it."""
+  else a fresh initialisation with `imported` (config.init_from's weights) in it."""
   init = lambda rng: train_step.init_state(model, tx, config, rng)
   # Independent streams for the initial weights and the dropout masks.
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
@@ -55,9 +55,10 @@ def initial_state(config, workdir, model, tx, mesh, manager):
     init, out_shardings=state_sharding, compiler_options=mobilenet.INIT_COMPILER_OPTIONS
   )(init_rng)
   if config.init_from:
-    imported = importers.load_for_model(config, model)
+    imported = imported or importers.load_for_model(config, model)
+    batch_stats = quantization.merge_into(jax.device_get(state.batch_stats), imported.batch_stats)
     state = jax.device_put(
-      train_step.with_weights(state, config, imported.params, imported.batch_stats), state_sharding
+      train_step.with_weights(state, config, imported.params, batch_stats), state_sharding
     )
   return state, {}, state_sharding, dropout_rng
 
@@ -68,9 +69,11 @@ def train(
   mesh: jax.sharding.Mesh,
   train_split: sources.Split,
   val_split: sources.Split,
+  imported: importers.Imported | None = None,
 ) -> Trained:
-  """Trains from the latest checkpoint (or the start) to config.training.num_steps, or until
-  SIGTERM; evaluates at the end and every config.training.eval_every_steps."""
+  """Trains from the latest checkpoint (or the start, with `imported`: config.init_from's
+  weights) to config.training.num_steps, or until SIGTERM; evaluates at the end and every
+  config.training.eval_every_steps."""
   steps_per_epoch = max(len(train_split) // config.data.batch_size, 1)
   model = mobilenet.build_model(config)
   tx, schedule, derived = optim.make_optimizer(
@@ -78,7 +81,7 @@ def train(
   )
   manager = checkpointing.checkpoint_manager(workdir, config)
   state, meta, state_sharding, dropout_rng = initial_state(
-    config, workdir, model, tx, mesh, manager
+    config, workdir, model, tx, mesh, manager, imported
   )
   start_step = int(state.step)
   label_offset = importers.label_offset(config)
