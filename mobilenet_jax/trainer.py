@@ -6,6 +6,7 @@ trains and evaluates; the finished model's latency is measured here, where the d
 """
 
 import contextlib
+import dataclasses
 import logging
 import os
 
@@ -56,14 +57,51 @@ def measure_finished(config, trained, workdir):
     if config.training.measure_latency
     else {}
   )
-  int8 = config.training.int8 != "none" or config.model.quantized
-  if config.training.onnx_latency or int8:
+  int8 = config.training.int8 == "post_training" or config.model.quantized
+  if config.training.onnx_latency or config.training.int8 != "none" or config.model.quantized:
     weights = latency.local_copy({"params": state.params, "batch_stats": state.batch_stats})
     if jax.process_index() == 0:
       measured.update(export.onnx_latency(config, weights, workdir))
       if int8:
         measured.update(export.int8_model(config, weights, workdir))
   return measured
+
+
+QAT_DIR = "qat"  # training.int8='qat': the quantization-aware fine-tuning, inside the float run
+# What the float run's summary takes from its quantization-aware fine-tuning's.
+QAT_ENTRIES = {
+  "qat_top1": "top1",
+  "int8_top1": "int8_top1",
+  "int8_same_top1": "int8_same_top1",
+  "int8_onnxruntime_top1": "int8_onnxruntime_top1",
+  **{name: name for name in export.latency_names("int8_").values()},
+}
+
+
+def quantization_aware_config(config, float_workdir):
+  """training.int8='qat': the run that fine-tunes `float_workdir`'s finished float model
+  quantization-aware, config.qat's steps at its learning rate, everything else as the float
+  run's."""
+  child = config.copy_and_resolve_references()
+  child.model.quantized = True
+  child.init_from = f"workdir:{float_workdir}"
+  child.training.int8 = "none"
+  child.training.num_steps = config.qat.num_steps
+  child.optimizer.learning_rate = config.qat.learning_rate
+  return child
+
+
+def fine_tune_quantization_aware(config, trained, workdir):
+  """Fine-tunes the finished float run in `workdir` quantization-aware (WORKDIR/qat, resumed
+  like any run); returns the float run's status (the fine-tuning's: a preempted fine-tuning
+  leaves the float run unfinished, to resume) and the fine-tuning's int8 entries under the
+  float summary's names."""
+  child = train_and_evaluate(
+    quantization_aware_config(config, workdir), os.path.join(workdir, QAT_DIR)
+  )
+  if child["status"] != "finished":
+    return dataclasses.replace(trained, status=child["status"]), {}
+  return trained, {ours: child[theirs] for ours, theirs in QAT_ENTRIES.items()}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -94,7 +132,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   with lock:
     workdir_lib.claim(config, workdir)
     trained = loop.train(config, workdir, mesh, train_split, val_split, imported)
-    summary = loop.summarize(trained, measure_finished(config, trained, workdir))
+    measured = measure_finished(config, trained, workdir)
+    if config.training.int8 == "qat" and trained.status == "finished":
+      trained, entries = fine_tune_quantization_aware(config, trained, workdir)
+      measured.update(entries)
+    summary = loop.summarize(trained, measured)
     trained.writer.finish(summary)
     if jax.process_index() == 0:
       tracking.write_json(summary_path, summary)

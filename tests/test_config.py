@@ -179,7 +179,9 @@ def test_row_options_are_checked_against_the_block_registry(row, fragment):
 )
 def test_a_layer_quantization_aware_training_cannot_compute_is_named(name, fragment):
   config = load_config(name)
-  config.model.quantized = True
+  config.training.int8 = "qat"
+  refused(config, "config.training.int8='qat'", fragment)
+  config.training.int8, config.model.quantized = "none", True
   refused(config, "config.model.quantized=True", fragment)
 
 
@@ -191,6 +193,8 @@ def test_a_squeeze_excite_block_is_named_when_quantized():
   config.model.blocks = config.model.blocks[:-1]
   config.training.int8 = "post_training"
   refused(config, "config.training.int8='post_training' with config.model.quantized=True")
+  config.model.quantized, config.training.int8, config.qat.num_steps = False, "qat", 100
+  refused(config, "config.qat.freeze_bn_step=200 is after the fine-tuning's last step")
 
 
 def test_the_key_reference_lists_every_key_with_its_registrys_names(capsys):
@@ -218,6 +222,8 @@ def test_base_config_and_the_roles_come_from_the_one_schema():
     "config.training.int8": "none",
     "config.training.int8_calibration_examples": 100,
     "config.model.quantized": False,
+    "config.qat.num_steps": 300,
+    "config.qat.learning_rate": 0.005,
     "config.qat.freeze_bn_step": 200,
     "config.qat.range_decay": 0.99,
   }

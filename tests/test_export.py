@@ -64,36 +64,30 @@ def test_a_run_with_post_training_int8_records_its_int8_top1_and_latency(tiny_ru
 
 
 @pytest.fixture(scope="session")
-def qat_run(tiny_run, shared_tmp_path):
-  """Quantization-aware fine-tuning of tiny_run's float model; BN frozen after step 50 of 60.
-  Returns (config, workdir, the float run's checkpoint files before, and after)."""
-  _, float_workdir = tiny_run
+def qat_run(shared_tmp_path):
+  """A float run of 30 steps with training.int8='qat': then 60 steps of quantization-aware
+  fine-tuning in WORKDIR/qat, BN frozen after its step 50. Returns (config, workdir)."""
   workdir = shared_tmp_path / "tiny_qat_run"
   config = tiny_config(
     **{
-      "model.quantized": True,
-      "init_from": f"workdir:{float_workdir}",
-      "training.num_steps": 60,
+      "training.num_steps": 30,
+      "training.int8": "qat",
+      "qat.num_steps": 60,
       "qat.freeze_bn_step": 50,
-      "optimizer.learning_rate": 0.005,
     }
   )
-  files = lambda: {
-    str(p): (p.stat().st_size, p.stat().st_mtime_ns)
-    for p in sorted((float_workdir / "checkpoints").rglob("*"))
-  }
   with filelock.FileLock(f"{workdir}.lock"):
-    before = files()
     if not (workdir / "summary.json").exists():
       trainer.train_and_evaluate(config, str(workdir))
-    return config, workdir, before, files()
+  return config, workdir
 
 
 def test_a_quantization_aware_runs_int8_onnx_computes_its_jax_simulation(qat_run):
   import onnx
   from onnx import numpy_helper
 
-  config, workdir, float_before, float_after = qat_run
+  config, float_workdir = qat_run
+  workdir = float_workdir / "qat"
   summary = json.loads((workdir / "summary.json").read_text())
   # The issue's bar: the runtime's int8 arithmetic has the JAX simulation's top-1 on >= 99% of
   # the validation images (the int32 biases are the only rounding JAX does not simulate).
@@ -101,6 +95,7 @@ def test_a_quantization_aware_runs_int8_onnx_computes_its_jax_simulation(qat_run
   assert abs(summary["int8_top1"] - summary["top1"]) <= 0.01
   assert summary["int8_onnxruntime_latency_ms"] > 0
   # Every activation's scale and zero point is the one the run learned, none re-calibrated.
+  config = trainer.quantization_aware_config(config, float_workdir)
   variables = run_variables(config, workdir)
   images = jax.numpy.zeros(mobilenet.input_shape(config))
   learned = quantization.quantization_points(variables, mobilenet.build_model(config), images)
@@ -112,13 +107,32 @@ def test_a_quantization_aware_runs_int8_onnx_computes_its_jax_simulation(qat_run
     if n.op_type == "QuantizeLinear" and constants[n.input[1]].ndim == 0
   ]
   assert written == learned and len(learned) == 18
-  assert float_after == float_before and float_before  # the float run it started from
+
+
+def test_int8_qat_records_the_fine_tunings_int8_in_the_float_runs_summary(qat_run):
+  _, workdir = qat_run
+  summary = json.loads((workdir / "summary.json").read_text())
+  child = json.loads((workdir / "qat" / "summary.json").read_text())
+  assert summary["status"] == child["status"] == "finished"
+  assert (summary["steps"], child["steps"]) == (30, 60)
+  assert summary["qat_top1"] == child["top1"] and summary["int8_top1"] == child["int8_top1"]
+  for name in ("int8_same_top1", "int8_onnxruntime_top1", "int8_onnxruntime_latency_ms_4_threads"):
+    assert summary[name] == child[name]
+  assert summary["onnxruntime_latency_ms"] > 0  # the float model's, beside its int8 one
+  # The float run's checkpoints were all written before the fine-tuning's first one, and kept.
+  float_files = [p for p in (workdir / "checkpoints").rglob("*") if p.is_file()]
+  qat_files = [p for p in (workdir / "qat" / "checkpoints").rglob("*") if p.is_file()]
+  assert float_files and qat_files
+  assert max(p.stat().st_mtime_ns for p in float_files) < min(
+    p.stat().st_mtime_ns for p in qat_files
+  )
 
 
 def test_quantization_aware_training_freezes_bn_statistics_at_its_step(qat_run):
   import orbax.checkpoint as ocp
 
-  _, workdir, _, _ = qat_run
+  _, float_workdir = qat_run
+  workdir = float_workdir / "qat"
   manager = ocp.CheckpointManager(workdir / "checkpoints", item_names=("state",))
   stats = {
     step: manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state[
@@ -240,6 +254,27 @@ def test_a_trained_run_exports_to_onnx_float_and_int8_checked_and_timed(tiny_run
   assert 0 < int8["max_logit_difference"] and int8["same_top1"] > 64  # quantized: close, not equal
   assert all(r[f"latency_ms_{t}_threads"] > 0 for r in rows[:2] for t in export.THREADS)
   assert json.loads((workdir / "export" / "export.json").read_text()) == rows
+
+
+def test_exporting_a_quantization_aware_run_writes_its_learned_ranges_not_calibrated_ones(
+  qat_run, tmp_path
+):
+  import onnx
+
+  float_config, float_workdir = qat_run
+  config = trainer.quantization_aware_config(float_config, float_workdir)
+  workdir = float_workdir / "qat"
+  variables = run_variables(config, workdir)
+  with pytest.raises(errors.UserError, match=r"--format=tflite --int8 of a quantization-aware"):
+    export.export(config, variables, str(tmp_path), ["tflite"], int8=True)
+  assert list(tmp_path.iterdir()) == []
+  rows = export.export(config, variables, str(tmp_path), ["onnx"], int8=True, check_examples=128)
+  written, trained = (
+    onnx.load(directory / "export" / "model_int8.onnx").graph.initializer
+    for directory in (tmp_path, workdir)
+  )
+  assert {i.name: i.raw_data for i in written} == {i.name: i.raw_data for i in trained}
+  assert rows[2]["precision"] == "int8 arithmetic" and rows[2]["same_top1"] >= 127
 
 
 @needs_artifacts("mobilenet_v2_1.0_224_tfslim_float_npy")

@@ -252,10 +252,13 @@ def test_report_puts_the_registrys_numbers_beside_the_sweeps(tmp_path):
 
 @pytest.mark.slow
 def test_int8_members_put_their_int8_points_beside_float_and_slims_int8_checkpoints(tmp_path):
-  for width, top1, int8 in ((0.75, 0.66, 0.655), (0.5, 0.61, 0.60)):
+  for width, top1, int8, method in (
+    (0.75, 0.66, 0.655, "post_training"),
+    (0.5, 0.61, 0.60, "qat"),
+  ):
     config = load_config("mobilenet_v1", f"width={width},res=224")
     config.data.dataset, config.wandb.mode = "tfds:imagenet2012", "disabled"
-    config.training.int8 = "post_training"
+    config.training.int8 = method
     write_member(
       tmp_path,
       f"v1_{width}",
@@ -267,12 +270,13 @@ def test_int8_members_put_their_int8_points_beside_float_and_slims_int8_checkpoi
     )
   report.write(str(tmp_path))
   with open(tmp_path / "results.csv") as f:
-    assert [(r["int8_top1"], r["int8_onnxruntime_latency_ms"]) for r in csv.DictReader(f)] == [
-      ("0.655", "3.0"),
-      ("0.6", "2.0"),
-    ]
+    assert [
+      (r["int8_top1"], r["int8_onnxruntime_latency_ms"], r["int8_method"])
+      for r in csv.DictReader(f)
+    ] == [("0.655", "3.0", "post-training"), ("0.6", "2.0", "QAT")]
   for plot in ("tradeoff.png", "latency_onnxruntime.png"):
     assert Image.open(tmp_path / plot).text["int8_points"] == "2"
+    assert Image.open(tmp_path / plot).text["int8_methods"] == "QAT,post-training"
   assert Image.open(tmp_path / "latency.png").text["int8_points"] == "0"  # JAX float only
   assert (
     Image.open(tmp_path / "tradeoff.png").text["published_points"] == "6"

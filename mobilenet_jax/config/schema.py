@@ -354,8 +354,10 @@ KEYS = (
     "training.int8",
     "none",
     "int8 of the final model recorded beside float: 'post_training' exports it (folded, "
-    "calibrated on training images) and records its onnxruntime top-1 and latency.",
-    choices=("none", "post_training"),
+    "calibrated on training images), 'qat' fine-tunes it quantization-aware in WORKDIR/qat "
+    "(config.qat) and exports that with the ranges it learned; either records its int8 "
+    "onnxruntime top-1 and latency.",
+    choices=("none", "post_training", "qat"),
     before="none",
   ),
   _k(
@@ -365,7 +367,22 @@ KEYS = (
     bound=AT_LEAST_1,
     before=100,
   ),
-  # Quantization-aware training (config.model.quantized).
+  # Quantization-aware training (config.model.quantized, or training.int8='qat').
+  _k(
+    "qat.num_steps",
+    300,
+    "training.int8='qat': steps of quantization-aware fine-tuning after the float run.",
+    bound=AT_LEAST_1,
+    before=300,
+  ),
+  _k(
+    "qat.learning_rate",
+    0.005,
+    "training.int8='qat': the fine-tuning's optimizer.learning_rate (its schedule is the float "
+    "run's, over qat.num_steps).",
+    bound=POSITIVE,
+    before=0.005,
+  ),
   _k(
     "qat.freeze_bn_step",
     200,
@@ -585,17 +602,23 @@ def _blocks_fit_the_resolution(config):
 
 
 def _quantized_layers_are_supported(config):
-  if config.model.quantized:
+  if config.model.quantized or config.training.int8 == "qat":
     quantization.check_supported(
       config.model,
       mobilenet.build_plan(config.model),
       mobilenet.pooled_head_channels(config.model),
+      "config.model.quantized=True" if config.model.quantized else "config.training.int8='qat'",
     )
   if config.model.quantized and config.training.int8 != "none":
     raise errors.ConfigError(
       f"config.training.int8={config.training.int8!r} with config.model.quantized=True: a "
       "quantization-aware run exports its own int8 model with the ranges it learned; set "
       "training.int8='none'"
+    )
+  if config.training.int8 == "qat" and config.qat.freeze_bn_step > config.qat.num_steps:
+    raise errors.ConfigError(
+      f"config.qat.freeze_bn_step={config.qat.freeze_bn_step} is after the fine-tuning's last "
+      f"step (config.qat.num_steps={config.qat.num_steps}); BN would never be frozen"
     )
 
 

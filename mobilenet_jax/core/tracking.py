@@ -115,7 +115,8 @@ class MetricWriter:
         mode=mode,
         dir=os.path.abspath(workdir),
         config={**flatten(json.loads(config.to_json_best_effort())), **run_info},
-        settings=wandb.Settings(silent=True),
+        # A run's quantization-aware fine-tuning (training.int8='qat') is a second run inside it.
+        settings=wandb.Settings(silent=True, reinit="create_new"),
       )
       self.run_id = self.run.id
       self.run.summary.update(run_info)

@@ -292,22 +292,34 @@ class TfliteModel:
     return (logits.astype(np.float32) - out_zero) * out_scale if out_scale else logits
 
 
-def write_onnx_file(function, config, path, calibration=None):
-  """write_onnx, then with `calibration` batches quantize_onnx in the float file's place."""
+def write_onnx_file(function, config, path, calibration=None, ranges=None):
+  """write_onnx, then with `calibration` batches quantize_onnx (with a quantization-aware
+  model's `ranges`, if given) in the float file's place."""
   if calibration is None:
     return write_onnx(function, config, path)
   write_onnx(function, config, path + ".float")
-  quantize_onnx(path + ".float", path, calibration)
+  quantize_onnx(path + ".float", path, calibration, ranges)
   os.remove(path + ".float")
+
+
+def _tflite_of_learned_ranges():
+  raise errors.UserError(
+    "--format=tflite --int8 of a quantization-aware run (config.model.quantized=True): its "
+    "learned ranges are written to ONNX only (TFLite's converter would re-calibrate them); "
+    "use --format=onnx"
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class Format:
   """An export format: its writer, the runtime that loads it, and a check before any work."""
 
-  write: Callable[..., None]  # (function, config, path, calibration batches or None)
+  # (function, config, path, calibration batches or None[, a quantization-aware model's ranges])
+  write: Callable[..., None]
   runtime: Callable[[str, int], Callable]  # (path, threads) -> images -> logits
   check: Callable[[], Any] = lambda: None  # raises errors.UserError where it cannot be written
+  # raises errors.UserError where int8 with learned ranges cannot be written; None: it can
+  check_learned_ranges: Callable[[], Any] | None = None
   # path -> images -> logits: an int8 file's own arithmetic, without this CPU's integer kernels
   arithmetic: Callable[[str], Callable] | None = None
 
@@ -317,7 +329,7 @@ FORMATS = {
   "onnx": Format(
     write_onnx_file, OnnxModel, arithmetic=lambda path: OnnxModel(path, integer_kernels=False)
   ),
-  "tflite": Format(write_tflite, TfliteModel, _tensorflow),
+  "tflite": Format(write_tflite, TfliteModel, _tensorflow, _tflite_of_learned_ranges),
 }
 
 
@@ -327,7 +339,7 @@ def latency_ms(model, config, repeats=30, warmup=5):
   return 1000 * latency.median_seconds(model, (image,), repeats, warmup)
 
 
-def _latency_names(prefix):
+def latency_names(prefix):
   """summary.json's names of onnxruntime latencies, per thread count."""
   return {
     t: f"{prefix}onnxruntime_latency_ms" + ("" if t == 1 else f"_{t}_threads") for t in THREADS
@@ -340,7 +352,13 @@ def onnx_latency(config, variables, workdir):
   os.makedirs(os.path.join(workdir, EXPORT_DIR), exist_ok=True)
   path = os.path.join(workdir, EXPORT_DIR, "model.onnx")
   write_onnx(inference_function(config, variables), config, path)
-  return {name: latency_ms(OnnxModel(path, t), config) for t, name in _latency_names("").items()}
+  return {name: latency_ms(OnnxModel(path, t), config) for t, name in latency_names("").items()}
+
+
+def learned_ranges(config, variables):
+  """A quantization-aware model's (scale, zero point) per quantized tensor, in graph order."""
+  images = np.zeros(mobilenet.input_shape(config), np.float32)
+  return quantization.quantization_points(variables, mobilenet.build_model(config), images)
 
 
 def int8_model(config, variables, workdir):
@@ -355,9 +373,8 @@ def int8_model(config, variables, workdir):
   path = os.path.join(workdir, EXPORT_DIR, "model_int8.onnx")
   float_path = os.path.join(workdir, EXPORT_DIR, "model.onnx")
   if config.model.quantized:
-    images = np.zeros(mobilenet.input_shape(config), np.float32)
-    ranges = quantization.quantization_points(variables, mobilenet.build_model(config), images)
-    quantize_onnx(float_path, path, [images], ranges)
+    images = [np.zeros(mobilenet.input_shape(config), np.float32)]  # read by no range
+    quantize_onnx(float_path, path, images, learned_ranges(config, variables))
   else:
     calibration = calibration_batches(config, config.training.int8_calibration_examples)
     quantize_onnx(float_path, path, calibration)
@@ -370,7 +387,7 @@ def int8_model(config, variables, workdir):
     "int8_top1": arithmetic.top1,
     "int8_same_top1": arithmetic.same_top1 / arithmetic.count,
     "int8_onnxruntime_top1": kernels.top1,
-    **{name: latency_ms(OnnxModel(path, t), config) for t, name in _latency_names("int8_").items()},
+    **{name: latency_ms(OnnxModel(path, t), config) for t, name in latency_names("int8_").items()},
   }
 
 
@@ -426,10 +443,14 @@ def calibration_batches(config, count=CALIBRATION_EXAMPLES, batch_size=10):
 
 
 def check_request(
-  formats: Sequence[str], check_examples: int, calibration_examples: int = CALIBRATION_EXAMPLES
+  formats: Sequence[str],
+  check_examples: int,
+  calibration_examples: int = CALIBRATION_EXAMPLES,
+  learned_ranges: bool = False,
 ) -> None:
-  """Before any work: the one line that says what a format needs installed, or that a number
-  of images is not one."""
+  """Before any work: the one line that says what a format needs installed, that it cannot
+  carry a quantization-aware model's `learned_ranges`, or that a number of images is not
+  one."""
   if check_examples < 0:
     raise errors.UserError(
       f"--check_examples={check_examples}; allowed: integers >= 0 (0 = every validation image)"
@@ -440,6 +461,9 @@ def check_request(
       "images int8's activation ranges are measured on)"
     )
   for kind in formats:
+    refuse_learned_ranges = FORMATS[kind].check_learned_ranges
+    if learned_ranges and refuse_learned_ranges is not None:
+      refuse_learned_ranges()
     FORMATS[kind].check()
 
 
@@ -454,14 +478,21 @@ def export(
   out: Callable[[str], Any] = print,
 ) -> list[dict]:
   """Writes WORKDIR/export/model[_int8].{onnx,tflite} of the folded model `config` describes
-  with `variables` (int8 calibrated on `calibration_examples` training images); checks each
-  against the JAX model on the first `check_examples` validation images and measures its
-  batch-1 latency; writes export.json and returns its rows."""
-  check_request(formats, check_examples, calibration_examples)
+  with `variables` (int8 calibrated on `calibration_examples` training images, or with the
+  ranges a quantization-aware model learned); checks each against the JAX model on the first
+  `check_examples` validation images and measures its batch-1 latency; writes export.json and
+  returns its rows."""
+  learned = int8 and config.model.quantized
+  check_request(formats, check_examples, calibration_examples, learned)
   function = inference_function(config, variables)
   jax_logits = jax.jit(model_function(config, variables))
   checks = list(check_batches(config, check_examples))
-  calibration = calibration_batches(config, calibration_examples) if int8 else None
+  calibration = ranges = None
+  if learned:
+    calibration = [np.zeros(mobilenet.input_shape(config), np.float32)]  # read by no range
+    ranges = learned_ranges(config, variables)
+  elif int8:
+    calibration = calibration_batches(config, calibration_examples)
   directory = os.path.join(workdir, EXPORT_DIR)
   os.makedirs(directory, exist_ok=True)
   rows = []
@@ -469,7 +500,8 @@ def export(
     for quantized in (False, True) if int8 else (False,):
       path = os.path.join(directory, f"model{'_int8' if quantized else ''}.{kind}")
       out(f"export: writing {path}")
-      FORMATS[kind].write(function, config, path, calibration if quantized else None)
+      int8_args = ((calibration, ranges) if learned else (calibration,)) if quantized else ()
+      FORMATS[kind].write(function, config, path, *int8_args)
       runtimes = {t: FORMATS[kind].runtime(path, t) for t in THREADS}
       agreement = compare(jax_logits, runtimes[1], checks, importers.label_offset(config))
       rows.append(

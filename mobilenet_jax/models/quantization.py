@@ -203,9 +203,9 @@ def layer_factory(activation, bn_momentum, bn_epsilon, impl, kernel_init, settin
   )
 
 
-def check_supported(model_config, plan, pooled_head_channels):
-  """Raises a one-line errors.ConfigError naming the first layer the int8 path cannot compute."""
-  where = "config.model.quantized=True"
+def check_supported(model_config, plan, pooled_head_channels, where):
+  """Raises a one-line errors.ConfigError naming the first layer the int8 path cannot compute;
+  `where` names the key that asked for quantization-aware training."""
   if model_config.activation not in SUPPORTED_ACTIVATIONS:
     raise errors.ConfigError(
       f"{where}: config.model.activation={model_config.activation!r} has no fused int8 kernel "

@@ -37,6 +37,7 @@ COLUMNS = (
   "madds",
   "params",
   *AVERAGED,
+  "int8_method",
   "status",
   "seeds",
   "top1_std",
@@ -98,8 +99,16 @@ def rows(members):
     top1s = [s["top1"] for s in finished if s.get("top1") is not None]
     row["top1_std"] = statistics.stdev(top1s) if len(top1s) > 1 else None
     row["config"] = config
+    row["int8_method"] = int8_method(config) if row["int8_top1"] is not None else None
     result.append(row)
   return sorted(result, key=lambda r: (r["arch"], -r["width_multiplier"], -r["resolution"]))
+
+
+def int8_method(config):
+  """How a member's int8 model was made: 'QAT' (training.int8='qat' or a quantization-aware
+  model) or 'post-training'."""
+  quantization_aware = config["model"].get("quantized") or config["training"].get("int8") == "qat"
+  return "QAT" if quantization_aware else "post-training"
 
 
 def write_csv(path, table_rows):
@@ -324,8 +333,9 @@ def plot(path, table_rows, x_key, x_label, compare_accuracy, int8_x_key=None):
   )
   ax = axes[0][0]
   _draw_lines(ax, points, x_key)
-  if int8_points:
-    _draw_lines(ax, int8_points, int8_x_key, "int8_top1", "int8, ")
+  for method in sorted({r["int8_method"] for r in int8_points}):
+    method_points = [r for r in int8_points if r["int8_method"] == method]
+    _draw_lines(ax, method_points, int8_x_key, "int8_top1", f"int8 {method}, ")
   published = []
   if compare_accuracy and x_key == "madds":
     for r in points:
@@ -350,6 +360,7 @@ def plot(path, table_rows, x_key, x_label, compare_accuracy, int8_x_key=None):
     metadata={
       "points": str(len(points)),
       "int8_points": str(len(int8_points)),
+      "int8_methods": ",".join(sorted({r["int8_method"] for r in int8_points})),
       "published_points": str(len(published)),
       "papers_curve_points": str(len(beside)),
     },
