@@ -31,17 +31,23 @@ from tests.helpers import (
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def tiny_run(shared_tmp_path):
-  """Trained once per session, by the first xdist worker to ask; the others wait for it."""
-  workdir = shared_tmp_path / "tiny_onnx_run"
-  config = tiny_config(
-    **{"training.num_steps": 30, "training.onnx_latency": True, "training.int8": "post_training"}
-  )
+def trained_once(config, workdir):
+  """(config, workdir) after training it there once per session: by the first xdist worker to
+  ask; the others wait for it."""
   with filelock.FileLock(f"{workdir}.lock"):
     if not (workdir / "summary.json").exists():
       trainer.train_and_evaluate(config, str(workdir))
   return config, workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(shared_tmp_path):
+  """30 float steps with ONNX latency and post-training int8."""
+  workdir = shared_tmp_path / "tiny_onnx_run"
+  config = tiny_config(
+    **{"training.num_steps": 30, "training.onnx_latency": True, "training.int8": "post_training"}
+  )
+  return trained_once(config, workdir)
 
 
 def test_a_run_with_onnx_latency_records_onnxruntimes_batch1_latency(tiny_run):
@@ -76,10 +82,7 @@ def qat_run(shared_tmp_path):
       "qat.freeze_bn_step": 50,
     }
   )
-  with filelock.FileLock(f"{workdir}.lock"):
-    if not (workdir / "summary.json").exists():
-      trainer.train_and_evaluate(config, str(workdir))
-  return config, workdir
+  return trained_once(config, workdir)
 
 
 def test_a_quantization_aware_runs_int8_onnx_computes_its_jax_simulation(qat_run):

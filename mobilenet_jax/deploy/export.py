@@ -379,9 +379,11 @@ def int8_model(config, variables, workdir):
     calibration = calibration_batches(config, config.training.int8_calibration_examples)
     quantize_onnx(float_path, path, calibration)
   jax_logits, offset = jax.jit(model_function(config, variables)), importers.label_offset(config)
-  arithmetic, kernels = (
-    compare(jax_logits, OnnxModel(path, integer_kernels=integer), check_batches(config, 0), offset)
-    for integer in (False, True)
+  arithmetic, kernels = compare_all(
+    jax_logits,
+    [OnnxModel(path, integer_kernels=integer) for integer in (False, True)],
+    check_batches(config, 0),
+    offset,
   )
   return {
     "int8_top1": arithmetic.top1,
@@ -404,18 +406,29 @@ class Agreement:
 
 def compare(jax_logits, exported, batches, label_offset=0):
   """`exported` against `jax_logits` (both images -> logits) over (images, labels, mask) batches."""
-  count = same = correct = jax_correct = 0
-  difference = 0.0
+  return compare_all(jax_logits, [exported], batches, label_offset)[0]
+
+
+def compare_all(jax_logits, models, batches, label_offset=0):
+  """compare's Agreement of each of `models`, in one pass over `batches` (read and scored by
+  JAX once)."""
+  count = jax_correct = 0
+  same, correct, difference = [0] * len(models), [0] * len(models), [0.0] * len(models)
   for images, labels, mask in batches:
     keep = mask > 0
     images, labels = images[keep], labels[keep] + label_offset
-    ours, theirs = np.asarray(jax_logits(images)), exported(images)
-    difference = max(difference, float(np.abs(ours - theirs).max()))
-    same += int((ours.argmax(-1) == theirs.argmax(-1)).sum())
-    correct += int((theirs.argmax(-1) == labels).sum())
+    ours = np.asarray(jax_logits(images))
     jax_correct += int((ours.argmax(-1) == labels).sum())
     count += len(labels)
-  return Agreement(count, difference, same, correct / count, jax_correct / count)
+    for i, model in enumerate(models):
+      theirs = model(images)
+      difference[i] = max(difference[i], float(np.abs(ours - theirs).max()))
+      same[i] += int((ours.argmax(-1) == theirs.argmax(-1)).sum())
+      correct[i] += int((theirs.argmax(-1) == labels).sum())
+  return [
+    Agreement(count, difference[i], same[i], correct[i] / count, jax_correct / count)
+    for i in range(len(models))
+  ]
 
 
 def check_batches(config, count):

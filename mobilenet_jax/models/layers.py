@@ -139,12 +139,17 @@ class Conv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    in_features = x.shape[-1]
-    k = self.kernel_size
-    shape = (k, k, 1, in_features) if self.depthwise else (k, k, in_features, self.features)
-    kernel = self.param("kernel", KERNEL_INITS[self.kernel_init][0], shape, jnp.float32)
-    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    return convolutions.conv_function(self.impl, k, self.depthwise)(x, kernel, self.stride)
+    kernel = conv_kernel(self, x.shape[-1]).astype(self.dtype)
+    fn = convolutions.conv_function(self.impl, self.kernel_size, self.depthwise)
+    return fn(x.astype(self.dtype), kernel, self.stride)
+
+
+def conv_kernel(module, in_features):
+  """`module`'s HWIO conv kernel parameter 'kernel' (HW1C when depthwise), float32; `module`
+  has features, kernel_size, depthwise and kernel_init fields."""
+  k = module.kernel_size
+  shape = (k, k, 1, in_features) if module.depthwise else (k, k, in_features, module.features)
+  return module.param("kernel", KERNEL_INITS[module.kernel_init][0], shape, jnp.float32)
 
 
 class ConvBN(nn.Module):

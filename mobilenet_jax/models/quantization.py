@@ -87,12 +87,14 @@ class ActivationQuantizer(nn.Module):
 class _Kernel(nn.Module):
   """The conv's kernel under the float model's name (conv/kernel), for the folded conv."""
 
-  shape: tuple
+  features: int
+  kernel_size: int
+  depthwise: bool
   kernel_init: str
 
   @nn.compact
-  def __call__(self):
-    return self.param("kernel", layers.KERNEL_INITS[self.kernel_init][0], self.shape, jnp.float32)
+  def __call__(self, in_features):
+    return layers.conv_kernel(self, in_features)
 
 
 class FoldedQuantizedBatchNorm(nn.Module):
@@ -151,10 +153,10 @@ class QuantizedConvBN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train):
-    k, channels = self.kernel_size, x.shape[-1]
-    shape = (k, k, 1, channels) if self.depthwise else (k, k, channels, self.features)
-    kernel = _Kernel(shape, self.kernel_init, name="conv")()
-    conv_fn = convolutions.conv_function(self.impl, k, self.depthwise)
+    kernel = _Kernel(
+      self.features, self.kernel_size, self.depthwise, self.kernel_init, name="conv"
+    )(x.shape[-1])
+    conv_fn = convolutions.conv_function(self.impl, self.kernel_size, self.depthwise)
     conv = lambda inputs, w: conv_fn(inputs, w, self.stride)
     return self.norm(activation=self.activation, name="bn")(
       x.astype(jnp.float32), kernel, conv, train
