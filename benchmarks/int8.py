@@ -1,6 +1,6 @@
 """Float and post-training int8 exports of the shared ImageNet weights, on the 250 sample images.
 
-  python benchmarks/int8.py --out=runs/int8 [--calibration=10,100,500]
+  python benchmarks/int8.py --out=runs/int8 [--calibration=10,100,500] [--qat_steps=300]
 
 V1 0.75-224 (Keras weights) and V2 1.0-224 (TF-slim weights), each exported as this project
 exports (`deploy/export.py`): the folded float ONNX, and post-training int8 ONNX calibrated on
@@ -8,6 +8,10 @@ N Imagenette training images (evaluation preprocessing) for each N of --calibrat
 float and int8 where a converter is installed. Beside them: the unfolded ONNX graph (the model
 as it trains, traced by jax2onnx) that exports wrote before folding, and where LiteRT is
 installed the published int8 V2 1.0-224 (Coral's full-integer .tflite, `../shared/artifacts`).
+With --qat_steps, also each model fine-tuned quantization-aware for that many steps on
+Imagenette's training images, taught by the float model's own 1000-way outputs
+(config.distill, weight 1: Imagenette's 10 labels are not ImageNet's task), and its int8 ONNX
+with the ranges it learned.
 Each row gives top-1 on the 250 images, how many share the JAX float model's top-1 (int8 ONNX:
 the int8 model's arithmetic, `OnnxModel(integer_kernels=False)`, then in brackets what
 onnxruntime's integer kernels give on this CPU), its node count, and its 1-thread batch-1
@@ -27,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from mobilenet_jax import trainer  # noqa: E402
 from mobilenet_jax.config import command_line  # noqa: E402
 from mobilenet_jax.core import tables  # noqa: E402
 from mobilenet_jax.deploy import export, latency  # noqa: E402
@@ -75,6 +80,22 @@ def model_config(name, arg, init_from, num_classes, folder):
   return config
 
 
+def distilled_qat_config(config, steps, learning_rate):
+  """`config`'s model fine-tuned quantization-aware, taught by its own float weights."""
+  qat = config.copy_and_resolve_references()
+  qat.model.quantized = True
+  qat.distill.teacher, qat.distill.weight = config.init_from, 1.0
+  # BN frozen from the start: batch statistics of 32 Imagenette crops are not ImageNet's, and
+  # the frozen student computes exactly the network it learns to match, up to int8.
+  qat.qat.freeze_bn_step = 0
+  qat.training.num_steps, qat.optimizer.learning_rate = steps, learning_rate
+  qat.data.batch_size = qat.optimizer.reference_batch_size = 32
+  qat.training.ema_decay = 0.0
+  qat.training.log_every_steps, qat.training.checkpoint_every_steps = 25, 100
+  qat.training.measure_latency, qat.wandb.mode = False, "disabled"
+  return qat
+
+
 def node_count(path):
   if path.endswith(".onnx"):
     import onnx
@@ -103,7 +124,7 @@ def tflite_available():
     return False
 
 
-def rows_for(label, config, directory, calibration_sizes):
+def rows_for(label, config, directory, calibration_sizes, qat_steps, qat_learning_rate):
   import jax
   import jax.numpy as jnp
   from jax2onnx import to_onnx
@@ -134,6 +155,16 @@ def rows_for(label, config, directory, calibration_sizes):
       calibration = export.calibration_batches(config, size)
       export.FORMATS[kind].write(folded, config, path, calibration)
       files[f"{kind} int8, {size} calibration images"] = path
+  qat_logits = None
+  if qat_steps:
+    qat = distilled_qat_config(config, qat_steps, qat_learning_rate)
+    qat_dir = os.path.join(directory, "qat")
+    trainer.train_and_evaluate(qat, qat_dir)
+    qat_variables, _ = inference_variables(qat, mobilenet.build_model(qat), qat_dir)
+    qat_logits = jax.jit(export.model_function(qat, qat_variables))
+    files[f"onnx int8, QAT distilled {qat_steps} steps"] = os.path.join(
+      qat_dir, export.EXPORT_DIR, "model_int8.onnx"
+    )
   if offset and os.path.exists(CORAL_V2) and importlib.util.find_spec("ai_edge_litert"):
     files["tflite int8, published (Coral)"] = CORAL_V2
   runtimes = {
@@ -142,6 +173,18 @@ def rows_for(label, config, directory, calibration_sizes):
   }
   jax_top1 = export.compare(jax_logits, jax_logits, checks, offset).top1
   rows = [(label, "JAX float32", f"{100 * jax_top1:.1f}%", "", "", "")]
+  if qat_logits is not None:
+    simulated = export.compare(jax_logits, qat_logits, checks, offset)
+    rows.append(
+      (
+        "",
+        f"JAX int8 simulation, QAT distilled {qat_steps} steps",
+        f"{100 * simulated.top1:.1f}%",
+        f"{simulated.same_top1}/{simulated.count}",
+        "",
+        "",
+      )
+    )
   ms = side_by_side_ms(runtimes, config)
   for name, runtime in runtimes.items():
     agreement = export.compare(jax_logits, runtime, checks, offset)
@@ -162,6 +205,10 @@ def main():
   parser.add_argument("--out", default=None, help="Where the exported files go (default: temp).")
   parser.add_argument("--calibration", default="100", help="Calibration sizes, comma-separated.")
   parser.add_argument("--models", default=",".join(MODELS), help="Of: " + ", ".join(MODELS))
+  parser.add_argument("--qat_steps", type=int, default=0, help="Distilled QAT steps (0: none).")
+  parser.add_argument(
+    "--qat_learning_rate", type=float, default=3e-5, help="TF1 RMSprop's, batch 32."
+  )
   args = parser.parse_args()
   out = args.out or tempfile.mkdtemp()
   folder = dataset_folder(tempfile.mkdtemp())
@@ -170,7 +217,8 @@ def main():
   for label in args.models.split(","):
     directory = os.path.join(out, label.replace(" ", "_"))
     os.makedirs(directory, exist_ok=True)
-    rows += rows_for(label, model_config(*MODELS[label], folder), directory, sizes)
+    config = model_config(*MODELS[label], folder)
+    rows += rows_for(label, config, directory, sizes, args.qat_steps, args.qat_learning_rate)
     print(f"{label}: done", flush=True)
   print(
     tables.markdown_table(

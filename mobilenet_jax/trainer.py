@@ -13,13 +13,14 @@ import os
 import jax
 import ml_collections
 
+from mobilenet_jax.config import command_line
 from mobilenet_jax.config import schema as config_lib
 from mobilenet_jax.config import workdir as workdir_lib
 from mobilenet_jax.core import errors, tracking
 from mobilenet_jax.data import sources
 from mobilenet_jax.deploy import export, latency
 from mobilenet_jax.models import importers, mobilenet
-from mobilenet_jax.train import loop, sharding
+from mobilenet_jax.train import distill, loop, sharding
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,29 @@ def fine_tune_quantization_aware(config, trained, workdir):
   return trained, {ours: child[theirs] for ours, theirs in QAT_ENTRIES.items()}
 
 
+def teacher_config(config):
+  """config.distill's teacher as a run's config: its config file's model (without one, the
+  student's, in float) with config.distill.teacher's weights as init_from."""
+  spec = config.distill.teacher_config
+  if spec:
+    path, _, arg = spec.partition(":")
+    get_config = command_line.load_function(
+      path, f"config.distill.teacher_config={spec!r}", "get_config", "configs/mobilenet_v2.py"
+    )
+    teacher = get_config(arg or None)
+  else:
+    teacher = config.copy_and_resolve_references()
+  teacher.model.quantized = False
+  teacher.init_from, teacher.init_new_classifier = config.distill.teacher, False
+  teacher.distill = config_lib.base_config().distill
+  if config.distill.teacher_classes:
+    teacher.model.num_classes = distill.teacher_num_classes(config, teacher)
+  try:
+    return config_lib.validate(teacher)
+  except errors.ConfigError as error:
+    raise errors.ConfigError(f"config.distill.teacher_config={spec!r}: {error}") from None
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates one run in `workdir`; returns the summary dict."""
   config_lib.validate(config)
@@ -128,10 +152,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.init_from and not os.path.isdir(os.path.join(workdir, "checkpoints"))
     else None
   )
+  teacher = (
+    distill.load_teacher(config, teacher_config(config), train_split.class_names)
+    if config.distill.teacher
+    else None
+  )
   lock = workdir_lib.WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock:
     workdir_lib.claim(config, workdir)
-    trained = loop.train(config, workdir, mesh, train_split, val_split, imported)
+    trained = loop.train(config, workdir, mesh, train_split, val_split, imported, teacher)
     measured = measure_finished(config, trained, workdir)
     if config.training.int8 == "qat" and trained.status == "finished":
       trained, entries = fine_tune_quantization_aware(config, trained, workdir)

@@ -30,6 +30,13 @@ def shared_tmp_path(tmp_path_factory, worker_id):
   return base if worker_id == "master" else base.parent
 
 
+@pytest.fixture(scope="session")
+def tiny_teacher(shared_tmp_path):
+  """(config, workdir) of a float tiny run of 100 steps, to teach students."""
+  workdir = shared_tmp_path / "tiny_teacher"
+  return helpers.trained_once(helpers.tiny_config(**{"training.num_steps": 100}), workdir)
+
+
 @pytest.fixture(scope="module")
 def imagenet_folder(tmp_path_factory):
   """The 250 ImageNet sample images in the folder layout PATH/{train,val}/<wnid>/<file> (links)."""

@@ -6,10 +6,12 @@ import json
 import os
 import pathlib
 
+import filelock
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from mobilenet_jax import trainer
 from mobilenet_jax.config import command_line
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -46,6 +48,15 @@ TINY_OVERRIDES = {"wandb.mode": "disabled", "training.measure_latency": False}
 
 def tiny_config(**overrides):
   return command_line.apply_overrides(load_config("tiny"), {**TINY_OVERRIDES, **overrides}.items())
+
+
+def trained_once(config, workdir):
+  """(config, workdir) after training it there once per session: by the first xdist worker to
+  ask; the others wait for it."""
+  with filelock.FileLock(f"{workdir}.lock"):
+    if not (workdir / "summary.json").exists():
+      trainer.train_and_evaluate(config, str(workdir))
+  return config, workdir
 
 
 def config_flags(overrides):

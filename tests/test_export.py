@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 
-import filelock
 import jax
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from tests.helpers import (
   load_config,
   needs_artifacts,
   tiny_config,
+  trained_once,
   v1_config,
   with_tensorflow,
   without_tensorflow,
@@ -29,15 +29,6 @@ from tests.helpers import (
 
 # Whole training runs, exports, imported weights or several processes: not the fast tier.
 pytestmark = pytest.mark.slow
-
-
-def trained_once(config, workdir):
-  """(config, workdir) after training it there once per session: by the first xdist worker to
-  ask; the others wait for it."""
-  with filelock.FileLock(f"{workdir}.lock"):
-    if not (workdir / "summary.json").exists():
-      trainer.train_and_evaluate(config, str(workdir))
-  return config, workdir
 
 
 @pytest.fixture(scope="session")

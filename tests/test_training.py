@@ -197,19 +197,27 @@ def launch(workdir, *extra, env=None):
   )
 
 
-@pytest.mark.parametrize("quantized", [False, True], ids=["float", "quantization_aware"])
+@pytest.mark.parametrize("kind", ["float", "quantization_aware", "distilled"])
 def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(
-  tmp_path, monkeypatch, caplog, quantized
+  tmp_path, monkeypatch, caplog, kind, request
 ):
+  # A teacher is read again from its weights on resume; half of the loss is its.
+  teacher = (
+    {"distill.teacher": f"workdir:{request.getfixturevalue('tiny_teacher')[1]}"}
+    if kind == "distilled"
+    else {}
+  )
   config = tiny_config(
+    **teacher,
     **{
-      "model.quantized": quantized,  # its ranges and BN-freeze counters resume with it
+      "distill.weight": 0.5,
+      "model.quantized": kind == "quantization_aware",  # ranges, BN-freeze counters resume
       "qat.freeze_bn_step": 5,
       "wandb.mode": "offline",
       "training.num_steps": 20,
       "training.log_every_steps": 5,
       "training.checkpoint_every_steps": 1000,
-    }
+    },
   )
   reached, steps = checkpointing.Preemption.reached, []
 
@@ -286,11 +294,16 @@ def test_a_run_waiting_for_its_input_says_so_in_its_metrics_and_summary(tmp_path
   assert len(waits) == 4 and summary["input_wait_fraction"] > 0.8
 
 
-def test_eight_devices_give_one_devices_loss_curve(tmp_path):
-  """Eight (fake) devices in a process started for them, one device here, side by side. Two
-  processes over gloo are checked where Ray places them (test_ray_launcher.py)."""
+@pytest.mark.parametrize("taught", [False, True], ids=["labels", "distilled"])
+def test_eight_devices_give_one_devices_loss_curve(tmp_path, taught, request):
+  """Eight (fake) devices in a process started for them, one device here, side by side; with a
+  teacher, replicated over the devices. Two processes over gloo are checked where Ray places
+  them (test_ray_launcher.py)."""
   overrides = {
     **TINY_OVERRIDES,
+    **(
+      {"distill.teacher": f"workdir:{request.getfixturevalue('tiny_teacher')[1]}"} if taught else {}
+    ),
     "training.num_steps": 10,
     "training.log_every_steps": 1,
     "optimizer.learning_rate": SAME_CURVE_RATE,

@@ -428,6 +428,44 @@ KEYS = (
     parse=importers.parse_init_from,
   ),
   _k("init_new_classifier", False, "With init_from: a fresh classifier (any num_classes)."),
+  # A teacher to learn from (train/distill.py).
+  _k(
+    "distill.teacher",
+    "",
+    "The teacher's weights, 'KIND:PATH' as init_from names them; '' = no teacher.",
+    choices=importers.READERS,
+    empty_allowed=True,
+    parse=importers.parse_init_from,
+    before="",
+  ),
+  _k(
+    "distill.teacher_config",
+    "",
+    "The teacher's config file 'FILE[:ARG]' (its architecture, width and resolution); '' = "
+    "the student's model, in float.",
+    before="",
+  ),
+  _k(
+    "distill.teacher_classes",
+    "",
+    "The teacher's class names, one per line in its output order (past TF-slim's background "
+    "slot), matched to the student's by name; '' = the same outputs as the student's.",
+    before="",
+  ),
+  _k(
+    "distill.temperature",
+    1.0,
+    "Both distributions are softened by it (Hinton et al. 2015); the loss is scaled by its square.",
+    bound=POSITIVE,
+    before=1.0,
+  ),
+  _k(
+    "distill.weight",
+    1.0,
+    "The distillation loss's share against the label loss: 0 = labels only, 1 = teacher only.",
+    bound=Bound(0, 1),
+    before=1.0,
+  ),
   # W&B.
   _k(
     "wandb.mode",
@@ -630,11 +668,21 @@ def _mesh_has_a_data_axis(config):
     )
 
 
+def _teacher_keys_have_a_teacher(config):
+  for key in ("teacher_config", "teacher_classes"):
+    if config.distill[key] and not config.distill.teacher:
+      raise errors.ConfigError(
+        f"config.distill.{key}={config.distill[key]!r} without config.distill.teacher: name "
+        "the teacher's weights, 'KIND:PATH' as init_from names them"
+      )
+
+
 # Checks over several keys, after every key passed its own.
 CROSS_CHECKS: tuple[Callable[[ml_collections.ConfigDict], None], ...] = (
   _blocks_fit_the_resolution,
   _mesh_has_a_data_axis,
   _quantized_layers_are_supported,
+  _teacher_keys_have_a_teacher,
 )
 
 

@@ -19,7 +19,7 @@ from mobilenet_jax.core import errors, tracking
 from mobilenet_jax.counting import accounting
 from mobilenet_jax.data import pipeline, sources
 from mobilenet_jax.models import importers, mobilenet, quantization
-from mobilenet_jax.train import checkpointing, optim, scoring, sharding, train_step
+from mobilenet_jax.train import checkpointing, distill, optim, scoring, sharding, train_step
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +70,12 @@ def train(
   train_split: sources.Split,
   val_split: sources.Split,
   imported: importers.Imported | None = None,
+  teacher: distill.Teacher | None = None,
 ) -> Trained:
   """Trains from the latest checkpoint (or the start, with `imported`: config.init_from's
-  weights) to config.training.num_steps, or until SIGTERM; evaluates at the end and every
-  config.training.eval_every_steps."""
+  weights) to config.training.num_steps, or until SIGTERM, learning from `teacher` (config.
+  distill's) where there is one; evaluates at the end and every config.training.eval_every_steps.
+  """
   steps_per_epoch = max(len(train_split) // config.data.batch_size, 1)
   model = mobilenet.build_model(config)
   tx, schedule, derived = optim.make_optimizer(
@@ -105,11 +107,12 @@ def train(
   writer.log(start_step, derived)
 
   step_fn = jax.jit(
-    train_step.make_train_step(model, tx, config, schedule),
-    in_shardings=(state_sharding, batch_sharding, batch_sharding, replicated),
+    train_step.make_train_step(model, tx, config, schedule, teacher),
+    in_shardings=(state_sharding, batch_sharding, batch_sharding, replicated, replicated),
     out_shardings=(state_sharding, replicated),
     donate_argnums=0,
   )
+  teacher_variables = jax.device_put(teacher.variables, replicated) if teacher else None
   eval_fn = scoring.make_eval_fn(model, config, mesh)
   eval_batches, eval_count = pipeline.eval_batches(val_split, config)
 
@@ -153,6 +156,7 @@ def train(
         jax.make_array_from_process_local_data(batch_sharding, images),
         jax.make_array_from_process_local_data(batch_sharding, labels + label_offset),
         dropout_rng,
+        teacher_variables,
       )
       step += 1
       logging_step = step % config.training.log_every_steps == 0 or step == num_steps

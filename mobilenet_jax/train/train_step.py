@@ -9,6 +9,7 @@ import optax
 
 from mobilenet_jax.data import pipeline
 from mobilenet_jax.models import mobilenet
+from mobilenet_jax.train import distill
 
 
 @flax.struct.dataclass
@@ -70,29 +71,42 @@ def model_input(images):
   return jnp.asarray(pipeline.PIXEL_VALUES)[images] if images.dtype == jnp.uint8 else images
 
 
-def make_train_step(model, tx, config, schedule):
+def make_train_step(model, tx, config, schedule, teacher=None):
   """BN statistics are computed over the global batch: under jit with the batch sharded over
   the mesh, the mean in BatchNorm is a cross-device reduction (sync-BN), so the loss does not
-  depend on how many devices hold the batch."""
+  depend on how many devices hold the batch. With a `teacher` (distill.Teacher), the loss is
+  config.distill.weight of the distillation loss plus the rest of the label loss; the step's
+  last argument is the teacher's variables (None without one)."""
   num_classes = config.model.num_classes
   smoothing = config.training.label_smoothing
   ema_decay = config.training.ema_decay
+  weight, temperature = config.distill.weight, config.distill.temperature
 
-  def train_step(state, images, labels, rng):
+  def train_step(state, images, labels, rng, teacher_variables):
     dropout_rng = jax.random.fold_in(rng, state.step)
+    inputs = model_input(images)
+    targets = distill.teacher_logits(teacher, teacher_variables, inputs) if teacher else None
 
     def loss_fn(params):
       logits, updates = model.apply(
         {"params": params, "batch_stats": state.batch_stats},
-        model_input(images),
+        inputs,
         train=True,
         mutable=["batch_stats"],
         rngs={"dropout": dropout_rng},
       )
-      loss = jnp.mean(cross_entropy(logits, labels, num_classes, smoothing))
-      return loss, (logits, updates["batch_stats"])
+      losses = {"label_loss": jnp.mean(cross_entropy(logits, labels, num_classes, smoothing))}
+      loss = losses["label_loss"]
+      if teacher:
+        taught = distill.student_logits(teacher, logits)
+        losses["distill_loss"] = jnp.mean(distill.distillation_loss(taught, targets, temperature))
+        losses["teacher_agreement"] = jnp.mean(jnp.argmax(taught, -1) == jnp.argmax(targets, -1))
+        loss = (1 - weight) * loss + weight * losses["distill_loss"]
+      return loss, (logits, updates["batch_stats"], losses)
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (logits, batch_stats, losses)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params
+    )
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     if ema_decay:
@@ -105,6 +119,7 @@ def make_train_step(model, tx, config, schedule):
       "train/top1": jnp.mean(jnp.argmax(logits, -1) == labels),
       "train/grad_norm": optax.tree.norm(grads),
       "train/learning_rate": schedule(state.step),
+      **({f"train/{name}": value for name, value in losses.items()} if teacher else {}),
     }
     return TrainState(
       step=state.step + 1,

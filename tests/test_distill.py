@@ -1,0 +1,135 @@
+"""config.distill: a teacher for any run: its loss, its outputs matched to the student's by name,
+a teacher at another resolution, and its bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mobilenet_jax import trainer
+from mobilenet_jax.core import errors
+from mobilenet_jax.train import distill
+from tests.helpers import REPO, final_params, metrics, tiny_config
+
+
+def test_the_distillation_loss_is_t_squared_times_the_kl_of_the_softened_distributions():
+  student = np.array([[2.0, -1.0, 0.5], [0.0, 0.0, 3.0]], np.float32)
+  teacher = np.array([[1.0, 0.0, -2.0], [4.0, 1.0, 1.0]], np.float32)
+  for temperature in (1.0, 4.0):
+    p = np.exp(teacher / temperature) / np.exp(teacher / temperature).sum(-1, keepdims=True)
+    q = np.exp(student / temperature) / np.exp(student / temperature).sum(-1, keepdims=True)
+    expected = temperature**2 * np.sum(p * np.log(p / q), -1)
+    loss = distill.distillation_loss(jnp.asarray(student), jnp.asarray(teacher), temperature)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    # Its gradient is T (q - p): with the T^2, its scale does not shrink as T grows.
+    grad = jax.grad(lambda s: distill.distillation_loss(s, teacher, temperature).sum())(student)
+    np.testing.assert_allclose(grad, temperature * (q - p), rtol=1e-5, atol=1e-6)
+  # Logits that differ by a constant give the same distribution: nothing to learn.
+  assert float(distill.distillation_loss(teacher + 7.0, teacher, 2.0).max()) < 1e-6
+
+
+def test_a_teachers_outputs_are_matched_to_the_students_classes_by_name(tmp_path):
+  names = tmp_path / "teacher_classes.txt"
+  names.write_text("".join(f"n{i:04d}\n" for i in range(1000)))
+  config = tiny_config(**{"distill.teacher": "slim_npy:/x", "distill.teacher_classes": str(names)})
+  teacher = tiny_config(**{"init_from": "slim_npy:/x"})
+  teacher.model.num_classes = distill.teacher_num_classes(config, teacher)
+  assert teacher.model.num_classes == 1001  # 1000 names and TF-slim's background slot
+  student, taught_by = distill.output_mapping(config, teacher, ("n0217", "n0003"))
+  np.testing.assert_array_equal(student, [0, 1])
+  np.testing.assert_array_equal(taught_by, [218, 4])  # past the background slot
+  with pytest.raises(errors.ConfigError, match=r"lacks 2 of the student's 3 classes: emu, yak$"):
+    distill.output_mapping(config, teacher, ("emu", "n0001", "yak"))
+
+
+@pytest.mark.slow
+def test_a_teacher_alone_teaches_a_student_at_another_resolution_without_its_labels(
+  tiny_teacher, tmp_path
+):
+  """With weight 1 the labels never reach the gradient (two label smoothings, one set of
+  weights), yet the student learns the digits: from the teacher, which sees each crop
+  resampled from the student's 24 pixels to its own 16."""
+  _, teacher_dir = tiny_teacher
+  runs = {}
+  for smoothing in (0.0, 0.4):
+    config = tiny_config(
+      **{
+        "resolution": 24,
+        "training.num_steps": 100,
+        "training.label_smoothing": smoothing,
+        "distill.teacher": f"workdir:{teacher_dir}",
+        "distill.teacher_config": str(REPO / "configs" / "tiny.py"),
+        "distill.temperature": 2.0,
+      }
+    )
+    workdir = tmp_path / f"smoothing_{smoothing}"
+    runs[smoothing] = trainer.train_and_evaluate(config, str(workdir)), workdir
+  (summary, workdir), (_, other) = runs[0.0], runs[0.4]
+  for a, b in zip(jax.tree.leaves(final_params(workdir)), jax.tree.leaves(final_params(other))):
+    np.testing.assert_array_equal(a, b)
+  assert summary["top1"] > 0.6  # chance is 0.1; the teacher's top-1 is about 0.85
+  logged = [m for m in metrics(str(workdir)) if "train/loss" in m]
+  assert all(m["train/loss"] == m["train/distill_loss"] for m in logged)
+  assert logged[-1]["train/teacher_agreement"] > logged[0]["train/teacher_agreement"]
+
+
+@pytest.mark.slow
+def test_a_weight_of_zero_trains_on_the_labels_alone(tiny_teacher, tmp_path):
+  _, teacher_dir = tiny_teacher
+  overrides = {"training.num_steps": 10, "training.log_every_steps": 5}
+  taught = tiny_config(**overrides, **{"distill.teacher": f"workdir:{teacher_dir}"})
+  taught.distill.weight = 0.0
+  trainer.train_and_evaluate(taught, str(tmp_path / "weight_0"))
+  trainer.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "no_teacher"))
+  with_teacher, without = (metrics(str(tmp_path / name)) for name in ("weight_0", "no_teacher"))
+  assert [m["train/loss"] for m in with_teacher if "train/loss" in m] == [
+    m["train/loss"] for m in without if "train/loss" in m
+  ]
+  assert "train/distill_loss" in with_teacher[-2] and "train/distill_loss" not in without[-2]
+
+
+def test_a_teacher_that_cannot_teach_is_one_line_and_writes_nothing(tiny_teacher, tmp_path):
+  _, teacher_dir = tiny_teacher
+  workdir = tmp_path / "student"
+  cases = [
+    (
+      {"distill.teacher": f"workdir:{tmp_path / 'absent'}"},
+      errors.WeightsError,
+      r"^config.distill.teacher='workdir:.*absent': .*absent does not exist$",
+    ),
+    (
+      {"distill.teacher": f"workdir:{teacher_dir}", "model.width_multiplier": 0.5},
+      errors.WeightsError,
+      r"^config.distill.teacher='workdir:.*' does not fit the student's model \(config.distill"
+      r".teacher_config='' reads",
+    ),
+    (
+      {
+        "distill.teacher": f"workdir:{teacher_dir}",
+        "distill.teacher_config": str(REPO / "configs" / "tiny.py"),
+        "model.num_classes": 12,
+      },
+      errors.ConfigError,
+      r"^config.distill.teacher has 10 outputs and the student 12: give config.distill."
+      r"teacher_classes",
+    ),
+    (
+      {"distill.teacher_config": "configs/tiny.py"},
+      errors.ConfigError,
+      r"^config.distill.teacher_config='configs/tiny.py' without config.distill.teacher",
+    ),
+    (
+      {"distill.teacher": f"workdir:{teacher_dir}", "distill.teacher_config": "nope.py"},
+      errors.ConfigError,
+      r"^config.distill.teacher_config='nope.py': no such file 'nope.py'$",
+    ),
+    (
+      {"distill.teacher": "workdir:x", "distill.weight": 1.5},
+      errors.ConfigError,
+      r"^config.distill.weight=1.5; allowed: \[0, 1\]$",
+    ),
+  ]
+  for overrides, error, message in cases:
+    with pytest.raises(error, match=message):
+      trainer.train_and_evaluate(tiny_config(**overrides), str(workdir))
+    assert not workdir.exists()
