@@ -226,4 +226,9 @@ def test_base_config_and_the_roles_come_from_the_one_schema():
     "config.qat.learning_rate": 0.005,
     "config.qat.freeze_bn_step": 200,
     "config.qat.range_decay": 0.99,
+    "config.distill.teacher": "",
+    "config.distill.teacher_config": "",
+    "config.distill.teacher_classes": "",
+    "config.distill.temperature": 1.0,
+    "config.distill.weight": 1.0,
   }

@@ -294,16 +294,11 @@ def test_a_run_waiting_for_its_input_says_so_in_its_metrics_and_summary(tmp_path
   assert len(waits) == 4 and summary["input_wait_fraction"] > 0.8
 
 
-@pytest.mark.parametrize("taught", [False, True], ids=["labels", "distilled"])
-def test_eight_devices_give_one_devices_loss_curve(tmp_path, taught, request):
-  """Eight (fake) devices in a process started for them, one device here, side by side; with a
-  teacher, replicated over the devices. Two processes over gloo are checked where Ray places
-  them (test_ray_launcher.py)."""
+def test_eight_devices_give_one_devices_loss_curve(tmp_path):
+  """Eight (fake) devices in a process started for them, one device here, side by side. Two
+  processes over gloo are checked where Ray places them (test_ray_launcher.py)."""
   overrides = {
     **TINY_OVERRIDES,
-    **(
-      {"distill.teacher": f"workdir:{request.getfixturevalue('tiny_teacher')[1]}"} if taught else {}
-    ),
     "training.num_steps": 10,
     "training.log_every_steps": 1,
     "optimizer.learning_rate": SAME_CURVE_RATE,
