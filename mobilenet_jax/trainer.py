@@ -109,14 +109,11 @@ def teacher_config(config):
   """config.distill's teacher as a run's config: its config file's model (without one, the
   student's, in float) with config.distill.teacher's weights as init_from."""
   spec = config.distill.teacher_config
-  if spec:
-    path, _, arg = spec.partition(":")
-    get_config = command_line.load_function(
-      path, f"config.distill.teacher_config={spec!r}", "get_config", "configs/mobilenet_v2.py"
-    )
-    teacher = get_config(arg or None)
-  else:
-    teacher = config.copy_and_resolve_references()
+  teacher = (
+    command_line.load_config_file(spec, f"config.distill.teacher_config={spec!r}")
+    if spec
+    else config.copy_and_resolve_references()
+  )
   teacher.model.quantized = False
   teacher.init_from, teacher.init_new_classifier = config.distill.teacher, False
   teacher.distill = config_lib.base_config().distill

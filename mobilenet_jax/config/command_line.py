@@ -27,12 +27,12 @@ def load_function(path, flag, name, example):
   return getattr(module, name)
 
 
-def load_config_file(spec):
-  """Loads 'path/to/config.py[:arg]' the way --config does: get_config(arg)."""
+def load_config_file(spec, flag=None):
+  """Loads 'path/to/config.py[:arg]' the way --config does: get_config(arg); its errors name
+  `flag` (default: --config=SPEC)."""
   path, _, arg = spec.partition(":")
-  return load_function(path, f"--config={spec}", "get_config", "configs/mobilenet_v2.py")(
-    arg or None
-  )
+  flag = flag or f"--config={spec}"
+  return load_function(path, flag, "get_config", "configs/mobilenet_v2.py")(arg or None)
 
 
 def apply_overrides(config, overrides):
