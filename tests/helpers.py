@@ -78,18 +78,19 @@ def final_params(workdir):
 
 
 # Runs compared step by step train at this rate: at the tiny config's 0.045 the net amplifies
-# float rounding to 1e-4 within five steps (how soon depends on the images). At 0.01, on this
-# session's CPU (2026-12-03), 1 and 8 devices drifted 5.7e-4 apart by step 8, where earlier
-# sessions' CPUs stayed within 1.1e-7; at 0.003 they agree to rtol 1e-6 there and drift 3.8e-6
-# apart by step 9 on the next session's CPU (2026-12-04, baseline included): the bar is 2e-5.
+# float rounding to 1e-4 within five steps (how soon depends on the images). At 0.003 each
+# session's CPU has drifted differently: 3.8e-6 apart by step 9 (2026-12-04), 1.2e-4 (2026-12-05,
+# on HEAD as well), so late steps get a looser bar.
 SAME_CURVE_RATE = 0.003
 
 
 def assert_same_loss_curve(actual, desired):
-  """Cross-device sums add in another order: equal to float rounding, over ten steps at
-  SAME_CURVE_RATE."""
+  """Cross-device sums add in another order: equal to float rounding for the first five steps
+  (a gradient or batch statistic summed instead of averaged is off by far more at step 1), and
+  within 1e-3 over ten steps at SAME_CURVE_RATE, where that rounding has grown."""
   assert len(actual) == len(desired) == 10
-  np.testing.assert_allclose(actual, desired, rtol=2e-5)
+  np.testing.assert_allclose(actual[:5], desired[:5], rtol=2e-5)
+  np.testing.assert_allclose(actual, desired, rtol=1e-3)
 
 
 V1_TFJS = ARTIFACTS / "mobilenet_v1_0.75_224_keras_tfjs"

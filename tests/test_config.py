@@ -78,7 +78,7 @@ def test_wrong_type():
 def test_unknown_choice():
   config = load_config("mobilenet_v2")
   config.model.activation = "swish"
-  refused(config, "config.model.activation='swish'", "['relu6', 'relu', 'hard_swish']")
+  refused(config, "config.model.activation='swish'", "['relu6', 'relu', 'hard_swish', 'gelu']")
 
 
 def test_config_file_argument():
@@ -158,7 +158,7 @@ def test_a_broken_config_file_is_one_line_naming_it(tmp_path, text, message):
       "take no option 'kernal'; allowed: ['act', 'kernel', 'se']",
     ),
     (("inverted_residual", 6, 24, 1, 2, {"kernel": 4}), "option kernel=4; allowed: [1, 3, 5, 7]"),
-    (("inverted_residual", 6, 24, 1, 2, {"act": "gelu"}), "option act='gelu'; allowed: "),
+    (("inverted_residual", 6, 24, 1, 2, {"act": "swish"}), "option act='swish'; allowed: "),
     (("separable", 1, 24, 1, 1, {"se": 0.25}), "'separable' blocks take no option 'se'"),
     (("uib", 4, 24, 1, 2, {"kernel": 0}), "a strided UIB needs a depthwise conv"),
     (("uib", 4, 24, 1, 1, [5]), "the sixth value holds per-row options as a dict"),
@@ -231,4 +231,8 @@ def test_base_config_and_the_roles_come_from_the_one_schema():
     "config.distill.teacher_classes": "",
     "config.distill.temperature": 1.0,
     "config.distill.weight": 1.0,
+    "config.model.padding": "same",
+    "config.model.input_mean": (0.5, 0.5, 0.5),
+    "config.model.input_std": (0.5, 0.5, 0.5),
+    "config.model.stem_fixed_below_width": 0.0,
   }

@@ -109,7 +109,7 @@ def test_unknown_init_kind_is_a_config_error():
   with pytest.raises(
     errors.ConfigError,
     match=r"KIND one of \['keras_h5', 'keras_tfjs', "
-    r"'slim_ckpt', 'slim_npy', 'workdir'\]",
+    r"'slim_ckpt', 'slim_npy', 'workdir', 'timm'\]",
   ):
     config_lib.validate(config)
 

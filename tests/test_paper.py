@@ -22,7 +22,9 @@ def test_grid_has_the_papers_cells():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-  "cell", paper.GRID + paper.V3 + paper.MNV4, ids=lambda c: c.name.replace(" ", "_")
+  "cell",
+  paper.GRID + paper.V3 + paper.MNV4 + paper.TIMM_MNV4,
+  ids=lambda c: c.name.replace(" ", "_"),
 )
 def test_published_counts_agree_with_the_counter_except_where_flagged(cell):
   config = load_config(cell.arch, f"width={cell.width_multiplier},res={cell.resolution}")

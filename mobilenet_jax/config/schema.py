@@ -182,7 +182,45 @@ KEYS = (
     "model",
     bound=Bound(0, 1, True, True, "in TF/Flax convention (0.997 keeps 99.7% of the running value)"),
   ),
-  _k("model.bn_epsilon", 1e-3, "BN's epsilon.", "model", bound=POSITIVE),
+  _k(
+    "model.bn_epsilon",
+    1e-3,
+    "BN's epsilon (PyTorch-trained weights: 1e-5).",
+    "model",
+    bound=POSITIVE,
+  ),
+  _k(
+    "model.padding",
+    "same",
+    "Every conv's padding: 'same' as TF (the odd pixel at the end), 'symmetric' as PyTorch "
+    "(k // 2 each side), which timm's PyTorch-trained weights need.",
+    "model",
+    choices=convolutions.PADDINGS,
+    before="same",
+  ),
+  _k(
+    "model.input_mean",
+    mobilenet.NEUTRAL_NORMALIZATION,
+    "Per-channel mean of [0, 1] pixels the model subtracts; 0.5 with std 0.5 is [-1, 1].",
+    "model",
+    before=mobilenet.NEUTRAL_NORMALIZATION,
+  ),
+  _k(
+    "model.input_std",
+    mobilenet.NEUTRAL_NORMALIZATION,
+    "Per-channel std the model divides the centred pixels by (ImageNet's: 0.229, 0.224, 0.225).",
+    "model",
+    before=mobilenet.NEUTRAL_NORMALIZATION,
+  ),
+  _k(
+    "model.stem_fixed_below_width",
+    0.0,
+    "The first row keeps its channels when width_multiplier is below this: timm keeps MNv4's "
+    "stem at 32 below 1.0 (and V3's at 16 below 0.75); 0 = always scaled, as TF Model Garden.",
+    "model",
+    bound=Bound(0),
+    before=0.0,
+  ),
   _k(
     "model.dtype",
     "float32",
@@ -422,8 +460,8 @@ KEYS = (
   _k(
     "init_from",
     "",
-    "Imported weights to start from, 'KIND:PATH' (importers.READERS).",
-    choices=importers.READERS,
+    "Imported weights to start from, 'KIND:PATH' (importers.FORMATS).",
+    choices=importers.FORMATS,
     empty_allowed=True,
     parse=importers.parse_init_from,
   ),
@@ -433,7 +471,7 @@ KEYS = (
     "distill.teacher",
     "",
     "The teacher's weights, 'KIND:PATH' as init_from names them; '' = no teacher.",
-    choices=importers.READERS,
+    choices=importers.FORMATS,
     empty_allowed=True,
     parse=importers.parse_init_from,
     before="",
@@ -660,6 +698,17 @@ def _quantized_layers_are_supported(config):
     )
 
 
+def _input_normalization_is_per_channel(config):
+  for key in ("input_mean", "input_std"):
+    value = tuple(config.model[key])
+    if len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
+      raise errors.ConfigError(f"config.model.{key}={value!r}: give 3 numbers, one per RGB channel")
+  if min(config.model.input_std) <= 0:
+    raise errors.ConfigError(
+      f"config.model.input_std={tuple(config.model.input_std)!r}: every std must be > 0"
+    )
+
+
 def _mesh_has_a_data_axis(config):
   if "data" not in [name for name, _ in config.mesh]:
     raise errors.ConfigError(
@@ -680,6 +729,7 @@ def _teacher_keys_have_a_teacher(config):
 # Checks over several keys, after every key passed its own.
 CROSS_CHECKS: tuple[Callable[[ml_collections.ConfigDict], None], ...] = (
   _blocks_fit_the_resolution,
+  _input_normalization_is_per_channel,
   _mesh_has_a_data_axis,
   _quantized_layers_are_supported,
   _teacher_keys_have_a_teacher,

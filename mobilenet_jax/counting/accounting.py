@@ -1,7 +1,8 @@
 """Mult-adds and parameters in the papers' convention, counted from the traced model.
 
-Mult-adds are the multiply-adds of convolutions and dense layers only (no BN, activation,
-pooling, bias or residual add), read off the jaxpr of the forward pass at batch 1, so any
+Mult-adds are the multiply-adds of convolutions, dense layers and attention's two matmuls
+(QK^T and AV, as the MNv4 paper counts them) only (no BN, activation, softmax, pooling, bias or
+residual add), read off the jaxpr of the forward pass at batch 1, so any
 config-composed model is counted without a per-architecture formula. The model is traced with
 the 'xla' conv implementation: the other implementations compute the same convolutions as
 slices and matmuls, which the counter would not recognise as convolutions.
@@ -24,6 +25,8 @@ from jax.extend import core as jax_core
 from mobilenet_jax.models import mobilenet
 
 FULLY_CONNECTED = "fully connected"
+# Mobile MQA's QK^T and AV: counted as multiply-adds as the MNv4 paper counts them; no weights.
+ATTENTION = "attention matmul"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,12 +92,13 @@ def _conv_count(eqn):
 
 def _dot_count(eqn):
   lhs, rhs = (v.aval.shape for v in eqn.invars)
-  (lhs_contract, _), _ = eqn.params["dimension_numbers"]
+  (lhs_contract, _), (lhs_batch, _) = eqn.params["dimension_numbers"]
   contracted = math.prod(lhs[d] for d in lhs_contract)
+  between_activations = bool(lhs_batch)  # a dense layer's weights have no batch dimension
   return (
-    FULLY_CONNECTED,
+    ATTENTION if between_activations else FULLY_CONNECTED,
     math.prod(eqn.outvars[0].aval.shape) * contracted,
-    math.prod(rhs),
+    0 if between_activations else math.prod(rhs),
     lhs,
     rhs,
     1,

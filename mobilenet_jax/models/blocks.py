@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from mobilenet_jax.core import errors
@@ -41,6 +42,10 @@ class BlockPlan:
   act: str = ""  # the block's activation; '' = the model's (config.model.activation)
   se: float = 0  # squeeze-excite width as a fraction of the expanded channels; 0 = none
   start_kernel: int = 0  # UIB's depthwise before the expansion; 0 = none
+  layer_scale: float = 0  # the initial per-channel scale of the block's output; 0 = none
+  heads: int = 0  # Mobile MQA: query heads
+  key_dim: int = 0  # Mobile MQA: the key (and value) width of each head
+  kv_stride: int = 1  # Mobile MQA: the keys' and values' depthwise downsampling; 1 = none
 
 
 class SqueezeExcite(nn.Module):
@@ -71,6 +76,8 @@ class Block(nn.Module):
   layer: Callable[..., nn.Module]
   squeeze_excite: Callable[..., nn.Module] = SqueezeExcite
   add_quantizer: Optional[Callable[..., nn.Module]] = None  # the residual sum's, when quantized
+  conv: Optional[Callable[..., nn.Module]] = None  # a bare conv (attention's projections)
+  norm: Optional[Callable[..., nn.Module]] = None  # a BN with no conv before it (pre-norm)
 
   def act(self):
     """The layer keyword that sets this block's activation, when its row sets one."""
@@ -78,6 +85,8 @@ class Block(nn.Module):
 
   def residual(self, x, y, train):
     plan = self.plan
+    if plan.layer_scale:
+      y = y * self.param("layer_scale", nn.initializers.constant(plan.layer_scale), y.shape[-1:])
     if plan.stride != 1 or plan.in_channels != plan.out_channels:
       return y
     if self.add_quantizer is None:
@@ -187,16 +196,60 @@ class UniversalInvertedBottleneckBlock(Block):
     return self.residual(x, y, train)
 
 
+class MobileMQABlock(Block):
+  """MNv4-Hybrid's Mobile MQA (Qin et al. 2024, Section 4; TF Model Garden's
+  MultiHeadSelfAttentionBlock with use_multi_query, timm's MobileAttention): pre-norm BN; the
+  query a 1x1 projection to heads x key_dim; the key and the value each [a strided k x k
+  depthwise conv + BN, when kv_stride > 1] then a 1x1 projection to ONE head of key_dim, shared
+  by every query head; softmax(q k^T / sqrt(key_dim)) v; a 1x1 output projection; layer scale
+  and the residual. The projections have no bias and start xavier-uniform (timm). The paper's
+  optional query stride is not built: no published Hybrid uses it."""
+
+  @nn.compact
+  def __call__(self, x, train):
+    plan = self.plan
+    y = self.norm(name="bn")(x, train)
+    n, h, w, _ = y.shape
+    project = lambda features, name, inputs: self.conv(
+      features, kernel_init="xavier_uniform", name=name
+    )(inputs).astype(jnp.float32)
+
+    def shared_head(name):
+      z = y
+      if plan.kv_stride > 1:
+        z = self.layer(
+          z.shape[-1],
+          kernel_size=plan.kernel,
+          stride=plan.kv_stride,
+          depthwise=True,
+          activation=None,
+          name=f"{name}_down",
+        )(z, train)
+      return project(plan.key_dim, name, z).reshape(n, -1, plan.key_dim)
+
+    query = project(plan.heads * plan.key_dim, "query", y).reshape(n, h * w, plan.heads, -1)
+    key, value = shared_head("key"), shared_head("value")
+    logits = jnp.einsum("blhk,bpk->blhp", query, key) * plan.key_dim**-0.5
+    attended = jnp.einsum("blhp,bpk->blhk", jax.nn.softmax(logits, axis=-1), value)
+    out = self.conv(plan.out_channels, kernel_init="xavier_uniform", name="output")(
+      attended.reshape(n, h, w, -1).astype(x.dtype)
+    )
+    return self.residual(x, out, train)
+
+
 @dataclasses.dataclass(frozen=True)
 class BlockType:
-  module: Any  # called as module(plan, layer, squeeze_excite, add_quantizer, name=...)(x, train)
+  module: Any  # called as module(plan, layer, squeeze_excite, add_quantizer, conv, norm, name=...)
   expands: bool  # whether its t column may exceed 1
   options: dict  # per-row option name -> (allowed values, default)
   always_expands: bool = False  # a 1x1 expansion even when t = 1 (UIB)
+  strides: tuple = STRIDES  # the s column's allowed values
 
 
 _KERNEL = {"kernel": ((1, 3, 5, 7), 3)}
 _ACT = {"act": (tuple(layers.ACTIVATIONS), "")}
+# timm's MNv4-Hybrid: every UIB and attention block scales its output, starting at 1e-5.
+_LAYER_SCALE = {"layer_scale": ((0, 1e-5), 0)}
 REGISTRY = {
   "conv": BlockType(FullConvBlock, expands=False, options={**_KERNEL, **_ACT}),
   "separable": BlockType(SeparableBlock, expands=False, options={**_KERNEL, **_ACT}),
@@ -210,7 +263,24 @@ REGISTRY = {
     UniversalInvertedBottleneckBlock,
     expands=True,
     always_expands=True,
-    options={"start_kernel": ((0, 3, 5, 7), 0), "kernel": ((0, 3, 5, 7), 3), **_ACT},
+    options={
+      "start_kernel": ((0, 3, 5, 7), 0),
+      "kernel": ((0, 3, 5, 7), 3),
+      **_ACT,
+      **_LAYER_SCALE,
+    },
+  ),
+  "mobile_mqa": BlockType(
+    MobileMQABlock,
+    expands=False,
+    strides=(1,),
+    options={
+      "heads": ((1, 2, 4, 8, 16), 4),
+      "key_dim": ((16, 32, 48, 64, 96, 128), 64),
+      "kv_stride": ((1, 2), 1),
+      "kernel": ((3, 5), 3),
+      **_LAYER_SCALE,
+    },
   ),
 }
 
@@ -250,8 +320,10 @@ def check_rows(rows):
     for name, value in (("channels c", channels), ("repeats n", repeats)):
       if not isinstance(value, int) or value < 1:
         raise errors.ConfigError(f"{where}: {name} must be an integer >= 1")
-    if stride not in STRIDES:
-      raise errors.ConfigError(f"{where}: stride s must be one of {list(STRIDES)}")
+    if stride not in block_type.strides:
+      raise errors.ConfigError(
+        f"{where}: stride s must be one of {list(block_type.strides)} for {block!r} blocks"
+      )
     options = row[5] if len(row) == 6 else {}
     if not isinstance(options, dict):
       raise errors.ConfigError(

@@ -1,7 +1,9 @@
 """Convolutions with interchangeable implementations: one function of the same parameters.
 
-Kernels are HWIO, (k, k, C_in, C_out), depthwise (k, k, 1, C), with TF 'SAME' padding as in the
-papers' TF code and its released checkpoints. Which one runs is a speed choice only:
+Kernels are HWIO, (k, k, C_in, C_out), depthwise (k, k, 1, C). Padding is config.model.padding:
+'same' is TF 'SAME', as in the papers' TF code and its released checkpoints; 'symmetric' is
+PyTorch's k // 2 on both sides, as timm's PyTorch-trained weights expect. Which implementation
+runs is a speed choice only:
 
 - 'xla': `lax.conv_general_dilated` for everything, depthwise via `feature_group_count`.
 - 'shifted': depthwise as k*k shifted multiply-adds, 1x1 as a matmul, both with hand-written
@@ -30,6 +32,9 @@ def resolve_conv_impl(name, backend=None):
   return "shifted" if backend == "cpu" else "xla"
 
 
+PADDINGS = ("same", "symmetric")
+
+
 def same_padding(size, kernel_size, stride):
   """TF 'SAME': output ceil(size / stride), the odd pixel of padding at the end."""
   out = -(-size // stride)
@@ -37,12 +42,22 @@ def same_padding(size, kernel_size, stride):
   return out, (total // 2, total - total // 2)
 
 
-def conv_xla(x, kernel, stride):
+def window_padding(size, kernel_size, stride, padding):
+  """(output size, (pad before, pad after)) along one axis for config.model.padding."""
+  if padding == "same":
+    return same_padding(size, kernel_size, stride)
+  pad = kernel_size // 2  # PyTorch / timm: k // 2 both sides (odd kernels)
+  return (size + 2 * pad - kernel_size) // stride + 1, (pad, pad)
+
+
+def conv_xla(x, kernel, stride, padding="same"):
+  k = kernel.shape[0]
+  pads = [window_padding(size, k, stride, padding)[1] for size in x.shape[1:3]]
   return lax.conv_general_dilated(
     x,
     kernel,
     (stride, stride),
-    "SAME",
+    pads,
     dimension_numbers=_DIMENSIONS,
     feature_group_count=x.shape[-1] // kernel.shape[2],
   )
@@ -86,21 +101,21 @@ def channel_sums(*arrays):
   return jnp.stack([jnp.sum(p, axis=(0, 1)) for p in partial])
 
 
-def _window_geometry(x_shape, k, stride):
+def _window_geometry(x_shape, k, stride, padding):
   _, h, w, _ = x_shape
-  (out_h, pad_h), (out_w, pad_w) = same_padding(h, k, stride), same_padding(w, k, stride)
+  (out_h, pad_h), (out_w, pad_w) = (window_padding(n, k, stride, padding) for n in (h, w))
   return out_h, out_w, ((0, 0), pad_h, pad_w, (0, 0))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def depthwise_shifted(x, kernel, stride):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def depthwise_shifted(x, kernel, stride, padding="same"):
   """Depthwise conv as a sum of k*k strided windows of the padded input times one kernel tap."""
-  out_h, out_w, pads = _window_geometry(x.shape, kernel.shape[0], stride)
+  out_h, out_w, pads = _window_geometry(x.shape, kernel.shape[0], stride, padding)
   return _shifted_correlation(jnp.pad(x, pads), kernel, stride, out_h, out_w)
 
 
-def _depthwise_shifted_fwd(x, kernel, stride):
-  return depthwise_shifted(x, kernel, stride), (x, kernel)
+def _depthwise_shifted_fwd(x, kernel, stride, padding):
+  return depthwise_shifted(x, kernel, stride, padding), (x, kernel)
 
 
 def _phase_taps(size, k, stride, pad_low):
@@ -161,7 +176,7 @@ def _depthwise_input_grad(grad, kernel, stride, x_shape, pads):
   return interleaved[:, :h, :w]
 
 
-def _depthwise_shifted_bwd(stride, residuals, grad):
+def _depthwise_shifted_bwd(stride, padding, residuals, grad):
   """Autodiff of the windows is ~9x the forward's cost on CPU; these two passes cost ~1x each.
 
   d/dx: `_depthwise_input_grad`. d/dkernel: each tap's window of the padded input times the
@@ -169,7 +184,7 @@ def _depthwise_shifted_bwd(stride, residuals, grad):
   """
   x, kernel = residuals
   k = kernel.shape[0]
-  out_h, out_w, pads = _window_geometry(x.shape, k, stride)
+  out_h, out_w, pads = _window_geometry(x.shape, k, stride, padding)
   grad_x = _depthwise_input_grad(grad, kernel, stride, x.shape, pads)
   products = [
     (window * grad).astype(jnp.float32)
@@ -182,19 +197,20 @@ def _depthwise_shifted_bwd(stride, residuals, grad):
 depthwise_shifted.defvjp(_depthwise_shifted_fwd, _depthwise_shifted_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def pointwise_matmul(x, kernel, stride):
-  """1x1 conv as a matmul; with k = 1, 'SAME' never pads, so a stride is a plain subsample."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def pointwise_matmul(x, kernel, stride, padding="same"):
+  """1x1 conv as a matmul; with k = 1 neither padding pads, so a stride is a plain subsample."""
+  del padding
   if stride > 1:
     x = x[:, ::stride, ::stride]
   return jnp.dot(x, kernel[0, 0])
 
 
-def _pointwise_matmul_fwd(x, kernel, stride):
-  return pointwise_matmul(x, kernel, stride), (x, kernel)
+def _pointwise_matmul_fwd(x, kernel, stride, padding):
+  return pointwise_matmul(x, kernel, stride, padding), (x, kernel)
 
 
-def _pointwise_matmul_bwd(stride, residuals, grad):
+def _pointwise_matmul_bwd(stride, padding, residuals, grad):
   """Autodiff lets XLA:CPU fuse the kernel gradient's transpose into the producer of `grad`
   (BN's backward), writing it column by column; contracting the pixels of `grad` against the
   pixels of x keeps both operands in their own layout (benchmarks/README.md)."""
@@ -220,8 +236,8 @@ pointwise_matmul.defvjp(_pointwise_matmul_fwd, _pointwise_matmul_bwd)
 MAX_BROADCAST_TERMS = 27
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def conv_broadcast(x, kernel, stride):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_broadcast(x, kernel, stride, padding="same"):
   """A full conv as k*k*C_in window channels times kernel rows, when that is at most
   MAX_BROADCAST_TERMS terms (an RGB stem's 3x3); XLA's convolution otherwise.
 
@@ -230,8 +246,8 @@ def conv_broadcast(x, kernel, stride):
   """
   k, _, in_features, _ = kernel.shape
   if k * k * in_features > MAX_BROADCAST_TERMS:
-    return conv_xla(x, kernel, stride)
-  out_h, out_w, pads = _window_geometry(x.shape, k, stride)
+    return conv_xla(x, kernel, stride, padding)
+  out_h, out_w, pads = _window_geometry(x.shape, k, stride, padding)
   padded = jnp.pad(x, pads)
   # Per input channel, a depthwise correlation whose one-channel windows broadcast against
   # the kernel's output rows.
@@ -244,12 +260,12 @@ def conv_broadcast(x, kernel, stride):
   )
 
 
-def _conv_broadcast_fwd(x, kernel, stride):
-  return conv_xla(x, kernel, stride), (x, kernel)
+def _conv_broadcast_fwd(x, kernel, stride, padding):
+  return conv_xla(x, kernel, stride, padding), (x, kernel)
 
 
-def _conv_broadcast_bwd(stride, residuals, grad):
-  return jax.vjp(functools.partial(conv_xla, stride=stride), *residuals)[1](grad)
+def _conv_broadcast_bwd(stride, padding, residuals, grad):
+  return jax.vjp(functools.partial(conv_xla, stride=stride, padding=padding), *residuals)[1](grad)
 
 
 conv_broadcast.defvjp(_conv_broadcast_fwd, _conv_broadcast_bwd)
@@ -261,7 +277,8 @@ def _shifted(kernel_size, depthwise):
   return pointwise_matmul if kernel_size == 1 else conv_broadcast
 
 
-# config.model.conv_impl ('auto' resolves to one): (kernel size, depthwise) -> the conv function.
+# config.model.conv_impl ('auto' resolves to one): (kernel size, depthwise) -> the conv function
+# fn(x, kernel, stride, padding).
 CONV_IMPLS = {"xla": lambda kernel_size, depthwise: conv_xla, "shifted": _shifted}
 
 

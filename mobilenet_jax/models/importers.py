@@ -7,6 +7,8 @@
   slim_npy    a folder with one .npy per TF-slim variable ('/' written as '_', scope dropped)
   workdir     a run of this project: its latest checkpoint (e.g. a float run to fine-tune with
               quantization-aware training)
+  timm        a timm checkpoint: the hub's model.safetensors (.pth / .bin where PyTorch is
+              installed), for the model configs/timm.py:MODEL builds
 
 Every tensor of the model must be found with its exact shape: a wrong α or class count is
 refused with the expected and found shapes. TF-slim classifiers have 1001 outputs with index 0 =
@@ -20,6 +22,8 @@ import glob
 import json
 import logging
 import os
+import re
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -157,26 +161,34 @@ def read_workdir(path):
   }
 
 
+def read_timm(path):
+  """timm's state dict, as numpy; BN's num_batches_tracked counters dropped (nothing reads them)."""
+  if path.endswith((".pth", ".bin", ".pt")):
+    try:
+      import torch
+    except ModuleNotFoundError:
+      raise errors.WeightsError(
+        f"config.init_from=timm:{path}: a PyTorch checkpoint needs PyTorch to read; use the "
+        "model's model.safetensors from its hub page instead (no PyTorch needed)"
+      ) from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    tensors = {name: value.numpy() for name, value in state.items()}
+  else:
+    from safetensors.numpy import load_file
+
+    try:
+      tensors = load_file(path)
+    except Exception as error:  # safetensors' own error type for a cut or foreign file
+      raise errors.WeightsError(
+        f"config.init_from=timm:{path} is not a whole safetensors file "
+        f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+      ) from None
+  return {
+    name: value for name, value in tensors.items() if not name.endswith("num_batches_tracked")
+  }
+
+
 # --- names: our parameter path -> the source's tensor name -----------------------------------
-
-# config.init_from = 'KIND:PATH': each weight format's reader, PATH -> {source name: array}.
-READERS = {
-  "keras_h5": read_keras_h5,
-  "keras_tfjs": read_keras_tfjs,
-  "slim_ckpt": read_slim_ckpt,
-  "slim_npy": read_slim_npy,
-  "workdir": read_workdir,
-}
-
-
-def parse_init_from(spec: str) -> tuple[str, str]:
-  """config.init_from's (kind, path)."""
-  kind, sep, path = spec.partition(":")
-  if not sep or kind not in READERS or not path:
-    raise errors.ConfigError(
-      f"config.init_from={spec!r}: expected KIND:PATH with KIND one of {list(READERS)}"
-    )
-  return kind, path
 
 
 def _keras_v1_name(module, leaf):
@@ -202,7 +214,9 @@ def _slim_layer(arch, module):
   return f"{scope}_{module[1]}"
 
 
-def _slim_name(arch):
+def _slim_names(config, tensors):
+  arch = config.model.name
+
   def name(module, leaf):
     if module == ("classifier",):
       return f"Logits_Conv2d_1c_1x1_{'weights' if leaf == 'kernel' else 'biases'}"
@@ -214,11 +228,121 @@ def _slim_name(arch):
   return name
 
 
-def _own_name(module, leaf):
-  return "/".join((*module, leaf))
+_BN_TIMM = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+# Our layer name in a block -> timm's, per block type (timm's _efficientnet_blocks.py); a ConvBN
+# becomes (conv, bn) names, a bare conv or dense one name.
+_TIMM_LAYERS = {
+  "conv": {"conv_bn": ("conv", "bn1")},
+  "separable": {"depthwise": ("conv_dw", "bn1"), "pointwise": ("conv_pw", "bn2")},
+  "inverted_residual": {  # t = 1: timm's DepthwiseSeparable, else its InvertedResidual
+    "expand": ("conv_pw", "bn1"),
+    "depthwise": ("conv_dw", "bn2"),
+    "project": ("conv_pwl", "bn3"),
+  },
+  "depthwise_separable": {"depthwise": ("conv_dw", "bn1"), "project": ("conv_pw", "bn2")},
+  "fused_ib": {"expand": ("conv_exp", "bn1"), "project": ("conv_pwl", "bn2")},
+  "uib": {
+    "start_depthwise": ("dw_start.conv", "dw_start.bn"),
+    "expand": ("pw_exp.conv", "pw_exp.bn"),
+    "depthwise": ("dw_mid.conv", "dw_mid.bn"),
+    "project": ("pw_proj.conv", "pw_proj.bn"),
+  },
+  "mobile_mqa": {
+    "bn": (None, "norm"),
+    "query": ("attn.query.proj",),
+    "key_down": ("attn.key.down_conv", "attn.key.norm"),
+    "key": ("attn.key.proj",),
+    "value_down": ("attn.value.down_conv", "attn.value.norm"),
+    "value": ("attn.value.proj",),
+    "output": ("attn.output.proj",),
+  },
+}
 
 
-def _to_ours(module, leaf, array):
+def _natural(name):
+  return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+_TIMM_TOP = ("conv_stem.", "bn1.", "blocks.", "conv_head.", "bn2.", "norm_head.", "classifier.")
+
+
+def _timm_order(name):
+  """timm's network order: the stem, the blocks, the head, the classifier."""
+  rank = next((i for i, top in enumerate(_TIMM_TOP) if name.startswith(top)), len(_TIMM_TOP))
+  return rank, _natural(name)
+
+
+def timm_block_prefixes(tensors):
+  """timm's 'blocks.S.I' prefixes of a state dict, in network order."""
+  found = {m.group(0) for m in (re.match(r"blocks\.\d+\.\d+", n) for n in tensors) if m}
+  return sorted(found, key=_natural)
+
+
+def timm_names(plan, prefixes):
+  """(module path, leaf) -> timm's tensor name, for the model `plan` describes; the blocks after
+  the stem take the checkpoint's block prefixes in order."""
+  by_block = {p.name: p for p in plan}
+  order = {p.name: i for i, p in enumerate(plan)}
+
+  def name(module, leaf):
+    top = module[0]
+    if top == "classifier":
+      return f"classifier.{leaf if leaf == 'bias' else 'weight'}"
+    if top == "head":
+      return "conv_head.weight" if module[1] == "conv" else f"bn2.{_BN_TIMM[leaf]}"
+    if top == "pooled_head":
+      if module[1] == "bn":
+        return f"norm_head.{_BN_TIMM[leaf]}"
+      return f"conv_head.{'weight' if leaf == 'kernel' else 'bias'}"
+    block = by_block[top]
+    if order[top] == 0:
+      return "conv_stem.weight" if module[2] == "conv" else f"bn1.{_BN_TIMM[leaf]}"
+    index = order[top] - 1
+    prefix = prefixes[index] if index < len(prefixes) else f"blocks.?.{index}"
+    if len(module) == 1:  # a block's own parameter: layer scale
+      return f"{prefix}.layer_scale.gamma"
+    if module[1] == "squeeze_excite":
+      return f"{prefix}.se.conv_{module[2]}.{'weight' if leaf == 'kernel' else 'bias'}"
+    kind = block.block
+    if kind == "inverted_residual" and block.hidden_channels == block.in_channels:
+      kind = "depthwise_separable"
+    names = _TIMM_LAYERS[kind][module[1]]
+    if len(module) == 2:  # a bare conv ('kernel') or a standalone BN
+      return (
+        f"{prefix}.{names[0]}.weight"
+        if leaf == "kernel"
+        else f"{prefix}.{names[1]}.{_BN_TIMM[leaf]}"
+      )
+    if module[2] == "conv":
+      return f"{prefix}.{names[0]}.weight"
+    return f"{prefix}.{names[1]}.{_BN_TIMM[leaf]}"
+
+  return name
+
+
+def _timm_names(config, tensors):
+  return timm_names(mobilenet.build_plan(config.model), timm_block_prefixes(tensors))
+
+
+def _timm_to_ours(module, leaf, array, expected_shape):
+  """PyTorch layouts -> ours: conv (O, I/g, kh, kw) -> HWIO, depthwise (C, 1, k, k) -> (k, k, 1, C);
+  a 1x1 conv or Linear used as a dense layer (O, I[, 1, 1]) -> (I, O)."""
+  if array.ndim == 4 and len(expected_shape) == 4:
+    return array.transpose(2, 3, 1, 0)
+  if array.ndim in (2, 4) and len(expected_shape) == 2:
+    return array.reshape(array.shape[:2]).T
+  return array
+
+
+def _own_names(config, tensors):
+  return lambda module, leaf: "/".join((*module, leaf))
+
+
+def _unchanged(module, leaf, array, expected_shape):
+  return array
+
+
+def _to_ours(module, leaf, array, expected_shape):
   """Source layouts -> ours: depthwise (k,k,C,1) -> (k,k,1,C); 1x1-conv classifier -> dense."""
   if "depthwise" in module and leaf == "kernel" and array.ndim == 4:
     return array.transpose(0, 1, 3, 2)
@@ -249,9 +373,9 @@ def load(config, variables):
       f"config.init_from={spec!r}: Keras-applications weights are MobileNet V1; "
       f"config.model.name is {arch!r}"
     )
-  reader = READERS[kind]
+  weight_format = FORMATS[kind]
   try:
-    tensors = reader(path)
+    tensors = weight_format.read(path)
   except errors.WeightsError:
     raise
   except (OSError, ValueError, KeyError) as error:  # a folder for a file, a missing model.json
@@ -259,9 +383,7 @@ def load(config, variables):
       f"config.init_from={spec!r}: cannot read {kind} weights from {path} "
       f"({type(error).__name__}: {error})"
     ) from None
-  name_of = {"keras_h5": _keras_v1_name, "keras_tfjs": _keras_v1_name, "workdir": _own_name}.get(
-    kind, _slim_name(arch)
-  )
+  name_of = weight_format.names(config, tensors)
   report = {"missing": [], "unexpected": [], "misshaped": [], "substituted": [], "defaulted": []}
   used = set()
 
@@ -285,7 +407,7 @@ def load(config, variables):
         return None
     used.add(name)
     array = np.asarray(tensors[name])
-    array = array if kind == "workdir" else _to_ours(module, leaf, array)
+    array = weight_format.to_ours(module, leaf, array, expected.shape)
     if array.shape != expected.shape:
       report["misshaped"].append(
         f"{'/'.join(path_keys)}: model expects {expected.shape}, {name} is {array.shape}"
@@ -299,12 +421,11 @@ def load(config, variables):
     )
 
   params, batch_stats = walk("params"), walk("batch_stats")
-  report["unexpected"] = sorted(
-    set(tensors)
-    - used
-    - ({n for n in tensors if n.startswith(("conv_preds", "Logits"))} if new_classifier else set())
-  )
+  old_classifier = ("conv_preds", "Logits", "classifier.") if new_classifier else ()
+  report["unexpected"] = sorted(n for n in set(tensors) - used if not n.startswith(old_classifier))
   problems = report["missing"] + report["misshaped"]
+  if weight_format.mismatch and (problems or report["unexpected"]):
+    raise errors.WeightsError(weight_format.mismatch(config, tensors, variables, name_of))
   if problems:
     raise errors.WeightsError(
       f"config.init_from={spec!r} does not fit config.model ({arch}, width_multiplier="
@@ -315,6 +436,90 @@ def load(config, variables):
     )
   labels = tfjs_labels(path) if kind == "keras_tfjs" else ()
   return Imported(params, batch_stats, label_offset(config), report, labels)
+
+
+# Functions {timm name: array} -> the timm models whose checkpoints have exactly these names and
+# shapes; configs/timm.py registers its table's.
+TIMM_LOOKALIKES: list = []
+
+
+def expected_timm_shapes(variables, name_of):
+  """{timm name: our shape in PyTorch's layout} of the model whose `variables` (or shapes) are
+  given."""
+  expected = {}
+  for collection in ("params", "batch_stats"):
+    for keys, leaf in jax.tree_util.tree_flatten_with_path(variables[collection])[0]:
+      path = tuple(k.key for k in keys)
+      shape = tuple(leaf.shape)
+      if len(shape) == 4:
+        shape = (shape[3], shape[2], shape[0], shape[1])
+      elif len(shape) == 2:
+        shape = shape[::-1]
+      expected[name_of(path[:-1], path[-1])] = shape
+  return expected
+
+
+def _first_difference(tensors, expected):
+  """The first tensor (in timm's order) whose name or shape the model does not have, in words."""
+  for name in sorted(set(tensors) | set(expected), key=_timm_order):
+    if name not in expected:
+      return f"the file has {name} {tuple(tensors[name].shape)}, which the model has not"
+    if name not in tensors:
+      return f"the model needs {name} {expected[name]}, which the file has not"
+    found = tuple(tensors[name].shape)
+    if np.prod(found) != np.prod(expected[name]) or found[:1] != expected[name][:1]:
+      return f"{name} is {found} in the file, the model's is {expected[name]}"
+  return ""
+
+
+def timm_mismatch(config, tensors, variables, name_of):
+  """The one line for a timm checkpoint that does not fit `config`'s model: its first differing
+  tensor and, where one fits it exactly, the timm model it is."""
+  line = (
+    f"config.init_from={config.init_from!r} does not fit config.model ({config.model.name}, "
+    f"width_multiplier={config.model.width_multiplier}): "
+    + _first_difference(tensors, expected_timm_shapes(variables, name_of))
+  )
+  fits = [name for finder in TIMM_LOOKALIKES for name in finder(tensors)]
+  if fits:
+    line += f"; it looks like timm's {fits[0]} (--config=configs/timm.py:{fits[0]})"
+  return line
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightFormat:
+  """One KIND of config.init_from = 'KIND:PATH'."""
+
+  read: Callable[[str], dict]  # PATH -> {source name: array}
+  names: Callable  # (config, tensors) -> name_of(module path, leaf) -> source name
+  to_ours: Callable  # (module, leaf, array, our shape) -> the array in our layout
+  # (config, tensors, variables, name_of) -> the one line for a file that does not fit; None:
+  # the generic list of missing and mis-shaped tensors
+  mismatch: Callable | None = None
+
+
+def _keras_names(config, tensors):
+  return _keras_v1_name
+
+
+FORMATS = {
+  "keras_h5": WeightFormat(read_keras_h5, _keras_names, _to_ours),
+  "keras_tfjs": WeightFormat(read_keras_tfjs, _keras_names, _to_ours),
+  "slim_ckpt": WeightFormat(read_slim_ckpt, _slim_names, _to_ours),
+  "slim_npy": WeightFormat(read_slim_npy, _slim_names, _to_ours),
+  "workdir": WeightFormat(read_workdir, _own_names, _unchanged),
+  "timm": WeightFormat(read_timm, _timm_names, _timm_to_ours, timm_mismatch),
+}
+
+
+def parse_init_from(spec: str) -> tuple[str, str]:
+  """config.init_from's (kind, path)."""
+  kind, sep, path = spec.partition(":")
+  if not sep or kind not in FORMATS or not path:
+    raise errors.ConfigError(
+      f"config.init_from={spec!r}: expected KIND:PATH with KIND one of {list(FORMATS)}"
+    )
+  return kind, path
 
 
 def load_for_model(config: ml_collections.ConfigDict, model: Any) -> Imported:

@@ -11,8 +11,20 @@ from jax import lax
 
 from mobilenet_jax.models import convolutions
 
+
+def gelu(x):
+  """The exact (erf) GELU of MNv4-Hybrid-L, as PyTorch's nn.GELU(); jax.nn.gelu defaults to the
+  tanh approximation."""
+  return jax.nn.gelu(x, approximate=False)
+
+
 # V3's hard swish is x * relu6(x + 3) / 6, its hard sigmoid relu6(x + 3) / 6 (as in TF-slim).
-ACTIVATIONS = {"relu6": jax.nn.relu6, "relu": jax.nn.relu, "hard_swish": jax.nn.hard_swish}
+ACTIVATIONS = {
+  "relu6": jax.nn.relu6,
+  "relu": jax.nn.relu,
+  "hard_swish": jax.nn.hard_swish,
+  "gelu": gelu,
+}
 hard_sigmoid = jax.nn.hard_sigmoid
 
 # config.model.kernel_init: (conv kernel initializer, classifier kernel initializer). Kernels are
@@ -34,6 +46,8 @@ KERNEL_INITS = {
     nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal"),
     nn.initializers.normal(0.01),
   ),
+  # timm's MNv4-Hybrid attention projections (Mobile MQA's own choice, whatever the model's).
+  "xavier_uniform": (nn.initializers.xavier_uniform(), nn.initializers.normal(0.01)),
 }
 
 
@@ -101,10 +115,26 @@ class FoldedBatchNormActivation(nn.Module):
     return z.astype(self.dtype)
 
 
+class FoldedBatchNorm(nn.Module):
+  """A BatchNorm with no conv before it to fold into (Mobile MQA's pre-norm), folded into
+  itself: x * scale + bias per channel."""
+
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train):
+    del train
+    features = (x.shape[-1],)
+    scale = self.param("scale", nn.initializers.ones, features, jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, features, jnp.float32)
+    return (x.astype(jnp.float32) * scale + bias).astype(self.dtype)
+
+
 def fold_batch_norm(variables, epsilon):
   """{'params', 'batch_stats'} of a model -> {'params'} of the same model built folded: every
   BN's scale / sqrt(var + epsilon) multiplies the output channels of the kernel before it, and
-  its bias becomes bias - mean * scale / sqrt(var + epsilon)."""
+  its bias becomes bias - mean * scale / sqrt(var + epsilon). A BN with no conv before it (its
+  running statistics sit directly under its name) keeps that multiplier as its own scale."""
 
   def fold(params, stats):
     folded = {}
@@ -119,6 +149,10 @@ def fold_batch_norm(variables, epsilon):
           "conv": {**value["conv"], "kernel": value["conv"]["kernel"] * multiplier},
           "bn": {"bias": bn["bias"] - running["mean"] * multiplier},
         }
+      elif "var" in stats.get(name, {}):
+        running = stats[name]
+        multiplier = value["scale"] * lax.rsqrt(running["var"] + epsilon)
+        folded[name] = {"scale": multiplier, "bias": value["bias"] - running["mean"] * multiplier}
       else:
         folded[name] = fold(value, stats.get(name, {}))
     return folded
@@ -136,12 +170,13 @@ class Conv(nn.Module):
   impl: str = "xla"
   kernel_init: str = "he_fan_out"
   dtype: Any = jnp.float32
+  padding: str = "same"
 
   @nn.compact
   def __call__(self, x):
     kernel = conv_kernel(self, x.shape[-1]).astype(self.dtype)
     fn = convolutions.conv_function(self.impl, self.kernel_size, self.depthwise)
-    return fn(x.astype(self.dtype), kernel, self.stride)
+    return fn(x.astype(self.dtype), kernel, self.stride, self.padding)
 
 
 def conv_kernel(module, in_features):
@@ -169,16 +204,23 @@ class ConvBN(nn.Module):
     return self.norm(activation=self.activation, name="bn")(x, train)
 
 
-def norm_factory(bn_momentum, bn_epsilon, dtype, folded=False):
-  """The BN-activation module of every ConvBN, or its folded form."""
+def norm_factory(bn_momentum, bn_epsilon, dtype, folded=False, standalone=False):
+  """The BN-activation module of every ConvBN, or its folded form; `standalone`: a BN with no
+  conv before it, whose folded form keeps a scale."""
   if folded:
-    return functools.partial(FoldedBatchNormActivation, dtype=dtype)
+    return functools.partial(
+      FoldedBatchNorm if standalone else FoldedBatchNormActivation, dtype=dtype
+    )
   return functools.partial(
     BatchNormActivation, momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype
   )
 
 
-def layer_factory(activation, norm, dtype, impl, kernel_init):
+def conv_factory(dtype, impl, kernel_init, padding="same"):
+  """The bare Conv with the model-wide settings bound."""
+  return functools.partial(Conv, impl=impl, kernel_init=kernel_init, dtype=dtype, padding=padding)
+
+
+def layer_factory(activation, norm, conv):
   """ConvBN with the model-wide settings bound, so blocks only say what differs per layer."""
-  conv = functools.partial(Conv, impl=impl, kernel_init=kernel_init, dtype=dtype)
   return functools.partial(ConvBN, conv=conv, norm=norm, activation=ACTIVATIONS[activation])

@@ -23,10 +23,11 @@ def build_plan(model_config, in_channels=3):
     c, alpha, model_config.channel_rounding, model_config.min_channels
   )
   plan = []
-  for row in model_config.blocks:
+  for index, row in enumerate(model_config.blocks):
     block, expansion, channels, repeats, stride = row[:5]
     expands = expansion != 1 or blocks.REGISTRY[block].always_expands
-    out_channels = scale(channels)
+    fixed_stem = index == 0 and model_config.width_multiplier < model_config.stem_fixed_below_width
+    out_channels = channels if fixed_stem else scale(channels)
     for repeat in range(repeats):
       hidden = scale(in_channels * expansion, 1.0) if expands else in_channels
       plan.append(
@@ -67,6 +68,18 @@ def pooled_head_channels(model_config):
     model_config.channel_rounding,
     model_config.min_channels,
   )
+
+
+NEUTRAL_NORMALIZATION = (0.5, 0.5, 0.5)  # (x - 0.5) / 0.5 of [0, 1] pixels: the pipeline's [-1, 1]
+
+
+def normalize_input(x, mean, std):
+  """The pipeline's [-1, 1] pixels as (pixels / 255 - mean) / std per channel (timm's weights
+  expect ImageNet's mean and std); the identity for the neutral 0.5 / 0.5."""
+  if tuple(mean) == NEUTRAL_NORMALIZATION and tuple(std) == NEUTRAL_NORMALIZATION:
+    return x
+  mean, std = jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32)
+  return (x.astype(jnp.float32) * 0.5 + (0.5 - mean)) / std
 
 
 class PooledHead(nn.Module):
@@ -116,12 +129,17 @@ class MobileNet(nn.Module):
   folded: bool = False  # BN folded into the convs (layers.fold_batch_norm's variables)
   # Quantization-aware: the int8 export's function in float32 (quantization.py); None = float.
   quantized: Optional[quantization.QuantizationSettings] = None
+  padding: str = "same"
+  input_mean: Tuple[float, ...] = NEUTRAL_NORMALIZATION
+  input_std: Tuple[float, ...] = NEUTRAL_NORMALIZATION
 
   @nn.compact
   def __call__(self, x, train=False):
     dtype = jnp.dtype(self.dtype)
     squeeze_excite = functools.partial(blocks.SqueezeExcite, kernel_init=self.kernel_init)
+    conv = norm = None
     quantizer = add_quantizer = None
+    x = normalize_input(x, self.input_mean, self.input_std)
     if self.quantized:
       quantizer = functools.partial(quantization.ActivationQuantizer, self.quantized.range_decay)
       add_quantizer = quantizer
@@ -132,14 +150,22 @@ class MobileNet(nn.Module):
         self.conv_impl,
         self.kernel_init,
         self.quantized,
+        self.padding,
       )
       x = quantizer(name="input_quant")(x, train)
     else:
-      norm = layers.norm_factory(self.bn_momentum, self.bn_epsilon, dtype, self.folded)
-      layer = layers.layer_factory(self.activation, norm, dtype, self.conv_impl, self.kernel_init)
+      conv = layers.conv_factory(dtype, self.conv_impl, self.kernel_init, self.padding)
+      layer = layers.layer_factory(
+        self.activation,
+        layers.norm_factory(self.bn_momentum, self.bn_epsilon, dtype, self.folded),
+        conv,
+      )
+      norm = layers.norm_factory(
+        self.bn_momentum, self.bn_epsilon, dtype, self.folded, standalone=True
+      )
     for plan in self.plan:
       x = blocks.REGISTRY[plan.block].module(
-        plan, layer, squeeze_excite, add_quantizer, name=plan.name
+        plan, layer, squeeze_excite, add_quantizer, conv, norm, name=plan.name
       )(x, train)
       self.sow("intermediates", "features", x)
     if self.head_channels:
@@ -194,6 +220,9 @@ def build_model(
     kernel_init=model.kernel_init,
     folded=folded,
     quantized=quantized,
+    padding=model.padding,
+    input_mean=tuple(model.input_mean),
+    input_std=tuple(model.input_std),
   )
 
 

@@ -150,6 +150,7 @@ class QuantizedConvBN(nn.Module):
   stride: int = 1
   depthwise: bool = False
   activation: Optional[Callable] = None
+  padding: str = "same"
 
   @nn.compact
   def __call__(self, x, train):
@@ -157,7 +158,7 @@ class QuantizedConvBN(nn.Module):
       self.features, self.kernel_size, self.depthwise, self.kernel_init, name="conv"
     )(x.shape[-1])
     conv_fn = convolutions.conv_function(self.impl, self.kernel_size, self.depthwise)
-    conv = lambda inputs, w: conv_fn(inputs, w, self.stride)
+    conv = lambda inputs, w: conv_fn(inputs, w, self.stride, self.padding)
     return self.norm(activation=self.activation, name="bn")(
       x.astype(jnp.float32), kernel, conv, train
     )
@@ -187,7 +188,7 @@ class QuantizationSettings:
   range_decay: float
 
 
-def layer_factory(activation, bn_momentum, bn_epsilon, impl, kernel_init, settings):
+def layer_factory(activation, bn_momentum, bn_epsilon, impl, kernel_init, settings, padding):
   """layers.layer_factory's counterpart: QuantizedConvBN with the model-wide settings bound."""
   norm = functools.partial(
     FoldedQuantizedBatchNorm,
@@ -202,6 +203,7 @@ def layer_factory(activation, bn_momentum, bn_epsilon, impl, kernel_init, settin
     impl=impl,
     kernel_init=kernel_init,
     activation=layers.ACTIVATIONS[activation],
+    padding=padding,
   )
 
 
@@ -218,6 +220,12 @@ def check_supported(model_config, plan, pooled_head_channels, where):
       raise errors.ConfigError(
         f"{where}: {block.name} uses act={block.act!r}; quantization-aware training supports "
         f"{list(SUPPORTED_ACTIVATIONS)}"
+      )
+    if block.block == "mobile_mqa" or block.layer_scale:
+      raise errors.ConfigError(
+        f"{where}: {block.name} ({'Mobile MQA' if block.block == 'mobile_mqa' else 'layer scale'})"
+        " is not supported by the int8 path (its attention and layer scale are unsimulated); "
+        "the Hybrid MobileNets export in float only"
       )
     if block.se:
       raise errors.ConfigError(
