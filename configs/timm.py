@@ -94,30 +94,38 @@ def get_config(arg=None):
 
 
 @functools.lru_cache(maxsize=None)
-def _signature(name):
-  """{timm tensor name: shape in PyTorch's layout} of timm's `name`, traced, not compiled."""
+def _plan(name):
+  from mobilenet_jax.models import mobilenet
+
+  return mobilenet.build_plan(get_config(name).model)
+
+
+@functools.lru_cache(maxsize=None)
+def _variable_shapes(name):
+  """timm's `name`'s variables, traced, not compiled."""
   from mobilenet_jax.models import mobilenet
 
   config = get_config(name)
   model = mobilenet.build_model(config)
-  variables = jax.eval_shape(
+  return jax.eval_shape(
     functools.partial(model.init, jax.random.key(0)),
     jax.ShapeDtypeStruct(mobilenet.input_shape(config), "float32"),
   )
-  return variables, model.plan
 
 
 def models_fitting(tensors):
-  """The timm models (of MODELS) whose checkpoints have exactly `tensors`' names and shapes."""
+  """The timm models (of MODELS) whose checkpoints have exactly `tensors`' names and shapes;
+  only those with as many blocks and the same stem width (read off the plan) are traced."""
   shapes = {name: tuple(array.shape) for name, array in tensors.items()}
   prefixes = importers.timm_block_prefixes(tensors)
+  stem = shapes.get("conv_stem.weight", (0,))[0]
   fitting = []
   for name in MODELS:
-    variables, plan = _signature(name)
-    if len(plan) - 1 != len(prefixes):
+    plan = _plan(name)
+    if len(plan) - 1 != len(prefixes) or plan[0].out_channels != stem:
       continue
-    expected = importers.expected_timm_shapes(variables, importers.timm_names(plan, prefixes))
-    if expected == shapes:
+    names = importers.timm_names(plan, prefixes)
+    if importers.expected_timm_shapes(_variable_shapes(name), names) == shapes:
       fitting.append(name)
   return fitting
 

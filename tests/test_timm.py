@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+from mobilenet_jax import evaluate
 from mobilenet_jax.core import errors
 from mobilenet_jax.counting import accounting
 from mobilenet_jax.models import importers, mobilenet
-from tests.helpers import SHARED, load_config, needs_artifacts
+from tests.helpers import SAMPLE, SHARED, load_config, needs_artifacts
 
 FIXTURES = SHARED / "fixtures" / "timm"
 needs_fixtures = needs_artifacts(root=FIXTURES)
@@ -147,3 +148,15 @@ def test_fine_tuning_a_timm_checkpoint_takes_a_new_classifier(tmp_path):
   assert imported.params["classifier"]["kernel"].shape == (1280, 10)
   stem = np.asarray(imported.params["block_00"]["conv_bn"]["conv"]["kernel"])
   assert stem.shape == (3, 3, 3, 32)  # timm keeps MNv4's stem at 32 below width 1.0
+
+
+@needs_fixtures
+@needs_artifacts("datasets", "imagenet_sample_250")
+def test_predict_from_a_timm_checkpoint_without_class_names_gives_class_indices(tmp_path, caplog):
+  _, _, config = fixture_checkpoint("mobilenetv4_conv_small_050", tmp_path)
+  top5 = evaluate.predict(config, str(SAMPLE / "n01440764_tench.JPEG"))
+  indices = [int(label.removeprefix("class index ")) for label, _ in top5]
+  assert all(label.startswith("class index ") for label, _ in top5)
+  assert len(set(indices)) == 5 and all(0 <= i < 1000 for i in indices)
+  assert [p for _, p in top5] == sorted((p for _, p in top5), reverse=True)
+  assert "note: no class names" in caplog.text
