@@ -357,3 +357,25 @@ def test_a_bad_image_count_is_one_line_and_writes_nothing(tmp_path, flags, messa
   )
   assert result.returncode == 1 and result.stderr == message
   assert not (tmp_path / "export").exists()
+
+
+def test_a_hybrid_exports_to_onnx_with_its_attention_and_equals_jax(tmp_path):
+  import collections
+
+  import onnx
+
+  config = load_config("mobilenet_v4_hybrid_medium", "width=0.25,res=32")
+  mqa = [row for row in config.model.blocks if row[0] == "mobile_mqa"]
+  # Its stem, its first UIB, and one attention block with downsampled keys, one without.
+  config.model.blocks = (*config.model.blocks[:3], mqa[0], mqa[-1], config.model.blocks[-1])
+  model = mobilenet.build_model(config, conv_impl="xla")
+  images = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+  variables = jax.jit(model.init)(jax.random.key(0), images)
+  path = str(tmp_path / "hybrid.onnx")
+  export.write_onnx(export.inference_function(config, variables), config, path)
+  ops = collections.Counter(node.op_type for node in onnx.load(path).graph.node)
+  # Each Mobile MQA block: its query-key and attention-value matmuls, one softmax.
+  assert ops["Softmax"] == 2 and ops["Einsum"] == 4, ops
+  logits = np.asarray(model.apply(variables, images))
+  exported = export.OnnxModel(path)(images)
+  assert np.abs(exported - logits).max() <= 1e-4 * np.abs(logits).max()

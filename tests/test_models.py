@@ -273,14 +273,12 @@ def test_a_strided_uib_takes_the_stride_in_its_middle_depthwise():
 def test_the_folded_model_computes_the_model_with_its_batch_norm_folded(arch):
   config = load_config(arch, "res=64")
   model = mobilenet.build_model(config, conv_impl="xla")
-  images = jax.random.uniform(jax.random.key(1), (4, 64, 64, 3), minval=-1, maxval=1)
-  variables = model.init(jax.random.key(0), images)
-  # Trained-looking statistics and affine terms, so that folding has something to fold.
-  leaves, tree = jax.tree.flatten(variables)
-  keys = jax.random.split(jax.random.key(2), len(leaves))
-  variables = jax.tree.unflatten(
-    tree, [x * jax.random.uniform(k, x.shape, minval=0.5, maxval=1.5) for x, k in zip(leaves, keys)]
-  )
+  rng = np.random.default_rng(1)
+  images = rng.uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
+  variables = jax.jit(model.init)(jax.random.key(0), images)
+  # Trained-looking statistics and affine terms, so that folding has something to fold (numpy
+  # draws them: jax.random compiles a sampler for every shape).
+  variables = jax.tree.map(lambda x: x * rng.uniform(0.5, 1.5, x.shape).astype(x.dtype), variables)
   folded = layers.fold_batch_norm(variables, config.model.bn_epsilon)
   assert "batch_stats" not in folded
   assert (
@@ -288,7 +286,8 @@ def test_the_folded_model_computes_the_model_with_its_batch_norm_folded(arch):
     == jax.tree.reduce(lambda n, x: n + x.size, variables["params"], 0)
     - sum(x.size for x in jax.tree.leaves(variables["batch_stats"])) // 2
   )  # one vector per BN
-  expected = model.apply(variables, images)
-  logits = mobilenet.build_model(config, conv_impl="xla", folded=True).apply(folded, images)
+  expected = jax.jit(model.apply)(variables, images)
+  folded_model = mobilenet.build_model(config, conv_impl="xla", folded=True)
+  logits = jax.jit(folded_model.apply)(folded, images)
   np.testing.assert_allclose(logits, expected, atol=1e-4 * float(jnp.abs(expected).max()))
   assert (logits.argmax(-1) == expected.argmax(-1)).all()
