@@ -16,6 +16,16 @@ import pytest  # noqa: E402
 
 from tests import helpers  # noqa: E402
 
+# Session fixtures that train a run: the tests using one go to one xdist worker
+# (--dist loadgroup), so that the other never waits on its lock.
+TRAINED_FIXTURES = ("tiny_teacher", "tiny_run", "qat_run")
+
+
+def pytest_itemcollected(item):
+  trained = [name for name in TRAINED_FIXTURES if name in getattr(item, "fixturenames", ())]
+  if trained and not item.get_closest_marker("xdist_group"):
+    item.add_marker(pytest.mark.xdist_group(trained[0]))
+
 
 def pytest_collection_modifyitems(items):
   """The tests marked slow start first, so that neither xdist worker idles through the last."""

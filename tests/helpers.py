@@ -50,6 +50,23 @@ def tiny_config(**overrides):
   return command_line.apply_overrides(load_config("tiny"), {**TINY_OVERRIDES, **overrides}.items())
 
 
+def every_block_type():
+  """One row of each block type and UIB variant, SE and h-swish included, and MNv4's head."""
+  config = load_config("tiny")
+  config.model.blocks = (
+    ("conv", 1, 16, 1, 2),
+    ("separable", 1, 16, 1, 1),
+    ("fused_ib", 4, 16, 1, 1),
+    ("uib", 4, 24, 1, 2, {"start_kernel": 3, "kernel": 5}),
+    ("uib", 2, 24, 1, 1),
+    ("uib", 4, 24, 1, 1, {"start_kernel": 5, "kernel": 0}),
+    ("uib", 2, 24, 1, 1, {"kernel": 0}),
+    ("inverted_residual", 3, 32, 1, 2, {"kernel": 5, "se": 0.25, "act": "hard_swish"}),
+  )
+  config.model.pooled_head_channels, config.model.pooled_head_norm = 64, True
+  return config
+
+
 def trained_once(config, workdir):
   """(config, workdir) after training it there once per session: by the first xdist worker to
   ask; the others wait for it."""

@@ -197,7 +197,14 @@ def launch(workdir, *extra, env=None):
   )
 
 
-@pytest.mark.parametrize("kind", ["float", "quantization_aware", "distilled"])
+@pytest.mark.parametrize(
+  "kind",
+  [
+    "float",
+    "quantization_aware",
+    pytest.param("distilled", marks=pytest.mark.xdist_group("tiny_teacher")),
+  ],
+)
 def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(
   tmp_path, monkeypatch, caplog, kind, request
 ):
