@@ -66,6 +66,12 @@ _RAY_WAIT = flags.DEFINE_bool(
   "--launcher=ray: submit members that ask for more than the "
   "cluster has and wait for them (a cluster that autoscales); otherwise they fail at once.",
 )
+_BASELINE = flags.DEFINE_string(
+  "baseline",
+  None,
+  "For --mode=report: another sweep's workdir (the same members without a teacher, say): its "
+  "curves drawn beside, and each member's top-1 gain over its member.",
+)
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print one command per sweep member and exit.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, summary).")
 _COORDINATOR = flags.DEFINE_string(
@@ -140,7 +146,7 @@ def _export(config, workdir):
 
 
 def _report(config, workdir):
-  report.write(workdir)
+  report.write(workdir, _BASELINE.value)
   with open(f"{workdir}/report.md") as f:
     print(f.read())
 

@@ -460,3 +460,49 @@ def test_a_member_that_no_node_or_not_the_whole_cluster_can_hold_is_named():
   assert ray_launcher.unplaceable(asks(processes=33), nodes) == (
     "it asks for CPU: 33 over 33 processes and the cluster has 32"
   )
+
+
+def test_a_taught_sweep_reports_its_teacher_and_each_members_gain_over_a_baseline(tmp_path):
+  teacher_config = str(REPO / "configs" / "mobilenet_v2.py")
+  taught, baseline = tmp_path / "taught", tmp_path / "baseline"
+  for res, with_teacher, without in ((96, 0.63, 0.60), (128, 0.66, 0.65), (160, 0.70, None)):
+    config = load_config("mobilenet_v2", f"width=0.5,res={res}")
+    config.data.dataset, config.wandb.mode = "glyphs", "disabled"
+    if without is not None:
+      write_member(baseline, f"res{res}", config, without)
+    config.distill.teacher, config.distill.teacher_config = "slim_npy:/w/v2", teacher_config
+    config.distill.temperature, config.distill.weight = 2.0, 0.7
+    write_member(taught, f"res{res}_taught", config, with_teacher)
+  report.write(str(taught), str(baseline))
+  text = (taught / "report.md").read_text()
+  assert (
+    f"- `slim_npy:/w/v2`, config `{teacher_config}` (mobilenet_v2 α=1 at 224 px), temperature "
+    "2, distillation weight 0.7 (1 = teacher only)" in text
+  )
+  gains = [
+    [c.strip() for c in line.split("|")[1:-1]]
+    for line in text.split("## Against the baseline baseline")[1].splitlines()
+    if line.startswith("| res")
+  ]
+  assert [(g[0], g[4], g[6]) for g in gains] == [
+    ("res160_taught", "– (none with this configuration)", "–"),
+    ("res128_taught", "res128", "+1.0"),
+    ("res96_taught", "res96", "+3.0"),
+  ]
+  plot = Image.open(taught / "tradeoff.png")
+  assert (plot.text["points"], plot.text["baseline_points"]) == ("3", "2")
+  assert "## Teacher" not in (report.write(str(baseline)) and (baseline / "report.md").read_text())
+
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  result = subprocess.run(
+    [sys.executable, "launch.py", "--mode=report", f"--workdir={taught}", f"--baseline={empty}"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 1 and result.stderr == (
+    f"error: --baseline={empty} has no member directories with a summary.json: run a sweep "
+    "there first (--sweep=FILE --workdir=DIR)\n"
+  )

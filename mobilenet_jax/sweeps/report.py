@@ -11,7 +11,7 @@ import statistics
 
 import ml_collections
 
-from mobilenet_jax.config import schema
+from mobilenet_jax.config import command_line, schema
 from mobilenet_jax.config import workdir as workdir_lib
 from mobilenet_jax.core import errors, tables, tracking
 from mobilenet_jax.counting import paper
@@ -63,9 +63,13 @@ def collect(workdir):
   return members
 
 
-def _without_seed(config):
+def _without_seed(config, teacher=True):
+  """The configuration its seeds share; without `teacher`, also what a baseline run without
+  config.distill's teacher shares with it."""
   config = {
-    k: v for k, v in tracking.flatten(config, "config.").items() if schema.role(k) in GROUPED_ROLES
+    k: v
+    for k, v in tracking.flatten(config, "config.").items()
+    if schema.role(k) in GROUPED_ROLES and (teacher or not k.startswith("config.distill."))
   }
   return json.dumps(config, sort_keys=True)
 
@@ -269,6 +273,63 @@ def results_table(table_rows):
   return tables.markdown_table(header, lines)
 
 
+def teacher_lines(table_rows):
+  """What config.distill taught the members with, one line per distinct teacher."""
+  teachers = sorted(
+    {
+      (d["teacher"], d.get("teacher_config", ""), d.get("temperature"), d.get("weight"))
+      for d in (r["config"].get("distill", {}) for r in table_rows)
+      if d.get("teacher")
+    }
+  )
+  return [
+    f"- `{weights}`, {_teacher_model(spec)}, temperature {temperature:g}, distillation weight "
+    f"{weight:g} (1 = teacher only)"
+    for weights, spec, temperature, weight in teachers
+  ]
+
+
+def _teacher_model(spec):
+  if not spec:
+    return "the student's own model in float, at each student's resolution"
+  try:
+    teacher = command_line.load_config_file(spec, f"config.distill.teacher_config={spec!r}")
+  except errors.UserError:  # moved since the sweep ran: the report still names it
+    return f"config `{spec}`"
+  model = teacher.model
+  return f"config `{spec}` ({model.name} α={model.width_multiplier:g} at {teacher.resolution} px)"
+
+
+def baseline_gains(table_rows, baseline_rows):
+  """(row, its baseline row or None) for every row: the baseline's configuration that equals the
+  row's but for config.distill."""
+  by_config = {_without_seed(r["config"], teacher=False): r for r in baseline_rows}
+  return [(r, by_config.get(_without_seed(r["config"], teacher=False))) for r in table_rows]
+
+
+def baseline_table(gains):
+  header = ("member", "α", "res", "top-1", "baseline member", "baseline top-1", "gain (points)")
+  lines = []
+  for r, b in gains:
+    gain = (
+      f"{100 * (r['top1'] - b['top1']):+.1f}"
+      if b and r["top1"] is not None and b["top1"] is not None
+      else "–"
+    )
+    lines.append(
+      (
+        r["name"],
+        f"{r['width_multiplier']:g}",
+        r["resolution"],
+        _pct(r["top1"], r["top1_std"]),
+        b["name"] if b else "– (none with this configuration)",
+        _pct(b["top1"], b["top1_std"]) if b else "–",
+        gain,
+      )
+    )
+  return tables.markdown_table(header, lines)
+
+
 def papers_curve(table_rows):
   """The papers' ImageNet top-1 for the sweep's models that they publish (the paper's number,
   else TF-slim's), as rows with this sweep's α and resolution and the published mult-adds."""
@@ -313,7 +374,7 @@ def _draw_lines(ax, points, x_key, y_key="top1", label_prefix=""):
   ax.legend(fontsize=8, ncol=2)
 
 
-def plot(path, table_rows, x_key, x_label, compare_accuracy, int8_x_key=None):
+def plot(path, table_rows, x_key, x_label, compare_accuracy, int8_x_key=None, baseline_rows=()):
   """Top-1 against `x_key`, and int8 top-1 against `int8_x_key` where members recorded it; on
   ImageNet the registry's published points overlaid, on other data the papers' ImageNet curve
   for the same models in a panel beside (its shape is what a smaller dataset can reproduce).
@@ -336,6 +397,8 @@ def plot(path, table_rows, x_key, x_label, compare_accuracy, int8_x_key=None):
   for method in sorted({r["int8_method"] for r in int8_points}):
     method_points = [r for r in int8_points if r["int8_method"] == method]
     _draw_lines(ax, method_points, int8_x_key, "int8_top1", f"int8 {method}, ")
+  baseline_points = [r for r in baseline_rows if r["top1"] is not None and r.get(x_key)]
+  _draw_lines(ax, baseline_points, x_key, label_prefix="baseline, ")
   published = []
   if compare_accuracy and x_key == "madds":
     for r in points:
@@ -360,6 +423,7 @@ def plot(path, table_rows, x_key, x_label, compare_accuracy, int8_x_key=None):
     metadata={
       "points": str(len(points)),
       "int8_points": str(len(int8_points)),
+      "baseline_points": str(len(baseline_points)),
       "int8_methods": ",".join(sorted({r["int8_method"] for r in int8_points})),
       "published_points": str(len(published)),
       "papers_curve_points": str(len(beside)),
@@ -396,23 +460,40 @@ def log_to_wandb(table_rows, workdir, plots):
   run.finish()
 
 
-def write(workdir: str) -> list[dict]:
-  """Writes results.csv, report.md, tradeoff.png and latency.png in `workdir`; returns rows."""
+def _sweep_rows(workdir, flag=None):
   table_rows = rows(collect(workdir)) if os.path.isdir(workdir) else []
   if not table_rows:
     raise errors.UserError(
-      f"{workdir} has no member directories with a summary.json: run a "
+      f"{f'{flag}=' if flag else ''}{workdir} has no member directories with a summary.json: run a "
       "sweep there first (--sweep=FILE --workdir=DIR)"
     )
+  return table_rows
+
+
+def write(workdir: str, baseline: str | None = None) -> list[dict]:
+  """Writes results.csv, report.md, tradeoff.png and latency.png in `workdir`; returns rows.
+  With `baseline` (another sweep's workdir, the same members without a teacher, say), the plots
+  draw its curves too and report.md gives each member's gain over it."""
+  table_rows = _sweep_rows(workdir)
+  baseline_rows = _sweep_rows(baseline, "--baseline") if baseline else []
   compare = is_imagenet(table_rows)
   write_csv(os.path.join(workdir, "results.csv"), table_rows)
-  plot(os.path.join(workdir, "tradeoff.png"), table_rows, "madds", "mult-adds", compare, "madds")
+  plot(
+    os.path.join(workdir, "tradeoff.png"),
+    table_rows,
+    "madds",
+    "mult-adds",
+    compare,
+    "madds",
+    baseline_rows,
+  )
   plot(
     os.path.join(workdir, "latency.png"),
     table_rows,
     "latency_ms",
     "batch-1 latency (ms, this machine)",
     compare,
+    baseline_rows=baseline_rows,
   )
   plots = {"tradeoff": "top-1 vs mult-adds", "latency": "top-1 vs latency"}
   # Members run with config.training.onnx_latency or int8.
@@ -447,6 +528,19 @@ def write(workdir: str) -> list[dict]:
     grid_table(table_rows),
     "",
   ]
+  teachers = teacher_lines(table_rows)
+  if teachers:
+    parts += ["## Teacher (config.distill)", "", *teachers, ""]
+  if baseline:
+    parts += [
+      f"## Against the baseline {os.path.basename(os.path.abspath(baseline))}",
+      "",
+      f"Each member beside the member of `{baseline}` whose configuration equals its own but for "
+      "config.distill; the plots draw the baseline's curves dotted.",
+      "",
+      baseline_table(baseline_gains(table_rows, baseline_rows)),
+      "",
+    ]
   correlation, count = madds_rank_correlation(table_rows)
   if correlation is not None:
     parts += [
