@@ -5,6 +5,8 @@ import importlib.util
 import json
 import os
 import pathlib
+import subprocess
+import sys
 
 import filelock
 import numpy as np
@@ -74,6 +76,13 @@ def trained_once(config, workdir):
     if not (workdir / "summary.json").exists():
       trainer.train_and_evaluate(config, str(workdir))
   return config, workdir
+
+
+def run_launch(*args, timeout=120):
+  """launch.py with these flags in a subprocess, to its end: the CompletedProcess, text out."""
+  return subprocess.run(
+    [sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+  )
 
 
 def config_flags(overrides):

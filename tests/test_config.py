@@ -1,15 +1,13 @@
 """Bad config values are refused with messages that name the key and the allowed values."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from mobilenet_jax import modes
 from mobilenet_jax.config import schema as config_lib
 from mobilenet_jax.core import errors
-from tests.helpers import REPO, load_config
+from tests.helpers import load_config, run_launch
 
 
 def refused(config, *fragments):
@@ -88,12 +86,6 @@ def test_config_file_argument():
     load_config("mobilenet_v2", "alpha=0.5")
 
 
-def run_launch(*args):
-  return subprocess.run(
-    [sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-  )
-
-
 @pytest.mark.slow
 def test_profile_cli_prints_tables_and_json():
   result = run_launch(
@@ -101,6 +93,7 @@ def test_profile_cli_prints_tables_and_json():
     "--config.model.width_multiplier=0.75",
     "--config.resolution=160",
     "--mode=profile",
+    timeout=300,
   )
   assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
@@ -114,13 +107,16 @@ def test_profile_cli_prints_tables_and_json():
 @pytest.mark.slow
 def test_cli_unknown_key_and_bad_type():
   result = run_launch(
-    "--config=configs/mobilenet_v2.py", "--config.model.widht_multiplier=2", "--mode=profile"
+    "--config=configs/mobilenet_v2.py",
+    "--config.model.widht_multiplier=2",
+    "--mode=profile",
+    timeout=300,
   )
   assert result.returncode != 0
   assert "unknown config key config.model.widht_multiplier" in result.stderr
   assert "did you mean 'width_multiplier'" in result.stderr
   result = run_launch(
-    "--config=configs/mobilenet_v2.py", "--config.resolution=big", "--mode=profile"
+    "--config=configs/mobilenet_v2.py", "--config.resolution=big", "--mode=profile", timeout=300
   )
   assert result.returncode != 0 and "config.resolution takes a int" in result.stderr
 
@@ -138,13 +134,7 @@ def test_a_broken_config_file_is_one_line_naming_it(tmp_path, text, message):
   path = tmp_path / "my_config.py"
   if text is not None:
     path.write_text(text)
-  result = subprocess.run(
-    [sys.executable, "launch.py", f"--config={path}", "--mode=profile"],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  result = run_launch(f"--config={path}", "--mode=profile")
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert result.stderr.startswith(f"error: --config={path}: ") and message in result.stderr
   assert len(result.stderr.strip().splitlines()) == 1

@@ -2,8 +2,6 @@
 trained tiny run and on the shared V1/V2 weights over ImageNet sample images."""
 
 import json
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -14,12 +12,12 @@ from mobilenet_jax.core import errors
 from mobilenet_jax.deploy import export
 from mobilenet_jax.models import mobilenet, quantization
 from tests.helpers import (
-  REPO,
   V1_TFJS,
   V2_NPY,
   WNIDS,
   load_config,
   needs_artifacts,
+  run_launch,
   tiny_config,
   trained_once,
   v1_config,
@@ -320,13 +318,7 @@ def test_tflite_without_tensorflow_says_what_to_install(tiny_run):
 
 
 def test_export_without_a_workdir_is_one_line():
-  result = subprocess.run(
-    [sys.executable, "launch.py", "--config=configs/tiny.py", "--mode=export"],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  result = run_launch("--config=configs/tiny.py", "--mode=export")
   assert result.returncode == 1 and "Traceback" not in result.stderr
   assert result.stderr.startswith("error: --mode=export needs --workdir=DIR")
 
@@ -347,20 +339,7 @@ def test_export_without_a_workdir_is_one_line():
   ids=["calibration_size_of_zero", "negative_check_count"],
 )
 def test_a_bad_image_count_is_one_line_and_writes_nothing(tmp_path, flags, message):
-  result = subprocess.run(
-    [
-      sys.executable,
-      "launch.py",
-      "--config=configs/tiny.py",
-      "--mode=export",
-      f"--workdir={tmp_path}",
-      *flags,
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  result = run_launch("--config=configs/tiny.py", "--mode=export", f"--workdir={tmp_path}", *flags)
   assert result.returncode == 1 and result.stderr == message
   assert not (tmp_path / "export").exists()
 

@@ -26,6 +26,7 @@ from tests.helpers import (
   config_flags,
   final_params,
   metrics,
+  run_launch,
   tiny_config,
 )
 
@@ -173,19 +174,11 @@ def test_a_ray_address_where_nothing_answers_is_one_line_and_writes_nothing(tmp_
     free.bind(("127.0.0.1", 0))
     port = free.getsockname()[1]  # nothing listens there once it is closed
   workdir = tmp_path / "sweep"
-  result = subprocess.run(
-    [
-      sys.executable,
-      "launch.py",
-      "--sweep=experiments/quickstart.py",
-      f"--workdir={workdir}",
-      "--launcher=ray",
-      f"--ray_address=127.0.0.1:{port}",
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
+  result = run_launch(
+    "--sweep=experiments/quickstart.py",
+    f"--workdir={workdir}",
+    "--launcher=ray",
+    f"--ray_address=127.0.0.1:{port}",
   )
   assert result.returncode == 1 and result.stderr == (
     f"error: --ray_address=127.0.0.1:{port}: no Ray cluster answers there (Connection refused, "

@@ -15,7 +15,7 @@ from mobilenet_jax.config import schema as config_lib
 from mobilenet_jax.core import errors
 from mobilenet_jax.counting import accounting, paper
 from mobilenet_jax.sweeps import definition, launching, ray_launcher, report
-from tests.helpers import REPO, load_config
+from tests.helpers import REPO, load_config, run_launch
 
 SWEEP_FILE = """
 from mobilenet_jax.sweeps import definition
@@ -90,18 +90,8 @@ def test_sweep_isolates_failures_resumes_after_a_kill_and_reports(tmp_path):
 
 @pytest.mark.slow
 def test_zero_jobs_is_refused_before_anything_runs(tmp_path):
-  result = subprocess.run(
-    [
-      sys.executable,
-      "launch.py",
-      "--sweep=experiments/quickstart.py",
-      f"--workdir={tmp_path / 'sweep'}",
-      "--jobs=0",
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
+  result = run_launch(
+    "--sweep=experiments/quickstart.py", f"--workdir={tmp_path / 'sweep'}", "--jobs=0"
   )
   assert result.returncode != 0
   assert "error: --jobs=0; allowed: integers >= 1" in result.stderr
@@ -110,20 +100,13 @@ def test_zero_jobs_is_refused_before_anything_runs(tmp_path):
 
 @pytest.mark.slow
 def test_dry_run_prints_one_command_per_member(tmp_path):
-  result = subprocess.run(
-    [
-      sys.executable,
-      "launch.py",
-      "--sweep=experiments/v2_tradeoff.py",
-      f"--workdir={tmp_path}",
-      "--dry_run",
-      "--config.data.data_dir=/data/tfds",
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    check=True,
+  result = run_launch(
+    "--sweep=experiments/v2_tradeoff.py",
+    f"--workdir={tmp_path}",
+    "--dry_run",
+    "--config.data.data_dir=/data/tfds",
   )
+  assert result.returncode == 0, result.stderr
   lines = result.stdout.strip().splitlines()
   assert len(lines) == 21
   assert all(
@@ -404,13 +387,7 @@ def test_a_member_checkpoints_and_stops_when_its_launcher_is_killed(tmp_path):
 @pytest.mark.parametrize("workdir", ["missing", "empty"])
 def test_report_on_a_directory_without_members_is_one_line(tmp_path, workdir):
   (tmp_path / "empty").mkdir()
-  result = subprocess.run(
-    [sys.executable, "launch.py", "--mode=report", f"--workdir={tmp_path / workdir}"],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  result = run_launch("--mode=report", f"--workdir={tmp_path / workdir}")
   assert result.returncode != 0 and "Traceback" not in result.stderr
   assert result.stderr.strip() == (
     f"error: {tmp_path / workdir} has no member directories with "
@@ -495,13 +472,7 @@ def test_a_taught_sweep_reports_its_teacher_and_each_members_gain_over_a_baselin
 
   empty = tmp_path / "empty"
   empty.mkdir()
-  result = subprocess.run(
-    [sys.executable, "launch.py", "--mode=report", f"--workdir={taught}", f"--baseline={empty}"],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
+  result = run_launch("--mode=report", f"--workdir={taught}", f"--baseline={empty}")
   assert result.returncode == 1 and result.stderr == (
     f"error: --baseline={empty} has no member directories with a summary.json: run a sweep "
     "there first (--sweep=FILE --workdir=DIR)\n"

@@ -277,9 +277,9 @@ def teacher_lines(table_rows):
   """What config.distill taught the members with, one line per distinct teacher."""
   teachers = sorted(
     {
-      (d["teacher"], d.get("teacher_config", ""), d.get("temperature"), d.get("weight"))
-      for d in (r["config"].get("distill", {}) for r in table_rows)
-      if d.get("teacher")
+      (d["teacher"], d["teacher_config"], d["temperature"], d["weight"])
+      for d in (r["config"]["distill"] for r in table_rows)
+      if d["teacher"]
     }
   )
   return [
@@ -460,11 +460,12 @@ def log_to_wandb(table_rows, workdir, plots):
   run.finish()
 
 
-def _sweep_rows(workdir, flag=None):
+def _sweep_rows(workdir, named=None):
+  """rows() of the sweep in `workdir`; none is one line naming it as `named` (else its path)."""
   table_rows = rows(collect(workdir)) if os.path.isdir(workdir) else []
   if not table_rows:
     raise errors.UserError(
-      f"{f'{flag}=' if flag else ''}{workdir} has no member directories with a summary.json: run a "
+      f"{named or workdir} has no member directories with a summary.json: run a "
       "sweep there first (--sweep=FILE --workdir=DIR)"
     )
   return table_rows
@@ -475,7 +476,7 @@ def write(workdir: str, baseline: str | None = None) -> list[dict]:
   With `baseline` (another sweep's workdir, the same members without a teacher, say), the plots
   draw its curves too and report.md gives each member's gain over it."""
   table_rows = _sweep_rows(workdir)
-  baseline_rows = _sweep_rows(baseline, "--baseline") if baseline else []
+  baseline_rows = _sweep_rows(baseline, f"--baseline={baseline}") if baseline else []
   compare = is_imagenet(table_rows)
   write_csv(os.path.join(workdir, "results.csv"), table_rows)
   plot(
