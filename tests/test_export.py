@@ -74,6 +74,18 @@ def qat_run(shared_tmp_path):
   return trained_once(config, workdir)
 
 
+def test_same_top1_counts_a_tie_as_agreeing_with_either_tied_class():
+  """int8 logits tie; one step of rounding noise in one runtime must not make another top-1."""
+  step = 0.0336  # the tiny QAT run's logit scale
+  ours = np.array([[2 * step, 2 * step, 0], [2 * step, step, 0], [0, 2 * step, 2 * step]])
+  theirs = np.array([[2 * step, 3 * step, 0], [2 * step, 2 * step, 0], [3 * step, 2 * step, 0]])
+  batches = [(np.zeros((3, 1), np.float32), np.array([0, 0, 1]), np.ones(3))]
+  agreement = export.compare(lambda images: ours, lambda images: theirs, batches)
+  # Ties on our side, on theirs, and a class each that the other does not rank first.
+  assert (agreement.same_top1, agreement.count) == (2, 3)
+  assert (agreement.jax_top1, agreement.top1) == (1.0, 1 / 3)
+
+
 def test_a_quantization_aware_runs_int8_onnx_computes_its_jax_simulation(qat_run):
   import onnx
   from onnx import numpy_helper
