@@ -1,9 +1,12 @@
 """Float, post-training int8 and quantization-aware int8 of quickstart members, side by side.
 
   python benchmarks/qat.py --out=runs/qat [--members=1.0:32,0.5:16] [--qat_steps=300]
+  python benchmarks/qat.py --out=runs/qat_imagenette --config=configs/mobilenet_v2.py:preset=short \
+      --members=0.5:128 --set=data.dataset=folder:PATH --set=model.num_classes=10 ...
 
-Each member is the quickstart's (configs/tiny.py:preset=short on glyphs, 300 steps at lr 0.1)
-run with training.int8=qat: after the float run, --qat_steps of quantization-aware fine-tuning
+Each member is the quickstart's (configs/tiny.py:preset=short on glyphs, 300 steps at lr 0.1),
+or --config's with the --set overrides (which then replace the quickstart's), run with
+training.int8=qat: after the float run, --qat_steps of quantization-aware fine-tuning
 (WORKDIR/qat) at --qat_learning_rate, BN frozen after half of them. Beside it, the float model
 fine-tuned as long at the same rate without quantization (init_from=workdir:...) and that
 model's post-training int8: QAT trains longer than the float run, and this is the float model
@@ -28,13 +31,18 @@ QUICKSTART = {
   "model.num_classes": 26,
   "training.num_steps": 300,
   "optimizer.learning_rate": 0.1,
-  "wandb.mode": "disabled",
 }
 
 
-def member_config(width, resolution, overrides):
-  config = command_line.load_config_file("configs/tiny.py:preset=short")
-  values = {**QUICKSTART, "model.width_multiplier": width, "resolution": resolution, **overrides}
+def member_config(spec, fixed, width, resolution, overrides):
+  config = command_line.load_config_file(spec)
+  values = {
+    **fixed,
+    "wandb.mode": "disabled",
+    "model.width_multiplier": width,
+    "resolution": resolution,
+    **overrides,
+  }
   return command_line.apply_overrides(config, values.items())
 
 
@@ -44,7 +52,13 @@ def main():
   parser.add_argument("--members", default="1.0:32,0.5:16", help="width:resolution,...")
   parser.add_argument("--qat_steps", type=int, default=300)
   parser.add_argument("--qat_learning_rate", type=float, default=0.005)
+  parser.add_argument("--config", default="configs/tiny.py:preset=short")
+  parser.add_argument("--set", action="append", help="KEY=VALUE, a config override (repeated)")
   args = parser.parse_args()
+  fixed = dict(s.partition("=")[::2] for s in args.set) if args.set else QUICKSTART
+  config = lambda width, resolution, overrides: member_config(
+    args.config, fixed, width, resolution, overrides
+  )
   rows = []
   for member in args.members.split(","):
     width, resolution = float(member.split(":")[0]), int(member.split(":")[1])
@@ -56,10 +70,10 @@ def main():
       "qat.learning_rate": args.qat_learning_rate,
     }
     floated = trainer.train_and_evaluate(
-      member_config(width, resolution, {"training.int8": "qat", **qat_settings}), float_dir
+      config(width, resolution, {"training.int8": "qat", **qat_settings}), float_dir
     )
     longer = trainer.train_and_evaluate(
-      member_config(
+      config(
         width,
         resolution,
         {
