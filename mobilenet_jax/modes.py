@@ -127,12 +127,7 @@ def _predict(config, workdir):
 
 
 def _export(config, workdir):
-  export.check_request(
-    _FORMAT.value,
-    _CHECK_EXAMPLES.value,
-    _CALIBRATION_EXAMPLES.value,
-    _INT8.value and config.model.quantized,
-  )
+  export.check_request(_FORMAT.value, _CHECK_EXAMPLES.value, _CALIBRATION_EXAMPLES.value)
   variables, _ = evaluate.inference_variables(config, mobilenet.build_model(config), workdir)
   export.export(
     config,

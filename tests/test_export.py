@@ -275,9 +275,6 @@ def test_exporting_a_quantization_aware_run_writes_its_learned_ranges_not_calibr
   config = trainer.quantization_aware_config(float_config, float_workdir)
   workdir = float_workdir / "qat"
   variables = run_variables(config, workdir)
-  with pytest.raises(errors.UserError, match=r"--format=tflite --int8 of a quantization-aware"):
-    export.export(config, variables, str(tmp_path), ["tflite"], int8=True)
-  assert list(tmp_path.iterdir()) == []
   rows = export.export(config, variables, str(tmp_path), ["onnx"], int8=True, check_examples=128)
   written, trained = (
     onnx.load(directory / "export" / "model_int8.onnx").graph.initializer
@@ -285,6 +282,32 @@ def test_exporting_a_quantization_aware_run_writes_its_learned_ranges_not_calibr
   )
   assert {i.name: i.raw_data for i in written} == {i.name: i.raw_data for i in trained}
   assert rows[2]["precision"] == "int8 arithmetic" and rows[2]["same_top1"] >= 127
+
+
+@with_tensorflow
+def test_a_quantization_aware_runs_tflite_int8_has_its_learned_ranges_and_computes_its_simulation(
+  qat_run, tmp_path
+):
+  from ai_edge_litert.interpreter import Interpreter
+
+  float_config, float_workdir = qat_run
+  config = trainer.quantization_aware_config(float_config, float_workdir)
+  variables = run_variables(config, float_workdir / "qat")
+  rows = export.export(config, variables, str(tmp_path), ["tflite"], int8=True, check_examples=128)
+  assert rows[1]["precision"] == "int8" and rows[1]["same_top1"] >= 127
+  learned = export.learned_ranges(config, variables)
+  # The logits differ from the simulation's by float rounding at a few round() ties: a step.
+  assert rows[1]["max_logit_difference"] <= 2.01 * learned[-1][0]
+  activations = [
+    d["quantization"]
+    for d in Interpreter(str(tmp_path / "export" / "model_int8.tflite")).get_tensor_details()
+    if d["dtype"] == np.int8 and d["quantization_parameters"]["scales"].size == 1
+  ]
+  pooled = len(learned) - 2  # the pool's sum of its 2x2 features' means: four times the scale
+  learned[pooled] = (4 * learned[pooled][0], learned[pooled][1])
+  # Each learned range is in the file; the converter derives it from a min and max: 1e-6.
+  for scale, zero in learned:
+    assert any(z == zero and np.isclose(s, scale, rtol=1e-6) for s, z in activations), scale
 
 
 @needs_artifacts("mobilenet_v2_1.0_224_tfslim_float_npy")

@@ -213,14 +213,15 @@ def _tensorflow():
   return tf, jax2tf
 
 
-def write_tflite(function, config, path, calibration=None):
+def write_tflite(function, config, path, calibration=None, ranges=None):
   """The TFLite flatbuffer of `function` at batch 1; with `calibration` batches, int8 weights
-  and activations (float32 input and output, as LiteRT's examples feed them)."""
+  and activations (float32 input and output, as LiteRT's examples feed them); with `ranges`
+  (quantization.quantization_points of a quantization-aware model), every activation takes its
+  given scale and zero point instead, and `calibration` is only run through."""
   tf, jax2tf = _tensorflow()
   shape = mobilenet.input_shape(config)
-  # TF ops, not one XlaCallModule op: the TFLite converter maps TF ops only.
   converted = tf.function(
-    jax2tf.convert(function, with_gradient=False, native_serialization=False),
+    jax2tf.convert(function, with_gradient=False),
     input_signature=[tf.TensorSpec(shape, tf.float32)],
     autograph=False,
   )
@@ -232,9 +233,50 @@ def write_tflite(function, config, path, calibration=None):
     converter.representative_dataset = lambda: (
       [images[i : i + 1]] for images in calibration for i in range(len(images))
     )
+    # The converter's own two steps, calibrate then quantize, with the ranges set between.
+    converter._experimental_calibrate_only = ranges is not None
+  flatbuffer = converter.convert()
+  if ranges is not None:
+    flatbuffer = _quantize_tflite_with_ranges(flatbuffer, ranges, path)
   with open(path + ".partial", "wb") as f:
-    f.write(converter.convert())
+    f.write(flatbuffer)
   os.replace(path + ".partial", path)
+
+
+# The TFLite ops whose outputs quantization.quantization_points lists, after the model input:
+# each conv's (its activation fused), each residual sum, the pool's and the logits'.
+TFLITE_QUANTIZED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUM", "MEAN", "FULLY_CONNECTED")
+
+
+def _quantize_tflite_with_ranges(calibrated, ranges, path):
+  """TFLite's int8 quantizer on a calibrated flatbuffer whose measured ranges are replaced by
+  `ranges`, in graph order: it then quantizes the weights per channel (max|w| / 127, as the
+  model trained) and the int32 biases at the learned input scales, as it does any model."""
+  from tensorflow.lite.python import convert
+  from tensorflow.lite.tools import flatbuffer_utils
+
+  model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+  graph = model.subgraphs[0]
+  points = [(graph.inputs[0], 1)]
+  for op in graph.operators:
+    kind = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex)
+    if kind in TFLITE_QUANTIZED_OPS:
+      # The converter folds the pool's 1/(H*W) into the classifier: its SUM holds H*W means.
+      summed = np.prod(graph.tensors[op.inputs[0]].shape) // np.prod(
+        graph.tensors[op.outputs[0]].shape
+      )
+      points.append((op.outputs[0], summed if kind == "SUM" else 1))
+  if len(points) != len(ranges):
+    raise errors.UserError(
+      f"{path}: {len(points)} tensors to quantize but the quantization-aware model has "
+      f"{len(ranges)} ranges; the graph is not the model's folded function"
+    )
+  qmin, qmax = quantization.ACTIVATION_RANGE
+  for (tensor, factor), (scale, zero_point) in zip(points, ranges):
+    stats = graph.tensors[tensor].quantization
+    stats.min = np.array([(qmin - zero_point) * scale * factor], np.float32)
+    stats.max = np.array([(qmax - zero_point) * scale * factor], np.float32)
+  return convert.mlir_quantize(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
 
 
 class OnnxModel:
@@ -302,14 +344,6 @@ def write_onnx_file(function, config, path, calibration=None, ranges=None):
   os.remove(path + ".float")
 
 
-def _tflite_of_learned_ranges():
-  raise errors.UserError(
-    "--format=tflite --int8 of a quantization-aware run (config.model.quantized=True): its "
-    "learned ranges are written to ONNX only (TFLite's converter would re-calibrate them); "
-    "use --format=onnx"
-  )
-
-
 @dataclasses.dataclass(frozen=True)
 class Format:
   """An export format: its writer, the runtime that loads it, and a check before any work."""
@@ -318,8 +352,6 @@ class Format:
   write: Callable[..., None]
   runtime: Callable[[str, int], Callable]  # (path, threads) -> images -> logits
   check: Callable[[], Any] = lambda: None  # raises errors.UserError where it cannot be written
-  # raises errors.UserError where int8 with learned ranges cannot be written; None: it can
-  check_learned_ranges: Callable[[], Any] | None = None
   # path -> images -> logits: an int8 file's own arithmetic, without this CPU's integer kernels
   arithmetic: Callable[[str], Callable] | None = None
 
@@ -329,7 +361,7 @@ FORMATS = {
   "onnx": Format(
     write_onnx_file, OnnxModel, arithmetic=lambda path: OnnxModel(path, integer_kernels=False)
   ),
-  "tflite": Format(write_tflite, TfliteModel, _tensorflow, _tflite_of_learned_ranges),
+  "tflite": Format(write_tflite, TfliteModel, _tensorflow),
 }
 
 
@@ -463,14 +495,10 @@ def calibration_batches(config, count=CALIBRATION_EXAMPLES, batch_size=10):
 
 
 def check_request(
-  formats: Sequence[str],
-  check_examples: int,
-  calibration_examples: int = CALIBRATION_EXAMPLES,
-  learned_ranges: bool = False,
+  formats: Sequence[str], check_examples: int, calibration_examples: int = CALIBRATION_EXAMPLES
 ) -> None:
-  """Before any work: the one line that says what a format needs installed, that it cannot
-  carry a quantization-aware model's `learned_ranges`, or that a number of images is not
-  one."""
+  """Before any work: the one line that says what a format needs installed, or that a number of
+  images is not one."""
   if check_examples < 0:
     raise errors.UserError(
       f"--check_examples={check_examples}; allowed: integers >= 0 (0 = every validation image)"
@@ -481,9 +509,6 @@ def check_request(
       "images int8's activation ranges are measured on)"
     )
   for kind in formats:
-    refuse_learned_ranges = FORMATS[kind].check_learned_ranges
-    if learned_ranges and refuse_learned_ranges is not None:
-      refuse_learned_ranges()
     FORMATS[kind].check()
 
 
@@ -503,7 +528,7 @@ def export(
   `check_examples` validation images and measures its batch-1 latency; writes export.json and
   returns its rows."""
   learned = int8 and config.model.quantized
-  check_request(formats, check_examples, calibration_examples, learned)
+  check_request(formats, check_examples, calibration_examples)
   function = inference_function(config, variables)
   jax_logits = jax.jit(model_function(config, variables))
   checks = list(check_batches(config, check_examples))
