@@ -11,8 +11,9 @@ installed the published int8 V2 1.0-224 (Coral's full-integer .tflite, `../share
 With --qat_steps, also each model fine-tuned quantization-aware for that many steps on
 Imagenette's training images, taught by the float model's own 1000-way outputs
 (config.distill, weight 1: Imagenette's 10 labels are not ImageNet's task), and its int8 ONNX
-with the ranges it learned.
-Each row gives top-1 on the 250 images, how many share the JAX float model's top-1 (int8 ONNX:
+and TFLite with the ranges it learned.
+Each row gives top-1 on the 250 images, how many share the JAX float model's top-1 (a QAT
+file: its JAX int8 simulation's; ties count as shared, export.compare) (int8 ONNX:
 the int8 model's arithmetic, `OnnxModel(integer_kernels=False)`, then in brackets what
 onnxruntime's integer kernels give on this CPU), its node count, and its 1-thread batch-1
 latency; the latencies are measured round-robin over the rows
@@ -165,6 +166,16 @@ def rows_for(label, config, directory, calibration_sizes, qat_steps, qat_learnin
     files[f"onnx int8, QAT distilled {qat_steps} steps"] = os.path.join(
       qat_dir, export.EXPORT_DIR, "model_int8.onnx"
     )
+    if "tflite" in kinds:
+      path = os.path.join(qat_dir, export.EXPORT_DIR, "model_int8.tflite")
+      export.write_tflite(
+        export.inference_function(qat, qat_variables),
+        qat,
+        path,
+        [np.zeros(mobilenet.input_shape(qat), np.float32)],  # read by no range
+        export.learned_ranges(qat, qat_variables),
+      )
+      files[f"tflite int8, QAT distilled {qat_steps} steps"] = path
   if offset and os.path.exists(CORAL_V2) and importlib.util.find_spec("ai_edge_litert"):
     files["tflite int8, published (Coral)"] = CORAL_V2
   runtimes = {
@@ -187,12 +198,14 @@ def rows_for(label, config, directory, calibration_sizes, qat_steps, qat_learnin
     )
   ms = side_by_side_ms(runtimes, config)
   for name, runtime in runtimes.items():
-    agreement = export.compare(jax_logits, runtime, checks, offset)
+    # A QAT file is compared with the simulation it was trained as (the 99% bar).
+    reference = qat_logits if "QAT" in name else jax_logits
+    agreement = export.compare(reference, runtime, checks, offset)
     top1 = f"{100 * agreement.top1:.1f}%"
     same = f"{agreement.same_top1}/{agreement.count}"
     if "onnx int8" in name:  # the int8 model's arithmetic, then this CPU's integer kernels
       arithmetic = export.compare(
-        jax_logits, export.OnnxModel(files[name], integer_kernels=False), checks, offset
+        reference, export.OnnxModel(files[name], integer_kernels=False), checks, offset
       )
       top1 = f"{100 * arithmetic.top1:.1f}% ({top1})"
       same = f"{arithmetic.same_top1}/{arithmetic.count} ({same})"
