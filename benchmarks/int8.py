@@ -128,7 +128,6 @@ def tflite_available():
 def rows_for(label, config, directory, calibration_sizes, qat_steps, qat_learning_rate):
   import jax
   import jax.numpy as jnp
-  from jax2onnx import to_onnx
 
   variables, _ = inference_variables(config, mobilenet.build_model(config))
   jax_logits = jax.jit(export.model_function(config, variables))
@@ -137,7 +136,7 @@ def rows_for(label, config, directory, calibration_sizes, qat_steps, qat_learnin
   offset = config.model.num_classes - 1000
   files = {}
   unfolded = os.path.join(directory, "unfolded.onnx")
-  to_onnx(
+  export.jax2onnx_to_onnx()(
     export.model_function(config, variables),
     inputs=[jax.ShapeDtypeStruct(("batch", 224, 224, 3), jnp.float32)],
     input_names=["images"],

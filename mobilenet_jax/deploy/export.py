@@ -18,6 +18,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import pathlib
 from typing import Any, Callable, Sequence
 
 import jax
@@ -102,14 +103,30 @@ def _sink_pool_transpose(graph):
       graph.value_info.remove(info)  # their NHWC shapes; onnxruntime infers the NCHW ones
 
 
+def jax2onnx_to_onnx():
+  """jax2onnx's to_onnx with only the plugins a Linen model needs loaded: JAX's primitives and
+  Flax's layers. Its first call would import every plugin, and its Equinox plugins build and
+  compile modules as they import: 12.7 s of a tiny model's first export, 0.46 s the next."""
+  import jax2onnx  # with sympy, half a second of every launch.py start
+  from jax2onnx import plugins
+  from jax2onnx.plugins import plugin_system
+
+  if not plugin_system._already_imported_plugins:
+    for tree in ("jax", "flax"):
+      plugin_system._import_tree(
+        pathlib.Path(plugins.__file__).parent / tree, f"{plugins.__name__}.{tree}"
+      )
+    plugin_system._already_imported_plugins = True
+  return jax2onnx.to_onnx
+
+
 def write_onnx(function, config, path):
   """The float32 ONNX graph of `function`, with a dynamic batch dimension, after onnxruntime's
   basic optimizations (constant folding, transpose cancelling, Conv+Add fusion)."""
   import onnxruntime
-  from jax2onnx import to_onnx  # with sympy, half a second of every launch.py start
 
   shape = jax.ShapeDtypeStruct(("batch", *mobilenet.input_shape(config)[1:]), jnp.float32)
-  traced = to_onnx(
+  traced = jax2onnx_to_onnx()(
     function,
     inputs=[shape],
     model_name=config.model.name,
