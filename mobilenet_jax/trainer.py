@@ -75,7 +75,10 @@ QAT_ENTRIES = {
   "int8_top1": "int8_top1",
   "int8_same_top1": "int8_same_top1",
   "int8_onnxruntime_top1": "int8_onnxruntime_top1",
+  "int8_litert_top1": "int8_litert_top1",  # where TensorFlow's converter is installed
+  "int8_litert_same_top1": "int8_litert_same_top1",
   **{name: name for name in export.latency_names("int8_").values()},
+  **{name: name for name in export.latency_names("int8_", "litert").values()},
 }
 
 
@@ -102,7 +105,7 @@ def fine_tune_quantization_aware(config, trained, workdir):
   )
   if child["status"] != "finished":
     return dataclasses.replace(trained, status=child["status"]), {}
-  return trained, {ours: child[theirs] for ours, theirs in QAT_ENTRIES.items()}
+  return trained, {ours: child[theirs] for ours, theirs in QAT_ENTRIES.items() if theirs in child}
 
 
 def teacher_config(config):

@@ -55,7 +55,19 @@ def test_a_run_with_post_training_int8_records_its_int8_top1_and_latency(tiny_ru
   assert summary["int8_onnxruntime_latency_ms"] > 0
   assert summary["int8_onnxruntime_latency_ms_4_threads"] > 0
   assert (workdir / "export" / "model_int8.onnx").exists()
-  assert not [p for p in (workdir / "export").iterdir() if p.suffix not in (".onnx", ".json")]
+  leftovers = [p for p in (workdir / "export").iterdir() if p.suffix not in (".onnx", ".json")]
+  assert leftovers in ([], [workdir / "export" / "model_int8.tflite"])
+
+
+@with_tensorflow
+def test_with_tensorflow_installed_an_int8_run_records_its_tflite_int8_in_litert(tiny_run):
+  _, workdir = tiny_run
+  summary = json.loads((workdir / "summary.json").read_text())
+  # TensorFlow's converter quantizes the same folded function on its own: close, not equal.
+  assert abs(summary["int8_litert_top1"] - summary["int8_top1"]) < 0.1
+  assert summary["int8_litert_same_top1"] > 0.8
+  assert summary["int8_litert_latency_ms"] > 0 and summary["int8_litert_latency_ms_4_threads"] > 0
+  assert (workdir / "export" / "model_int8.tflite").exists()
 
 
 @pytest.fixture(scope="session")
@@ -130,6 +142,18 @@ def test_int8_qat_records_the_fine_tunings_int8_in_the_float_runs_summary(qat_ru
   assert max(p.stat().st_mtime_ns for p in float_files) < min(
     p.stat().st_mtime_ns for p in qat_files
   )
+
+
+@with_tensorflow
+def test_with_tensorflow_installed_a_quantization_aware_runs_litert_int8_computes_its_simulation(
+  qat_run,
+):
+  _, workdir = qat_run
+  summary = json.loads((workdir / "summary.json").read_text())
+  child = json.loads((workdir / "qat" / "summary.json").read_text())
+  assert child["int8_litert_same_top1"] >= 0.99 and child["int8_litert_latency_ms"] > 0
+  for name in ("int8_litert_top1", "int8_litert_same_top1", "int8_litert_latency_ms_4_threads"):
+    assert summary[name] == child[name]
 
 
 def test_quantization_aware_training_freezes_bn_statistics_at_its_step(qat_run):

@@ -388,11 +388,9 @@ def latency_ms(model, config, repeats=30, warmup=5):
   return 1000 * latency.median_seconds(model, (image,), repeats, warmup)
 
 
-def latency_names(prefix):
-  """summary.json's names of onnxruntime latencies, per thread count."""
-  return {
-    t: f"{prefix}onnxruntime_latency_ms" + ("" if t == 1 else f"_{t}_threads") for t in THREADS
-  }
+def latency_names(prefix, runtime="onnxruntime"):
+  """summary.json's names of a runtime's latencies, per thread count."""
+  return {t: f"{prefix}{runtime}_latency_ms" + ("" if t == 1 else f"_{t}_threads") for t in THREADS}
 
 
 def onnx_latency(config, variables, workdir):
@@ -411,35 +409,43 @@ def learned_ranges(config, variables):
 
 
 def int8_model(config, variables, workdir):
-  """Writes WORKDIR/export/model_int8.onnx from the model.onnx that onnx_latency wrote: with
-  config.model.quantized, with the ranges the quantization-aware model learned (no
-  calibration), else post-training int8 calibrated on config.training.int8_calibration_examples
-  training images. Returns summary.json's int8 entries: its top-1 on the whole validation split
-  and the fraction of images whose top-1 is the JAX model's (the float model's, or the
+  """Writes WORKDIR/export/model_int8.onnx from the model.onnx that onnx_latency wrote, and where
+  TensorFlow's converter is installed model_int8.tflite: with config.model.quantized, with the
+  ranges the quantization-aware model learned (no calibration), else post-training int8
+  calibrated on config.training.int8_calibration_examples training images. Returns
+  summary.json's int8 entries: the ONNX file's top-1 on the whole validation split and the
+  fraction of images whose top-1 is the JAX model's (the float model's, or the
   quantization-aware model's own simulation), both by its arithmetic
   (OnnxModel(integer_kernels=False)); the top-1 onnxruntime's integer kernels give on this CPU;
-  their batch-1 latency per thread count."""
+  the same two of the TFLite file in LiteRT; each runtime's batch-1 latency per thread count."""
   path = os.path.join(workdir, EXPORT_DIR, "model_int8.onnx")
-  float_path = os.path.join(workdir, EXPORT_DIR, "model.onnx")
   if config.model.quantized:
-    images = [np.zeros(mobilenet.input_shape(config), np.float32)]  # read by no range
-    quantize_onnx(float_path, path, images, learned_ranges(config, variables))
+    calibration = [np.zeros(mobilenet.input_shape(config), np.float32)]  # read by no range
+    ranges = learned_ranges(config, variables)
   else:
     calibration = calibration_batches(config, config.training.int8_calibration_examples)
-    quantize_onnx(float_path, path, calibration)
+    ranges = None
+  quantize_onnx(os.path.join(workdir, EXPORT_DIR, "model.onnx"), path, calibration, ranges)
+  models = [OnnxModel(path, integer_kernels=integer) for integer in (False, True)]
+  tflite_path = os.path.join(workdir, EXPORT_DIR, "model_int8.tflite")
+  litert = importlib.util.find_spec("tensorflow") is not None
+  if litert:
+    write_tflite(inference_function(config, variables), config, tflite_path, calibration, ranges)
+    models.append(TfliteModel(tflite_path))
   jax_logits, offset = jax.jit(model_function(config, variables)), importers.label_offset(config)
-  arithmetic, kernels = compare_all(
-    jax_logits,
-    [OnnxModel(path, integer_kernels=integer) for integer in (False, True)],
-    check_batches(config, 0),
-    offset,
-  )
-  return {
+  arithmetic, kernels, *tflite = compare_all(jax_logits, models, check_batches(config, 0), offset)
+  entries = {
     "int8_top1": arithmetic.top1,
     "int8_same_top1": arithmetic.same_top1 / arithmetic.count,
     "int8_onnxruntime_top1": kernels.top1,
     **{name: latency_ms(OnnxModel(path, t), config) for t, name in latency_names("int8_").items()},
   }
+  if litert:
+    entries["int8_litert_top1"] = tflite[0].top1
+    entries["int8_litert_same_top1"] = tflite[0].same_top1 / tflite[0].count
+    for t, name in latency_names("int8_", "litert").items():
+      entries[name] = latency_ms(TfliteModel(tflite_path, t), config)
+  return entries
 
 
 @dataclasses.dataclass

@@ -28,6 +28,8 @@ AVERAGED = (
   "int8_top1",  # the int8 model's arithmetic (export.OnnxModel(integer_kernels=False))
   "int8_onnxruntime_top1",  # onnxruntime's integer kernels on the member's CPU
   "int8_onnxruntime_latency_ms",
+  "int8_litert_top1",  # the TFLite int8 file in LiteRT, where TensorFlow was installed
+  "int8_litert_latency_ms",
 )
 COLUMNS = (
   "name",
@@ -239,7 +241,7 @@ def results_table(table_rows):
     "train img/s",
     "input wait",
     "latency ms (batch 1)",
-    *(("int8 top-1", "int8 ms (onnxruntime)") if int8 else ()),
+    *(("int8 top-1", "int8 ms (onnxruntime)", "int8 ms (LiteRT)") if int8 else ()),
     "status",
   )
   lines = [
@@ -259,9 +261,10 @@ def results_table(table_rows):
       *(
         (
           _pct(r["int8_top1"]),
-          "–"
-          if r["int8_onnxruntime_latency_ms"] is None
-          else f"{r['int8_onnxruntime_latency_ms']:.2f}",
+          *(
+            "–" if r[key] is None else f"{r[key]:.2f}"
+            for key in ("int8_onnxruntime_latency_ms", "int8_litert_latency_ms")
+          ),
         )
         if int8
         else ()
