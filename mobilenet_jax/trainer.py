@@ -39,6 +39,13 @@ def check_can_start(config, train_split):
       f"config.data.batch_size={config.data.batch_size} is larger than the training split "
       f"({len(train_split)} examples of {config.data.dataset}); every batch would repeat images"
     )
+  if train_split.max_side and config.resolution > train_split.max_side:
+    if not config.data.allow_upsampling:
+      raise errors.ConfigError(
+        f"config.resolution={config.resolution} is above the {train_split.max_side} pixels a "
+        f"side that {config.data.dataset} stores: every crop would be upsampled, blurred; write "
+        "a store with a larger --max_side, or set config.data.allow_upsampling=True"
+      )
   if train_split.num_classes > config.model.num_classes:
     raise errors.ConfigError(
       f"config.model.num_classes={config.model.num_classes} but {config.data.dataset} has "

@@ -1,5 +1,8 @@
 """The input pipeline: TFDS ArrayRecord sources prepared by our command, folders, determinism."""
 
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from mobilenet_jax.data import pipeline, sources
 from mobilenet_jax.train import train_step
 from tests.helpers import (
   ARTIFACTS,
+  REPO,
   needs_artifacts,
   tiny_config,
   with_tensorflow,
@@ -418,6 +422,107 @@ def test_a_resized_copy_keeps_labels_resumes_and_refuses_other_settings(tmp_path
   with pytest.raises(errors.DataError, match="no directory"):
     prepare_data.write_resized_copy(missing, str(tmp_path / "copy2"), max_side=20)
   assert not (tmp_path / "copy2").exists()  # a refused source leaves no folder behind
+
+
+def thumbnail_pixels(path, max_side):
+  """PIL's thumbnail of the file, as the pixel store is documented to hold it."""
+  with Image.open(path) as image:
+    image.thumbnail((max_side, max_side), Image.BICUBIC)
+    return np.asarray(image.convert("RGB"))
+
+
+def test_a_pixel_store_holds_each_images_pixels_resumes_and_refuses_other_settings(
+  tmp_path, monkeypatch
+):
+  write_folder(tmp_path / "images", ["n01", "n02"], per_class=3, size=40)
+  Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "images/train/n02/wide.png")
+  (tmp_path / "images/train/n01/cut.jpg").write_bytes(b"")
+  source = tiny_config(**{"data.dataset": f"folder:{tmp_path / 'images'}"}).data
+  out = tmp_path / "store"
+  monkeypatch.setattr(prepare_data, "SHARD_IMAGES", 2)  # train: 8 images in 4 files
+  problems = prepare_data.write_pixel_store(source, str(out), max_side=20)
+  assert [image for image, _ in problems] == [str(tmp_path / "images/train/n01/cut.jpg")]
+  assert (out / "class_names.txt").read_text() == "n01\nn02\n"
+  store = tiny_config(**{"data.dataset": f"pixels:{out}"}).data
+  for split in ("train", "val"):
+    original, stored = sources.load_split(source, split), sources.load_split(store, split)
+    kept = [(f, label) for f, label in zip(original.source.files, original.source.labels)]
+    kept = [(f, label) for f, label in kept if not f.endswith("cut.jpg")]
+    assert len(stored) == len(kept) and stored.max_side == 20
+    assert stored.class_names == original.class_names == ("n01", "n02")
+    for (path, label), (pixels, stored_label) in zip(kept, (stored.source[i] for i in range(99))):
+      assert stored_label == label
+      np.testing.assert_array_equal(pixels, thumbnail_pixels(path, 20))
+  assert stored.source[0][0].shape == (18, 20, 3)  # 40 high and 44 wide: at most 20 a side
+
+  # Interrupted (a file missing, another half-written): the store is unfinished, in one line;
+  # the same command finishes it and keeps the files already whole.
+  shards = sorted((out / "train").iterdir())
+  kept_at = shards[0].stat().st_mtime_ns
+  shards[2].rename(shards[2].with_name(shards[2].name + ".partial"))
+  with pytest.raises(errors.DataError, match=r"train split has 3 of its 4 files; the store is "):
+    sources.load_split(store, "train")
+  prepare_data.write_pixel_store(source, str(out), max_side=20)
+  assert shards[0].stat().st_mtime_ns == kept_at and shards[2].exists()
+  assert sorted((out / "train").iterdir()) == shards  # no .partial left
+  assert len(sources.load_split(store, "train")) == 7
+  with pytest.raises(errors.DataError, match=r"holds a copy made with .*'max_side': 20"):
+    prepare_data.write_pixel_store(source, str(out), max_side=32)
+  with pytest.raises(errors.DataError, match="other files in it"):
+    prepare_data.write_pixel_store(source, str(tmp_path / "images"), max_side=32)
+
+  # A damaged record is named with its file; so is a cut file.
+  split = sources.load_split(store, "train")
+  data = bytearray(shards[1].read_bytes())
+  at = bytes(data).find(split.source[2][0].tobytes())  # the file's first record's pixels
+  data[at + 30] ^= 0xFF
+  shards[1].write_bytes(data)
+  with pytest.raises(errors.DataError, match=rf"{shards[1]}: record 0 is damaged \(.*hash"):
+    split.source[2]
+  shards[1].write_bytes(data[:1000])
+  with pytest.raises(errors.DataError, match=rf"{shards[1]}: the file is damaged"):
+    sources.load_split(store, "train")
+
+
+@pytest.mark.slow
+def test_prepare_data_writes_a_pixel_store_and_refuses_a_missing_max_side_in_one_line(tmp_path):
+  write_folder(tmp_path / "images", ["n01", "n02"], per_class=2)
+  command = [
+    sys.executable,
+    "-m",
+    "mobilenet_jax.prepare_data",
+    f"--dataset=folder:{tmp_path / 'images'}",
+    f"--pixel_store={tmp_path / 'store'}",
+  ]
+  refused = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+  assert refused.returncode != 0 and not (tmp_path / "store").exists()
+  assert (
+    refused.stderr.strip() == "error: --pixel_store needs --max_side=N (pixels, at least 1), not 0"
+  )
+  written = subprocess.run([*command, "--max_side=8"], capture_output=True, text=True, cwd=REPO)
+  assert written.returncode == 0, written.stderr
+  assert f"train with --config.data.dataset=pixels:{tmp_path / 'store'}" in written.stdout
+
+
+def test_a_run_trains_from_a_pixel_store_and_refuses_to_upsample_it_unless_asked(tmp_path):
+  write_folder(tmp_path / "images", ["n01", "n02"], per_class=8, size=12)
+  source = tiny_config(**{"data.dataset": f"folder:{tmp_path / 'images'}"}).data
+  prepare_data.write_pixel_store(source, str(tmp_path / "store"), max_side=14)
+  overrides = {
+    "data.dataset": f"pixels:{tmp_path / 'store'}",
+    "data.batch_size": 8,
+    "data.eval_batch_size": 8,
+    "model.num_classes": 2,
+    "training.num_steps": 2,
+  }
+  with pytest.raises(
+    errors.ConfigError, match=r"config.resolution=16 is above the 14 pixels a side"
+  ):
+    trainer.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "refused"))
+  assert not (tmp_path / "refused").exists()
+  config = tiny_config(**overrides, **{"data.allow_upsampling": True})
+  summary = trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert summary["status"] == "finished" and summary["eval_count"] == 16
 
 
 @pytest.mark.slow

@@ -258,7 +258,8 @@ KEYS = (
     "data.dataset",
     "digits",
     "A registered source: 'digits' and 'glyphs' (no download), "
-    "'folder:PATH' (PATH/{train,val}/<class>/*.jpg), 'tfds:NAME' (prepared under data_dir).",
+    "'folder:PATH' (PATH/{train,val}/<class>/*.jpg), 'tfds:NAME' (prepared under data_dir), "
+    "'pixels:PATH' (a pixel store, prepare_data --pixel_store).",
     choices=sources.DATASETS,
     parse=sources.parse_dataset,
   ),
@@ -280,6 +281,12 @@ KEYS = (
     bound=FRACTION,
   ),
   _k("data.class_names", "", "Optional file: one class folder name per line, fixing labels."),
+  _k(
+    "data.allow_upsampling",
+    False,
+    "Train from a pixel store whose max_side is below config.resolution (every crop upsampled).",
+    before=False,
+  ),
   _k(
     "data.max_eval_examples",
     0,

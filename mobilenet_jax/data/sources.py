@@ -2,18 +2,23 @@
 
 Sources: 'digits' (scikit-learn's 8x8 digits, no download), 'glyphs'
 (letters rendered from the fonts that ship with matplotlib, no download),
-'folder:PATH' (PATH/{train,val}/<class>/*.jpg) and 'tfds:NAME' (a prepared tensorflow-datasets
-dataset read through `tfds.data_source`, no TensorFlow at run time). Every source is random
-access, so the pipeline's batch of step t is `batches[t]`: resuming needs the step alone.
+'folder:PATH' (PATH/{train,val}/<class>/*.jpg), 'tfds:NAME' (a prepared tensorflow-datasets
+dataset read through `tfds.data_source`, no TensorFlow at run time) and 'pixels:PATH' (a pixel
+store: decoded uint8 pixels in ArrayRecord files, which `prepare_data --pixel_store` writes).
+Every source is random access, so the pipeline's batch of step t is `batches[t]`: resuming needs
+the step alone.
 """
 
+import bisect
 import contextlib
 import dataclasses
 import functools
 import importlib.util
 import io
+import json
 import os
 import pathlib
+import struct
 from typing import Any, Callable
 
 import matplotlib
@@ -32,6 +37,7 @@ class Split:
   source: object
   num_classes: int
   class_names: tuple
+  max_side: int | None = None  # a pixel store's: no stored image is larger a side
 
   def __len__(self):
     return len(self.source)
@@ -316,6 +322,84 @@ def _tfds(name, split, data_dir):
   return Split(TfdsSource(source), label.num_classes, tuple(label.names))
 
 
+# A pixel store's record: height, width and label, then the pixels (uint8 RGB, row-major).
+# ArrayRecord hashes every chunk, so a damaged record is found as it is read.
+PIXEL_HEADER = struct.Struct("<HHi")
+PIXEL_STORE_RECORD = "pixel_store.json"  # what the store holds: its source, max_side, shards
+
+
+def pixel_record(pixels, label):
+  """A pixel store's record of uint8 HxWx3 `pixels` and their label."""
+  pixels = np.ascontiguousarray(pixels, np.uint8)
+  return PIXEL_HEADER.pack(*pixels.shape[:2], label) + pixels.tobytes()
+
+
+def _damaged(path, what, error):
+  return errors.DataError(
+    f"{path}: {what} is damaged ({error}); delete the file and run the command that wrote the "
+    "store again, which writes it anew"
+  )
+
+
+class PixelSource:
+  """A pixel store's split: items are (uint8 HxWx3 pixels, label), read at random from its
+  ArrayRecord shards; a damaged file or record is one line naming it."""
+
+  def __init__(self, paths):
+    import grain
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    self.paths, lengths = paths, []
+    for path in paths:
+      try:
+        reader = ArrayRecordReader(path)
+        lengths.append(reader.num_records())
+        reader.close()  # where a cut file is found
+      except RuntimeError as error:  # ArrayRecord's own
+        raise _damaged(path, "the file", error) from None
+    self.records = grain.sources.ArrayRecordDataSource(paths)
+    self.starts = np.cumsum([0, *lengths[:-1]]).tolist()
+
+  def __len__(self):
+    return len(self.records)
+
+  def __getitem__(self, index):
+    try:
+      record = self.records[index]
+    except RuntimeError as error:  # ArrayRecord's: a chunk whose hash does not match
+      shard = bisect.bisect_right(self.starts, index) - 1
+      raise _damaged(self.paths[shard], f"record {index - self.starts[shard]}", error) from None
+    height, width, label = PIXEL_HEADER.unpack_from(record)
+    pixels = np.frombuffer(record, np.uint8, offset=PIXEL_HEADER.size)
+    return pixels.reshape(height, width, 3), label
+
+
+def read_pixel_store(root):
+  """The pixel_store.json of the store at `root`; one line if there is none."""
+  try:
+    return json.loads((pathlib.Path(root) / PIXEL_STORE_RECORD).read_text())
+  except FileNotFoundError:
+    raise errors.DataError(
+      f"config.data.dataset='pixels:{root}': no {PIXEL_STORE_RECORD} there; write the store with "
+      f"python -m mobilenet_jax.prepare_data --dataset=folder:PATH|tfds:NAME "
+      f"--pixel_store={root} --max_side=N"
+    ) from None
+
+
+def _pixels(root, split):
+  store = read_pixel_store(root)
+  paths = sorted(str(p) for p in (pathlib.Path(root) / split).glob("*.array_record"))
+  if len(paths) != store["shards"][split]:
+    raise errors.DataError(
+      f"config.data.dataset='pixels:{root}': its {split} split has {len(paths)} of its "
+      f"{store['shards'][split]} files; the store is unfinished: run the command that wrote it "
+      f"again (--dataset={store['dataset']} --pixel_store={root} "
+      f"--max_side={store['max_side']}) to finish it"
+    )
+  names = read_class_names(pathlib.Path(root) / "class_names.txt")
+  return Split(PixelSource(paths), len(names), names, max_side=store["max_side"])
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """A source of config.data.dataset: 'NAME', or 'NAME:ARG' where `arg` names what ARG is."""
@@ -337,6 +421,7 @@ DATASETS = {
     "NAME",
     "e.g. tfds:imagenet2012, tfds:imagenette, tfds:cifar10",
   ),
+  "pixels": Dataset(lambda arg, split, data: _pixels(arg, split), "PATH"),
 }
 
 
