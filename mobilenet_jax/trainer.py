@@ -17,7 +17,7 @@ from mobilenet_jax.config import command_line
 from mobilenet_jax.config import schema as config_lib
 from mobilenet_jax.config import workdir as workdir_lib
 from mobilenet_jax.core import errors, tracking
-from mobilenet_jax.data import sources
+from mobilenet_jax.data import pipeline, sources
 from mobilenet_jax.deploy import export, latency
 from mobilenet_jax.models import importers, mobilenet
 from mobilenet_jax.train import distill, loop, sharding
@@ -46,6 +46,8 @@ def check_can_start(config, train_split):
         f"side that {config.data.dataset} stores: every crop would be upsampled, blurred; write "
         "a store with a larger --max_side, or set config.data.allow_upsampling=True"
       )
+  if config.data.augment_on_device:
+    pipeline.canvas_side(train_split, config.data.dataset)  # a source the device can crop
   if train_split.num_classes > config.model.num_classes:
     raise errors.ConfigError(
       f"config.model.num_classes={config.model.num_classes} but {config.data.dataset} has "

@@ -12,7 +12,7 @@ from tensorflow_datasets.core.download import downloader
 
 from mobilenet_jax import prepare_data, trainer
 from mobilenet_jax.core import errors
-from mobilenet_jax.data import pipeline, sources
+from mobilenet_jax.data import device_augment, pipeline, sources
 from mobilenet_jax.train import train_step
 from tests.helpers import (
   ARTIFACTS,
@@ -523,6 +523,73 @@ def test_a_run_trains_from_a_pixel_store_and_refuses_to_upsample_it_unless_asked
   config = tiny_config(**overrides, **{"data.allow_upsampling": True})
   summary = trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert summary["status"] == "finished" and summary["eval_count"] == 16
+
+
+def test_the_device_crops_are_pils_bilinear_resizes_of_the_same_boxes_within_one_level():
+  rng = np.random.default_rng(0)
+  # Noise smoothed a little: the hardest case for a resampler short of pure noise.
+  image = np.asarray(
+    Image.fromarray(rng.integers(0, 256, (75, 100, 3), np.uint8)).resize((200, 150))
+  )
+  canvas = jax.numpy.asarray(device_augment.canvas(image, 256)[0])
+  resample = jax.jit(device_augment._resample)
+  weights = jax.jit(device_augment.resample_weights, static_argnums=(4, 5))
+  for resolution in (24, 96, 224):  # shrinking and growing
+    for _ in range(5):
+      left, top, right, bottom = pipeline.crop_box(150, 200, rng, 0.25)
+      ours = resample(
+        canvas,
+        weights(top, bottom - top, 0, 150, 256, resolution),
+        weights(left, right - left, 0, 200, 256, resolution),
+      )
+      theirs = Image.fromarray(image).resize(
+        (resolution, resolution), Image.BILINEAR, box=(left, top, right, bottom)
+      )
+      difference = np.abs(np.asarray(ours, int) - np.asarray(theirs, int))
+      # PIL rounds to 8 bits between its two passes; the device does not.
+      assert difference.max() <= 1 and difference.mean() < 0.25
+  sizes = np.array([[150, 200]], np.int32)
+  for resolution in (24, 224):
+    ours = device_augment.central_crops(canvas[None], sizes, resolution, 0.875)[0]
+    theirs = pipeline.central_crop(image, resolution, 0.875)
+    difference = np.abs(np.asarray(ours, int) - theirs.astype(int))
+    assert difference.max() <= 1 and difference.mean() < 0.25
+
+
+def test_the_device_crop_boxes_have_the_hosts_distribution():
+  from scipy import stats
+
+  count, height, width = 2000, 150.0, 200.0
+  keys = jax.random.split(jax.random.key(0), count)
+  boxes = jax.jit(jax.vmap(lambda key: device_augment.crop_box(key, height, width, 0.25)))(keys)
+  top, left, crop_h, crop_w = (np.asarray(b) for b in boxes)
+  assert np.all((top >= 0) & (top + crop_h <= height) & (left >= 0) & (left + crop_w <= width))
+  rng = np.random.default_rng(0)
+  host = np.array([pipeline.crop_box(150, 200, rng, 0.25) for _ in range(count)], float)
+  host_w, host_h = host[:, 2] - host[:, 0], host[:, 3] - host[:, 1]
+  for ours, theirs in (
+    (crop_h * crop_w, host_h * host_w),  # area
+    (np.log(crop_w / crop_h), np.log(host_w / host_h)),  # aspect
+  ):
+    assert stats.ks_2samp(ours, theirs).pvalue > 0.01
+  # Placement: an integer uniform over the free rows (discrete: compared by its moments).
+  for placed in ((top + 0.5) / (height - crop_h + 1), (host[:, 1] + 0.5) / (height - host_h + 1)):
+    assert abs(placed.mean() - 0.5) < 0.02 and abs(placed.std() - 12**-0.5) < 0.02
+
+
+def test_crops_on_the_device_need_stored_pixels(tmp_path):
+  write_folder(tmp_path / "images", ["n01", "n02"], per_class=2)
+  config = tiny_config(
+    **{
+      "data.dataset": f"folder:{tmp_path / 'images'}",
+      "data.augment_on_device": True,
+      "data.batch_size": 4,
+      "model.num_classes": 2,
+    }
+  )
+  with pytest.raises(errors.ConfigError, match=r"augment_on_device=True needs stored pixels"):
+    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -202,6 +202,7 @@ def launch(workdir, *extra, env=None):
   [
     "float",
     "quantization_aware",
+    "crops_on_the_device",
     pytest.param("distilled", marks=pytest.mark.xdist_group("tiny_teacher")),
   ],
 )
@@ -219,6 +220,7 @@ def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(
     **{
       "distill.weight": 0.5,
       "model.quantized": kind == "quantization_aware",  # ranges, BN-freeze counters resume
+      "data.augment_on_device": kind == "crops_on_the_device",  # boxes drawn from the step
       "qat.freeze_bn_step": 5,
       "wandb.mode": "offline",
       "training.num_steps": 20,

@@ -282,6 +282,13 @@ KEYS = (
   ),
   _k("data.class_names", "", "Optional file: one class folder name per line, fixing labels."),
   _k(
+    "data.augment_on_device",
+    False,
+    "The training crop and evaluation's central crop drawn and resized in the jitted steps from "
+    "each image's stored pixels (a pixel store, digits or glyphs); the host sends them uncropped.",
+    before=False,
+  ),
+  _k(
     "data.allow_upsampling",
     False,
     "Train from a pixel store whose max_side is below config.resolution (every crop upsampled).",

@@ -10,7 +10,7 @@ from absl import flags
 from PIL import Image
 
 from mobilenet_jax.core import errors
-from mobilenet_jax.data import sources
+from mobilenet_jax.data import device_augment, sources
 
 # x / 127.5 - 1 for every uint8 value. Batches leave the pipeline as uint8 (a quarter of the
 # bytes to copy and to send to the device) and the train and eval steps look them up here, as
@@ -87,7 +87,30 @@ def load_image(path, config):
 
 def _stack(items):
   images, labels = zip(*items)
-  return np.stack(images), np.asarray(labels, np.int32)
+  return jax.tree.map(lambda *leaves: np.stack(leaves), *images), np.asarray(labels, np.int32)
+
+
+def canvas_side(split: sources.Split, dataset: str) -> int:
+  """The side of the canvases config.data.augment_on_device sends: a pixel store's max_side, or
+  an in-memory source's image size; for sources that store JPEGs, one line."""
+  if split.max_side:
+    return split.max_side
+  if isinstance(split.source, sources.ArraySource):
+    return max(split.source.images.shape[1:3])
+  raise errors.ConfigError(
+    f"config.data.augment_on_device=True needs stored pixels: config.data.dataset=pixels:PATH "
+    f"(python -m mobilenet_jax.prepare_data --pixel_store=PATH), digits or glyphs, not "
+    f"{dataset!r}, whose images are decoded on the host"
+  )
+
+
+def gathered(split, config):
+  """item -> ((canvas, [height, width]), label): with config.data.augment_on_device, what the
+  host sends for an image (device_augment crops it); None without it."""
+  if not config.data.augment_on_device:
+    return None
+  side = canvas_side(split, config.data.dataset)
+  return lambda item: (device_augment.canvas(np.asarray(item[0]), side), item[1])
 
 
 def local_batch_size(global_batch):
@@ -101,7 +124,8 @@ def local_batch_size(global_batch):
 
 def train_batches(split: sources.Split, config: ml_collections.ConfigDict) -> grain.MapDataset:
   """A MapDataset whose item t is this process's part of the global batch of step t: uint8
-  images (to_float makes them the model's input) and int32 labels."""
+  images (to_float makes them the model's input) and int32 labels; with
+  config.data.augment_on_device, (uint8 canvases, their images' sizes) for the step to crop."""
   data = config.data
   local = local_batch_size(data.batch_size)
 
@@ -111,9 +135,9 @@ def train_batches(split: sources.Split, config: ml_collections.ConfigDict) -> gr
       return random_resized_crop(image, rng, config.resolution, data.min_crop_area), label
 
   # Shuffled anew each epoch from the seed; each process takes every process_count-th example.
-  dataset = (
-    grain.MapDataset.source(split.source).seed(config.seed).shuffle().repeat().random_map(augment)
-  )
+  dataset = grain.MapDataset.source(split.source).seed(config.seed).shuffle().repeat()
+  gather = gathered(split, config)
+  dataset = dataset.map(gather) if gather else dataset.random_map(augment)
   dataset = dataset[jax.process_index() :: jax.process_count()]
   return dataset.batch(local, drop_remainder=True, batch_fn=_stack)
 
@@ -122,23 +146,23 @@ def eval_batches(
   split: sources.Split, config: ml_collections.ConfigDict
 ) -> tuple[grain.MapDataset, int]:
   """Every example exactly once, as (uint8 images, labels, mask): the last global batch is
-  padded, with mask 0 on the padding."""
+  padded, with mask 0 on the padding. With config.data.augment_on_device, the images are
+  (canvases, sizes) for the eval step's central crop."""
   data = config.data
   local = local_batch_size(data.eval_batch_size)
   count = len(split) if not data.max_eval_examples else min(len(split), data.max_eval_examples)
   num_batches = -(-count // data.eval_batch_size)
   process = jax.process_index()
+  gather = gathered(split, config) or (
+    lambda item: (central_crop(item[0], config.resolution, data.central_crop_fraction), item[1])
+  )
 
   def batch(b):
     start = b * data.eval_batch_size + process * local
     indices = np.arange(start, start + local)
     mask = (indices < count).astype(np.float32)
-    items = [split.source[int(i) if i < count else 0] for i in indices]
     with sources.check_hint(data.dataset):
-      images = np.stack(
-        [central_crop(image, config.resolution, data.central_crop_fraction) for image, _ in items]
-      )
-    labels = np.asarray([label for _, label in items], np.int32)
+      images, labels = _stack([gather(split.source[int(i) if i < count else 0]) for i in indices])
     return images, labels, mask
 
   return grain.MapDataset.range(num_batches).map(batch), count

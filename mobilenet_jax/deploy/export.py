@@ -498,6 +498,7 @@ def check_batches(config, count):
   preprocessed as for evaluation, as they are read."""
   config = config.copy_and_resolve_references()
   config.data.max_eval_examples = count
+  config.data.augment_on_device = False  # the runtimes take the host's central crop
   batches, _ = pipeline.eval_batches(sources.load_split(config.data, "val"), config)
   return (
     (pipeline.to_float(images), labels, mask) for images, labels, mask in pipeline.iterate(batches)

@@ -151,10 +151,11 @@ def train(
       wait_start = time.perf_counter()
       images, labels = next(batches)
       waited += time.perf_counter() - wait_start
+      put = lambda x: jax.make_array_from_process_local_data(batch_sharding, x)
       state, metrics = step_fn(
         state,
-        jax.make_array_from_process_local_data(batch_sharding, images),
-        jax.make_array_from_process_local_data(batch_sharding, labels + label_offset),
+        jax.tree.map(put, images),
+        put(labels + label_offset),
         dropout_rng,
         teacher_variables,
       )

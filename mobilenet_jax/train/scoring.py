@@ -15,7 +15,7 @@ def over_batches(eval_fn, batches, mesh, variables, label_offset=0):
   totals = None
   for images, labels, mask in pipeline.iterate(batches):
     put = lambda x: jax.make_array_from_process_local_data(batch_sharding, x)
-    sums = eval_fn(*variables, put(images), put(labels + label_offset), put(mask))
+    sums = eval_fn(*variables, jax.tree.map(put, images), put(labels + label_offset), put(mask))
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
   count = int(totals["count"])
@@ -29,7 +29,7 @@ def over_batches(eval_fn, batches, mesh, variables, label_offset=0):
 
 def make_eval_fn(model, config, mesh):
   return jax.jit(
-    train_step.make_eval_step(model, config.model.num_classes),
+    train_step.make_eval_step(model, config),
     out_shardings=sharding.replicated(mesh),
   )
 

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mobilenet_jax.data import pipeline
+from mobilenet_jax.data import device_augment, pipeline
 from mobilenet_jax.models import mobilenet
 from mobilenet_jax.train import distill
 
@@ -84,6 +84,10 @@ def make_train_step(model, tx, config, schedule, teacher=None):
 
   def train_step(state, images, labels, rng, teacher_variables):
     dropout_rng = jax.random.fold_in(rng, state.step)
+    if config.data.augment_on_device:  # images: the host's (canvases, sizes)
+      images = device_augment.train_crops(
+        *images, config.seed, state.step, config.resolution, config.data.min_crop_area
+      )
     inputs = model_input(images)
     targets = distill.teacher_logits(teacher, teacher_variables, inputs) if teacher else None
 
@@ -133,10 +137,15 @@ def make_train_step(model, tx, config, schedule, teacher=None):
   return train_step
 
 
-def make_eval_step(model, num_classes):
+def make_eval_step(model, config):
   """Sums over the batch (masked for padding) so partial batches add up exactly."""
+  num_classes = config.model.num_classes
 
   def eval_step(params, batch_stats, images, labels, mask):
+    if config.data.augment_on_device:  # images: the host's (canvases, sizes)
+      images = device_augment.central_crops(
+        *images, config.resolution, config.data.central_crop_fraction
+      )
     logits = model.apply(
       {"params": params, "batch_stats": batch_stats}, model_input(images), train=False
     )
