@@ -28,6 +28,13 @@ host.
 files: torchvision's ImageFolder with RandomResizedCrop (the same area and aspect ranges) and a
 horizontal flip to uint8 tensors, batched by a DataLoader; one core each (this process, one
 thread), then one worker process per core each. Turn by turn, cell by cell.
+
+--pixel_store=96,128,160,224: at each resolution, the training pipeline's img/s per core and
+with one worker process per core from the ImageNet sample's JPEGs, its resized copy, its pixel
+store (`prepare_data --pixel_store`, side 8/7 of the resolution) cropped on the host, and the
+same store with config.data.augment_on_device (the host gathers canvases, the step crops);
+beside them V2 1.0's training step on this machine's default device alone and with the crop
+in it.
 """
 
 import argparse
@@ -86,6 +93,7 @@ class Sources:
     self.sample = imagenet_sample_folder(os.path.join(self.root, "sample"))
     self.imagenette = imagenette
     self.copies = {}
+    self.stores = {}
 
   def imagenet(self):
     path = os.path.join(self.root, "sample_repeated")
@@ -100,6 +108,16 @@ class Sources:
       prepare_data.write_resized_copy(config, copy, side)
       self.copies[side] = repeated(copy, REPEATS, os.path.join(self.root, f"copy_{side}_repeated"))
     return self.copies[side], side
+
+  def pixel_store(self, resolution):
+    """A pixel store of the repeated sample (10,000 records) at 8/7 of `resolution` a side."""
+    side = round(resolution * 8 / 7)
+    if side not in self.stores:
+      config = speed.load_config("v2", 1.0, resolution).data
+      config.dataset = f"folder:{self.imagenet()}"
+      self.stores[side] = os.path.join(self.root, f"store_{side}")
+      prepare_data.write_pixel_store(config, self.stores[side], side)
+    return self.stores[side]
 
   def for_point(self, resolution):
     """[(kind, label, folder)]"""
@@ -117,7 +135,7 @@ def images_per_second(iterator, count):
     next(iterator)
   start, images = time.perf_counter(), 0
   for _ in range(count):
-    images += len(next(iterator)[0])
+    images += len(next(iterator)[1])  # the labels: images may be (canvases, sizes)
   return images / (time.perf_counter() - start)
 
 
@@ -135,7 +153,8 @@ def measure(cell):
   """img/s of one cell: {folder, resolution, pipeline ('train'|'eval'), batch, batches, threads
   (a list: one measurement each), processes (grain worker processes, each with those threads)}."""
   config = speed.load_config("v2", 1.0, cell["resolution"])
-  config.data.dataset = f"folder:{cell['folder']}"
+  config.data.dataset = cell.get("dataset") or f"folder:{cell['folder']}"
+  config.data.augment_on_device = cell.get("on_device", False)
   config.data.batch_size = config.data.eval_batch_size = cell["batch"]
   split = data_sources.load_split(config.data, "train" if cell["pipeline"] == "train" else "val")
   batches = (
@@ -336,6 +355,54 @@ def torchvision_table(args, sources, cores):
   )
 
 
+def pixel_store_table(args, sources, cores):
+  rows = []
+  for resolution in map(int, args.pixel_store.split(",")):
+    store = sources.pixel_store(resolution)
+    copy, side = sources.resized_copy(resolution)
+    inputs = (
+      ("ImageNet sample JPEGs, crop on the host", {"folder": sources.imagenet()}),
+      (f"its resized copy ({side} px), crop on the host", {"folder": copy}),
+      (f"its pixel store ({side} px), crop on the host", {"dataset": f"pixels:{store}"}),
+      (
+        f"its pixel store ({side} px), crop on the device",
+        {"dataset": f"pixels:{store}", "on_device": True},
+      ),
+    )
+    for label, source in inputs:
+      cell = {
+        **source,
+        "resolution": resolution,
+        "pipeline": "train",
+        "batch": args.batch,
+        "batches": args.batches,
+        "threads": [1],
+      }
+      (one,) = measure(cell)
+      (every,) = measure({**cell, "processes": cores})
+      rows.append([f"{resolution} px", label, round(one), round(every)])
+      print(*rows[-1], sep=" | ", flush=True)
+    config = speed.load_config("v2", 1.0, resolution)
+    alone = step_images_per_second(config, args.batch)
+    config.data.augment_on_device = True
+    cropping = step_images_per_second(config, args.batch)
+    rows.append(
+      [
+        f"{resolution} px",
+        "V2 1.0 training step alone / with the crop in it",
+        f"{alone:.1f}",
+        f"{cropping:.1f}",
+      ]
+    )
+    print(*rows[-1], sep=" | ", flush=True)
+  print(
+    tables.markdown_table(
+      ["resolution", "input (batch %d)" % args.batch, "img/s, 1 core", f"img/s, {cores} processes"],
+      rows,
+    )
+  )
+
+
 def projected(two_processes):
   """img/s on PROJECTED_CORES cores, each adding what each of two worker processes gave here:
   linear, so an upper estimate."""
@@ -411,6 +478,9 @@ def main():
     action="store_true",
     help="the training pipeline beside torchvision's, same files and work",
   )
+  parser.add_argument(
+    "--pixel_store", default="", help="resolutions: the pixel store's table instead"
+  )
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--batches", type=int, default=20, help="batches timed per measurement")
   parser.add_argument("--imagenette", default=os.path.join(SHARED, "datasets", "imagenette2_224"))
@@ -422,7 +492,15 @@ def main():
     return
   runtime.reexec_with_huge_pages()  # the step timed as launch.py runs it
   sources = Sources(args.imagenette)
-  table = sweeps_table if args.sweeps else torchvision_table if args.torchvision else points_table
+  table = (
+    sweeps_table
+    if args.sweeps
+    else torchvision_table
+    if args.torchvision
+    else pixel_store_table
+    if args.pixel_store
+    else points_table
+  )
   table(args, sources, os.cpu_count())
 
 

@@ -115,17 +115,22 @@ def config_contender(config, batch, impl, dtype):
   )
   state0 = train_step.init_state(model, tx, config, jax.random.key(0))
   images = jax.random.normal(jax.random.key(1), mobilenet.input_shape(config, batch))
+  step_images = images
+  if config.data.augment_on_device:  # the step crops a pixel store's canvases (8/7 the side)
+    side = round(config.resolution * 8 / 7)
+    canvases = jax.random.randint(jax.random.key(1), (batch, side, side, 3), 0, 256, jnp.int32)
+    step_images = (canvases.astype(jnp.uint8), jnp.full((batch, 2), side, jnp.int32))
   labels = jnp.zeros((batch,), jnp.int32)
   rng = jax.random.key(2)
   step = (
     jax.jit(train_step.make_train_step(model, tx, config, schedule), donate_argnums=0)
-    .lower(state0, images, labels, rng)
+    .lower(state0, step_images, labels, rng, None)
     .compile()
   )
   holder = [state0]
 
   def train():
-    holder[0], metrics = step(holder[0], images, labels, rng)
+    holder[0], metrics = step(holder[0], step_images, labels, rng, None)
     jax.block_until_ready((holder[0], metrics))
 
   forward = jax.jit(lambda v, x: model.apply(v, x, train=False))

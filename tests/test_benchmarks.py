@@ -49,6 +49,14 @@ def test_input_benchmark_times_torchvision_on_the_same_folder(tmp_path):
   assert input_benchmark.torchvision_images_per_second(folder, 32, 0.25, 8, 3, 0) > 0
 
 
+@pytest.mark.slow
+def test_the_speed_benchmark_times_a_configs_training_step_with_the_crop_in_it():
+  config = load_config("tiny")
+  config.data.augment_on_device = True  # its canvases 8/7 of the resolution a side
+  measures, _ = speed.config_contender(config, 4, "auto", "float32")
+  assert speed.time_in_turns({"jax": {"train": measures["train"]}}, 1, 1)["jax"]["train"] > 0
+
+
 def test_layer_benchmark_takes_every_convolution_with_its_shapes():
   """V1 (the paper's Table 1) at alpha 0.5, 128 px: the stem, then 13 depthwise-pointwise pairs,
   each with its input (batch 1), HWIO kernel and stride."""
