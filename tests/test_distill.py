@@ -5,9 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from mobilenet_jax import trainer
 from mobilenet_jax.core import errors
+from mobilenet_jax.data import device_augment
 from mobilenet_jax.train import distill
 from tests.helpers import REPO, metrics, tiny_config
 
@@ -72,6 +74,51 @@ def test_a_teacher_alone_teaches_a_student_at_another_resolution_without_its_lab
   logged = [m for m in metrics(str(workdir)) if "train/loss" in m]
   assert all(m["train/loss"] == m["train/distill_loss"] for m in logged)
   assert logged[-1]["train/teacher_agreement"] > logged[0]["train/teacher_agreement"]
+
+
+def test_with_crops_on_the_device_the_teacher_sees_the_students_box_at_its_own_resolution():
+  rng = np.random.default_rng(0)
+  images = [
+    np.asarray(
+      Image.fromarray(rng.integers(0, 256, (12, 16, 3), np.uint8)).resize((64, 48), Image.BICUBIC)
+    )
+    for _ in range(8)
+  ]
+  canvases, sizes = (
+    np.stack(parts) for parts in zip(*(device_augment.canvas(i, 64) for i in images))
+  )
+  crops = jax.jit(device_augment.train_crops, static_argnums=(4,))
+  student, teacher, next_step = (
+    np.asarray(crops(canvases, sizes, 0, step, resolution, 0.25), int)
+    for step, resolution in ((3, 24), (3, 16), (4, 16))
+  )
+  shrunk = np.stack(
+    [np.asarray(Image.fromarray(np.uint8(s)).resize((16, 16), Image.BILINEAR)) for s in student]
+  )
+  # The student's view shrunk to 16 px is the teacher's (3.5 levels apart: two resamplings, not
+  # one); another step's crops, with their own boxes and flips, are 57 apart.
+  assert np.abs(shrunk - teacher).mean() < 5 < 40 < np.abs(shrunk - next_step).mean()
+
+
+@pytest.mark.slow
+def test_a_run_with_crops_on_the_device_learns_from_a_teacher_at_another_resolution(
+  tiny_teacher, tmp_path
+):
+  _, teacher_dir = tiny_teacher
+  config = tiny_config(
+    **{
+      "resolution": 24,
+      "data.augment_on_device": True,
+      "training.num_steps": 10,
+      "training.log_every_steps": 5,
+      "distill.teacher": f"workdir:{teacher_dir}",
+      "distill.teacher_config": str(REPO / "configs" / "tiny.py"),  # at 16 px
+    }
+  )
+  assert trainer.train_and_evaluate(config, str(tmp_path / "run"))["status"] == "finished"
+  logged = [m for m in metrics(str(tmp_path / "run")) if "train/loss" in m]
+  assert [m["step"] for m in logged] == [5, 10]
+  assert all(m["train/loss"] == m["train/distill_loss"] > 0 for m in logged)
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 of the student's, and the loss that matches the student's outputs to the teacher's.
 
 The teacher sees the student's own augmented crop (Beyer et al. 2022, "a good teacher is patient
-and consistent"), resampled to the teacher's resolution where the two differ. It runs in
+and consistent"): with config.data.augment_on_device, the same box and flip taken from the stored
+pixels at the teacher's own resolution; otherwise the student's crop resampled to it. It runs in
 inference mode (running BN statistics, no dropout) inside the jitted step; its weights are read
 from their source at every start, so they are never part of the student's checkpoint.
 """
@@ -98,11 +99,14 @@ def distillation_loss(student_logits, teacher_logits, temperature):
   return temperature**2 * optax.losses.kl_divergence_with_log_targets(log_student, log_teacher)
 
 
-def teacher_logits(teacher, variables, images):
-  """The teacher's logits for the student's model inputs `images`, at the teacher's
-  resolution, over the outputs that teach."""
+def teacher_logits(teacher, variables, images, view=None):
+  """The teacher's logits for the student's model inputs `images` (resampled to the teacher's
+  resolution), or for `view`, the same crops taken from the original pixels at its resolution
+  (config.data.augment_on_device), over the outputs that teach."""
   batch, height, width, channels = images.shape
-  if (height, width) != (teacher.resolution, teacher.resolution):
+  if view is not None:
+    images = view
+  elif (height, width) != (teacher.resolution, teacher.resolution):
     images = jax.image.resize(
       images, (batch, teacher.resolution, teacher.resolution, channels), "bilinear"
     )

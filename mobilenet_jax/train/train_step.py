@@ -84,12 +84,19 @@ def make_train_step(model, tx, config, schedule, teacher=None):
 
   def train_step(state, images, labels, rng, teacher_variables):
     dropout_rng = jax.random.fold_in(rng, state.step)
+    teacher_view = None
     if config.data.augment_on_device:  # images: the host's (canvases, sizes)
-      images = device_augment.train_crops(
-        *images, config.seed, state.step, config.resolution, config.data.min_crop_area
+      crops = lambda resolution: device_augment.train_crops(
+        *images, config.seed, state.step, resolution, config.data.min_crop_area
       )
+      if teacher and teacher.resolution != config.resolution:
+        # The student's box and flip, resampled from the stored pixels at the teacher's own size.
+        teacher_view = model_input(crops(teacher.resolution))
+      images = crops(config.resolution)
     inputs = model_input(images)
-    targets = distill.teacher_logits(teacher, teacher_variables, inputs) if teacher else None
+    targets = (
+      distill.teacher_logits(teacher, teacher_variables, inputs, teacher_view) if teacher else None
+    )
 
     def loss_fn(params):
       logits, updates = model.apply(
