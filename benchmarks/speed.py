@@ -119,7 +119,8 @@ def config_contender(config, batch, impl, dtype):
   if config.data.augment_on_device:  # the step crops a pixel store's canvases (8/7 the side)
     side = round(config.resolution * 8 / 7)
     canvases = jax.random.randint(jax.random.key(1), (batch, side, side, 3), 0, 256, jnp.int32)
-    step_images = (canvases.astype(jnp.uint8), jnp.full((batch, 2), side, jnp.int32))
+    sizes, places = jnp.full((batch, 2), side, jnp.int32), jnp.arange(batch, dtype=jnp.int32)
+    step_images = (canvases.astype(jnp.uint8), sizes, places)
   labels = jnp.zeros((batch,), jnp.int32)
   rng = jax.random.key(2)
   step = (

@@ -577,6 +577,22 @@ def test_the_device_crop_boxes_have_the_hosts_distribution():
     assert abs(placed.mean() - 0.5) < 0.02 and abs(placed.std() - 12**-0.5) < 0.02
 
 
+def test_crops_on_the_device_are_drawn_from_each_examples_place_in_the_stream():
+  config = tiny_config(**{"data.augment_on_device": True, "data.batch_size": 8})
+  split = sources.load_split(config.data, "train")
+  (canvases, sizes, places), labels = pipeline.train_batches(split, config)[3]
+  np.testing.assert_array_equal(places, np.arange(24, 32))  # step 3's examples
+  assert canvases.shape == (8, 8, 8, 3) and sizes.tolist() == [[8, 8]] * 8  # digits: 8x8
+  # A function of (seed, place) alone: an example crops alike wherever the batch puts it (on
+  # any process or device), and another seed crops it otherwise.
+  crops = jax.jit(device_augment.train_crops, static_argnums=(4,))
+  ours = np.asarray(crops(canvases, sizes, places, 0, 16, 0.6))
+  np.testing.assert_array_equal(
+    ours, crops(canvases[::-1], sizes[::-1], places[::-1], 0, 16, 0.6)[::-1]
+  )
+  assert not np.array_equal(ours, crops(canvases, sizes, places, 1, 16, 0.6))
+
+
 def test_crops_on_the_device_need_stored_pixels(tmp_path):
   write_folder(tmp_path / "images", ["n01", "n02"], per_class=2)
   config = tiny_config(

@@ -89,7 +89,7 @@ def test_with_crops_on_the_device_the_teacher_sees_the_students_box_at_its_own_r
   )
   crops = jax.jit(device_augment.train_crops, static_argnums=(4,))
   student, teacher, next_step = (
-    np.asarray(crops(canvases, sizes, 0, step, resolution, 0.25), int)
+    np.asarray(crops(canvases, sizes, np.arange(8) + 8 * step, 0, resolution, 0.25), int)
     for step, resolution in ((3, 24), (3, 16), (4, 16))
   )
   shrunk = np.stack(

@@ -2,11 +2,13 @@
 steps (config.data.augment_on_device), from each image's stored pixels.
 
 The host only gathers each image's uint8 pixels into a canvas of a fixed side (a pixel store's
-max_side) with its true size; the step draws the Inception crop box and the flip from (seed,
-step, example), with the distribution of pipeline.crop_box, and resamples the box to the
-resolution as PIL's bilinear resize does (a triangle filter as wide as an output pixel when it
-shrinks, reading the image's pixels only), so no JPEG is decoded and no crop is resized on the
-host. The batch of step t stays a pure function of (seed, t).
+max_side) with its true size and its place in the shuffled stream of training examples; the
+step draws the Inception crop box and the flip from (seed, that place), with the distribution
+of pipeline.crop_box, and resamples the box to the resolution as PIL's bilinear resize does (a
+triangle filter as wide as an output pixel when it shrinks, reading the image's pixels only),
+so no JPEG is decoded and no crop is resized on the host. The batch of step t stays a pure
+function of (seed, t), and an example's crop does not depend on how many processes or devices
+share the batch.
 """
 
 import jax
@@ -22,6 +24,12 @@ def canvas(pixels, side):
   padded = np.zeros((side, side, 3), np.uint8)
   padded[:height, :width] = pixels
   return padded, np.array([height, width], np.int32)
+
+
+def train_item(place, item, side):
+  """A training example as the host sends it: ((canvas, size, its place in the stream), label)."""
+  pixels, label = item
+  return (*canvas(np.asarray(pixels), side), np.int32(place)), label
 
 
 def resample_weights(start, length, low, high, canvas_side, out):
@@ -65,14 +73,13 @@ def crop_box(key, height, width, min_area):
   return top, left, crop_h, crop_w
 
 
-def train_crops(canvases, sizes, seed, step, resolution, min_area):
+def train_crops(canvases, sizes, places, seed, resolution, min_area):
   """uint8 (batch, resolution, resolution, 3): each canvas's random crop box resized and, half
-  the time, flipped left-right; a function of (seed, step, the example's place in the global
-  batch)."""
-  step_key = jax.random.fold_in(jax.random.key(seed), step)
+  the time, flipped left-right; a function of (seed, the example's place in the stream)."""
+  seed_key = jax.random.key(seed)
 
-  def crop(index, pixels, size):
-    box_key, flip_key = jax.random.split(jax.random.fold_in(step_key, index))
+  def crop(place, pixels, size):
+    box_key, flip_key = jax.random.split(jax.random.fold_in(seed_key, place))
     height, width = size[0].astype(jnp.float32), size[1].astype(jnp.float32)
     top, left, crop_h, crop_w = crop_box(box_key, height, width, min_area)
     side = pixels.shape[0]
@@ -81,7 +88,7 @@ def train_crops(canvases, sizes, seed, step, resolution, min_area):
     columns = jnp.where(jax.random.uniform(flip_key) < 0.5, columns[::-1], columns)
     return _resample(pixels, rows, columns)
 
-  return jax.vmap(crop)(jnp.arange(canvases.shape[0]), canvases, sizes)
+  return jax.vmap(crop)(places, canvases, sizes)
 
 
 def central_crops(canvases, sizes, resolution, fraction):

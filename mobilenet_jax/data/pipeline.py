@@ -104,15 +104,6 @@ def canvas_side(split: sources.Split, dataset: str) -> int:
   )
 
 
-def gathered(split, config):
-  """item -> ((canvas, [height, width]), label): with config.data.augment_on_device, what the
-  host sends for an image (device_augment crops it); None without it."""
-  if not config.data.augment_on_device:
-    return None
-  side = canvas_side(split, config.data.dataset)
-  return lambda item: (device_augment.canvas(np.asarray(item[0]), side), item[1])
-
-
 def local_batch_size(global_batch):
   count = jax.process_count()
   if global_batch % count:
@@ -125,7 +116,8 @@ def local_batch_size(global_batch):
 def train_batches(split: sources.Split, config: ml_collections.ConfigDict) -> grain.MapDataset:
   """A MapDataset whose item t is this process's part of the global batch of step t: uint8
   images (to_float makes them the model's input) and int32 labels; with
-  config.data.augment_on_device, (uint8 canvases, their images' sizes) for the step to crop."""
+  config.data.augment_on_device, (uint8 canvases, their images' sizes, their places in the
+  shuffled stream) for the step to crop."""
   data = config.data
   local = local_batch_size(data.batch_size)
 
@@ -136,8 +128,13 @@ def train_batches(split: sources.Split, config: ml_collections.ConfigDict) -> gr
 
   # Shuffled anew each epoch from the seed; each process takes every process_count-th example.
   dataset = grain.MapDataset.source(split.source).seed(config.seed).shuffle().repeat()
-  gather = gathered(split, config)
-  dataset = dataset.map(gather) if gather else dataset.random_map(augment)
+  if data.augment_on_device:  # the step crops: the host sends each example's place with it
+    side = canvas_side(split, data.dataset)
+    dataset = dataset.map_with_index(
+      lambda place, item: device_augment.train_item(place, item, side)
+    )
+  else:
+    dataset = dataset.random_map(augment)
   dataset = dataset[jax.process_index() :: jax.process_count()]
   return dataset.batch(local, drop_remainder=True, batch_fn=_stack)
 
@@ -153,9 +150,14 @@ def eval_batches(
   count = len(split) if not data.max_eval_examples else min(len(split), data.max_eval_examples)
   num_batches = -(-count // data.eval_batch_size)
   process = jax.process_index()
-  gather = gathered(split, config) or (
-    lambda item: (central_crop(item[0], config.resolution, data.central_crop_fraction), item[1])
-  )
+  if data.augment_on_device:  # the eval step crops
+    side = canvas_side(split, data.dataset)
+    gather = lambda item: (device_augment.canvas(np.asarray(item[0]), side), item[1])
+  else:
+    gather = lambda item: (
+      central_crop(item[0], config.resolution, data.central_crop_fraction),
+      item[1],
+    )
 
   def batch(b):
     start = b * data.eval_batch_size + process * local

@@ -85,9 +85,9 @@ def make_train_step(model, tx, config, schedule, teacher=None):
   def train_step(state, images, labels, rng, teacher_variables):
     dropout_rng = jax.random.fold_in(rng, state.step)
     teacher_view = None
-    if config.data.augment_on_device:  # images: the host's (canvases, sizes)
+    if config.data.augment_on_device:  # images: the host's (canvases, sizes, places)
       crops = lambda resolution: device_augment.train_crops(
-        *images, config.seed, state.step, resolution, config.data.min_crop_area
+        *images, config.seed, resolution, config.data.min_crop_area
       )
       if teacher and teacher.resolution != config.resolution:
         # The student's box and flip, resampled from the stored pixels at the teacher's own size.
