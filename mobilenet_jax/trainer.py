@@ -20,7 +20,7 @@ from mobilenet_jax.core import errors, tracking
 from mobilenet_jax.data import pipeline, sources
 from mobilenet_jax.deploy import export, latency
 from mobilenet_jax.models import importers, mobilenet
-from mobilenet_jax.train import distill, loop, sharding
+from mobilenet_jax.train import distill, loop, sharding, teacher_cache
 
 log = logging.getLogger(__name__)
 
@@ -161,15 +161,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.init_from and not os.path.isdir(os.path.join(workdir, "checkpoints"))
     else None
   )
-  teacher = (
-    distill.load_teacher(config, teacher_config(config), train_split.class_names)
-    if config.distill.teacher
-    else None
-  )
+  teacher = cache = None
+  if config.distill.teacher:
+    taught_by = teacher_config(config)
+    teacher = distill.load_teacher(config, taught_by, train_split.class_names)
+    cache = teacher_cache.open_cache(config, taught_by, train_split.class_names)
   lock = workdir_lib.WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock:
     workdir_lib.claim(config, workdir)
-    trained = loop.train(config, workdir, mesh, train_split, val_split, imported, teacher)
+    trained = loop.train(config, workdir, mesh, train_split, val_split, imported, teacher, cache)
     measured = measure_finished(config, trained, workdir)
     if config.training.int8 == "qat" and trained.status == "finished":
       trained, entries = fine_tune_quantization_aware(config, trained, workdir)

@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 
 from mobilenet_jax import trainer
+from mobilenet_jax.config import schema as config_lib
 from mobilenet_jax.core import errors
-from mobilenet_jax.data import device_augment
-from mobilenet_jax.train import distill
+from mobilenet_jax.data import device_augment, sources
+from mobilenet_jax.train import distill, teacher_cache
 from tests.helpers import REPO, metrics, tiny_config
 
 
@@ -119,6 +120,60 @@ def test_a_run_with_crops_on_the_device_learns_from_a_teacher_at_another_resolut
   logged = [m for m in metrics(str(tmp_path / "run")) if "train/loss" in m]
   assert [m["step"] for m in logged] == [5, 10]
   assert all(m["train/loss"] == m["train/distill_loss"] > 0 for m in logged)
+
+
+@pytest.mark.slow
+def test_runs_share_one_teacher_pass_through_the_cache(tiny_teacher, tmp_path, monkeypatch):
+  _, teacher_dir = tiny_teacher
+  cache = tmp_path / "teacher_cache"
+  base = {
+    "data.augment_on_device": True,
+    "training.num_steps": 10,
+    "training.log_every_steps": 5,
+    "distill.teacher": f"workdir:{teacher_dir}",
+    "distill.teacher_config": str(REPO / "configs" / "tiny.py"),
+  }
+  losses = lambda name: [
+    m["train/loss"] for m in metrics(str(tmp_path / name)) if "train/loss" in m
+  ]
+  # The cache gives the step what the teacher computes in it (another program: float rounding).
+  trainer.train_and_evaluate(tiny_config(**base), str(tmp_path / "in_step"))
+  trainer.train_and_evaluate(
+    tiny_config(**base, **{"distill.cache": str(cache)}), str(tmp_path / "cached")
+  )
+  np.testing.assert_allclose(losses("cached"), losses("in_step"), rtol=1e-5)
+  (chunk,) = cache.glob("steps_*")
+  written_at = chunk.stat().st_mtime_ns
+  # Another member, of another width and resolution, reads it: no second pass.
+  other = {"distill.cache": str(cache), "resolution": 24, "model.width_multiplier": 0.5}
+  assert trainer.train_and_evaluate(tiny_config(**base, **other), str(tmp_path / "other"))
+  assert list(cache.glob("steps_*")) == [chunk] and chunk.stat().st_mtime_ns == written_at
+  # Another seed saw other crops: one line, nothing written or overwritten.
+  with pytest.raises(errors.ConfigError, match=r"of other crops \(it differs in seed\)"):
+    trainer.train_and_evaluate(
+      tiny_config(**base, **{"distill.cache": str(cache), "seed": 1}), str(tmp_path / "seed_1")
+    )
+  assert not (tmp_path / "seed_1").exists() and chunk.stat().st_mtime_ns == written_at
+  # A teacher of more outputs than TOP_K is kept sparse: the largest logits and their indices.
+  monkeypatch.setattr(teacher_cache, "TOP_K", 4)
+  config = tiny_config(**base, **{"distill.cache": str(tmp_path / "sparse")})
+  split = sources.load_split(config.data, "train")
+  taught_by = trainer.teacher_config(config)
+  sparse = teacher_cache.open_cache(config, taught_by, split.class_names)
+  sparse.fill(distill.load_teacher(config, taught_by, split.class_names), split, config, 10)
+  dense = teacher_cache.TeacherCache(str(cache), {}, 10).targets(7)
+  kept = sparse.targets(7)
+  top = np.argsort(dense, -1)[:, -4:]
+  np.testing.assert_allclose(
+    np.take_along_axis(kept, top, -1), np.take_along_axis(dense, top, -1), rtol=1e-5
+  )
+  assert np.all(np.sort(kept, -1)[:, :6] < np.sort(kept, -1)[:, 6:7] - 99)
+
+
+def test_a_teacher_cache_needs_crops_on_the_device():
+  config = tiny_config(**{"distill.teacher": "workdir:/x", "distill.cache": "/tmp/cache"})
+  with pytest.raises(errors.ConfigError, match=r"needs config.data.augment_on_device=True"):
+    config_lib.validate(config)
 
 
 @pytest.mark.slow

@@ -518,6 +518,15 @@ KEYS = (
     bound=Bound(0, 1),
     before=1.0,
   ),
+  _k(
+    "distill.cache",
+    "",
+    "A directory of the teacher's outputs for every step, computed once by the first run that "
+    "needs them and read by every run with the same teacher, data, seed and batch (a sweep's "
+    "members); needs data.augment_on_device. '' = the teacher runs in every step.",
+    "placement",
+    before="",
+  ),
   # W&B.
   _k(
     "wandb.mode",
@@ -732,12 +741,17 @@ def _mesh_has_a_data_axis(config):
 
 
 def _teacher_keys_have_a_teacher(config):
-  for key in ("teacher_config", "teacher_classes"):
+  for key in ("teacher_config", "teacher_classes", "cache"):
     if config.distill[key] and not config.distill.teacher:
       raise errors.ConfigError(
         f"config.distill.{key}={config.distill[key]!r} without config.distill.teacher: name "
         "the teacher's weights, 'KIND:PATH' as init_from names them"
       )
+  if config.distill.cache and not config.data.augment_on_device:
+    raise errors.ConfigError(
+      f"config.distill.cache={config.distill.cache!r} needs config.data.augment_on_device=True: "
+      "only crops drawn on the device are the same for every run that shares the cache"
+    )
 
 
 # Checks over several keys, after every key passed its own.

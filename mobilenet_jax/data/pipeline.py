@@ -113,13 +113,15 @@ def local_batch_size(global_batch):
   return global_batch // count
 
 
-def train_batches(split: sources.Split, config: ml_collections.ConfigDict) -> grain.MapDataset:
-  """A MapDataset whose item t is this process's part of the global batch of step t: uint8
-  images (to_float makes them the model's input) and int32 labels; with
-  config.data.augment_on_device, (uint8 canvases, their images' sizes, their places in the
-  shuffled stream) for the step to crop."""
+def train_batches(
+  split: sources.Split, config: ml_collections.ConfigDict, whole: bool = False
+) -> grain.MapDataset:
+  """A MapDataset whose item t is this process's part of the global batch of step t (`whole`:
+  all of it, in the stream's order): uint8 images (to_float makes them the model's input) and
+  int32 labels; with config.data.augment_on_device, (uint8 canvases, their images' sizes, their
+  places in the shuffled stream) for the step to crop."""
   data = config.data
-  local = local_batch_size(data.batch_size)
+  local = data.batch_size if whole else local_batch_size(data.batch_size)
 
   def augment(item, rng):
     image, label = item
@@ -135,7 +137,8 @@ def train_batches(split: sources.Split, config: ml_collections.ConfigDict) -> gr
     )
   else:
     dataset = dataset.random_map(augment)
-  dataset = dataset[jax.process_index() :: jax.process_count()]
+  if not whole:
+    dataset = dataset[jax.process_index() :: jax.process_count()]
   return dataset.batch(local, drop_remainder=True, batch_fn=_stack)
 
 

@@ -19,7 +19,15 @@ from mobilenet_jax.core import errors, tracking
 from mobilenet_jax.counting import accounting
 from mobilenet_jax.data import pipeline, sources
 from mobilenet_jax.models import importers, mobilenet, quantization
-from mobilenet_jax.train import checkpointing, distill, optim, scoring, sharding, train_step
+from mobilenet_jax.train import (
+  checkpointing,
+  distill,
+  optim,
+  scoring,
+  sharding,
+  teacher_cache,
+  train_step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,7 @@ def train(
   val_split: sources.Split,
   imported: importers.Imported | None = None,
   teacher: distill.Teacher | None = None,
+  cache: teacher_cache.TeacherCache | None = None,
 ) -> Trained:
   """Trains from the latest checkpoint (or the start, with `imported`: config.init_from's
   weights) to config.training.num_steps, or until SIGTERM, learning from `teacher` (config.
@@ -106,13 +115,22 @@ def train(
   writer = tracking.MetricWriter(workdir, config, run_info, run_id=meta.get("wandb_run_id"))
   writer.log(start_step, derived)
 
+  # The step's teaching: the teacher's variables, or (config.distill.cache) its logits per batch.
   step_fn = jax.jit(
-    train_step.make_train_step(model, tx, config, schedule, teacher),
-    in_shardings=(state_sharding, batch_sharding, batch_sharding, replicated, replicated),
+    train_step.make_train_step(model, tx, config, schedule, teacher, cached=cache is not None),
+    in_shardings=(
+      state_sharding,
+      batch_sharding,
+      batch_sharding,
+      replicated,
+      batch_sharding if cache else replicated,
+    ),
     out_shardings=(state_sharding, replicated),
     donate_argnums=0,
   )
   teacher_variables = jax.device_put(teacher.variables, replicated) if teacher else None
+  if cache:
+    cache.fill(teacher, train_split, config, config.training.num_steps)
   eval_fn = scoring.make_eval_fn(model, config, mesh)
   eval_batches, eval_count = pipeline.eval_batches(val_split, config)
 
@@ -152,12 +170,14 @@ def train(
       images, labels = next(batches)
       waited += time.perf_counter() - wait_start
       put = lambda x: jax.make_array_from_process_local_data(batch_sharding, x)
+      # This process's examples are every process_count-th of the step's, in the stream.
+      teaching = (
+        put(cache.targets(step)[jax.process_index() :: jax.process_count()])
+        if cache
+        else teacher_variables
+      )
       state, metrics = step_fn(
-        state,
-        jax.tree.map(put, images),
-        put(labels + label_offset),
-        dropout_rng,
-        teacher_variables,
+        state, jax.tree.map(put, images), put(labels + label_offset), dropout_rng, teaching
       )
       step += 1
       logging_step = step % config.training.log_every_steps == 0 or step == num_steps

@@ -71,32 +71,34 @@ def model_input(images):
   return jnp.asarray(pipeline.PIXEL_VALUES)[images] if images.dtype == jnp.uint8 else images
 
 
-def make_train_step(model, tx, config, schedule, teacher=None):
+def make_train_step(model, tx, config, schedule, teacher=None, cached=False):
   """BN statistics are computed over the global batch: under jit with the batch sharded over
   the mesh, the mean in BatchNorm is a cross-device reduction (sync-BN), so the loss does not
   depend on how many devices hold the batch. With a `teacher` (distill.Teacher), the loss is
   config.distill.weight of the distillation loss plus the rest of the label loss; the step's
-  last argument is the teacher's variables (None without one)."""
+  last argument is the teacher's variables, or with `cached` its logits for this batch
+  (teacher_cache.py), and None without a teacher."""
   num_classes = config.model.num_classes
   smoothing = config.training.label_smoothing
   ema_decay = config.training.ema_decay
   weight, temperature = config.distill.weight, config.distill.temperature
 
-  def train_step(state, images, labels, rng, teacher_variables):
+  def train_step(state, images, labels, rng, teaching):
     dropout_rng = jax.random.fold_in(rng, state.step)
     teacher_view = None
     if config.data.augment_on_device:  # images: the host's (canvases, sizes, places)
       crops = lambda resolution: device_augment.train_crops(
         *images, config.seed, resolution, config.data.min_crop_area
       )
-      if teacher and teacher.resolution != config.resolution:
+      if teacher and not cached and teacher.resolution != config.resolution:
         # The student's box and flip, resampled from the stored pixels at the teacher's own size.
         teacher_view = model_input(crops(teacher.resolution))
       images = crops(config.resolution)
     inputs = model_input(images)
-    targets = (
-      distill.teacher_logits(teacher, teacher_variables, inputs, teacher_view) if teacher else None
-    )
+    if not teacher or cached:
+      targets = teaching
+    else:
+      targets = distill.teacher_logits(teacher, teaching, inputs, teacher_view)
 
     def loss_fn(params):
       logits, updates = model.apply(
