@@ -168,6 +168,19 @@ def measure(cell):
   ]
 
 
+def train_cell(args, resolution, **source):
+  """A cell of the training pipeline at `resolution` on one thread; `source`: its folder= or
+  dataset= (and on_device=)."""
+  return {
+    **source,
+    "resolution": resolution,
+    "pipeline": "train",
+    "batch": args.batch,
+    "batches": args.batches,
+    "threads": [1],
+  }
+
+
 def measure_before(library, cell):
   """measure(cell) with the mobilenet_jax in `library`, in a process of its own."""
   output = subprocess.run(
@@ -310,14 +323,7 @@ def torchvision_table(args, sources, cores):
     _, _, res = point.split(":")
     min_crop_area = speed.load_config("v2", 1.0, int(res)).data.min_crop_area
     for _, source, folder in sources.for_point(int(res))[:2]:
-      cell = {
-        "folder": folder,
-        "resolution": int(res),
-        "pipeline": "train",
-        "batch": args.batch,
-        "batches": args.batches,
-        "threads": [1],
-      }
+      cell = train_cell(args, int(res), folder=folder)
       (ours,) = measure(cell)
       theirs = torchvision_images_per_second(
         folder, int(res), min_crop_area, args.batch, args.batches, 0
@@ -370,14 +376,7 @@ def pixel_store_table(args, sources, cores):
       ),
     )
     for label, source in inputs:
-      cell = {
-        **source,
-        "resolution": resolution,
-        "pipeline": "train",
-        "batch": args.batch,
-        "batches": args.batches,
-        "threads": [1],
-      }
+      cell = train_cell(args, resolution, **source)
       (one,) = measure(cell)
       (every,) = measure({**cell, "processes": cores})
       rows.append([f"{resolution} px", label, round(one), round(every)])
@@ -422,14 +421,7 @@ def sweeps_table(args, sources, cores):
       ("original", sources.imagenet()),
       ("copy", sources.resized_copy(resolution)[0]),
     ):
-      cell = {
-        "folder": folder,
-        "resolution": resolution,
-        "pipeline": "train",
-        "batch": args.batch,
-        "batches": args.batches,
-        "threads": [1],
-      }
+      cell = train_cell(args, resolution, folder=folder)
       (one,) = measure(cell)
       (two,) = measure({**cell, "processes": 2})  # processes scale past the GIL; threads did not
       pipelines[resolution, kind] = one, projected(two)
