@@ -94,8 +94,9 @@ class TeacherCache:
     os.makedirs(self.directory, exist_ok=True)
     with filelock.FileLock(os.path.join(self.directory, ".lock")):
       self.check()
-      with open(os.path.join(self.directory, IDENTITY), "w") as f:
-        json.dump(self.identity, f, indent=1)
+      if not os.path.exists(os.path.join(self.directory, IDENTITY)):
+        with open(os.path.join(self.directory, IDENTITY), "w") as f:
+          json.dump(self.identity, f, indent=1)
       firsts = [f for f in range(0, num_steps, CHUNK_STEPS) if not os.path.exists(self._chunk(f))]
       if not firsts:
         return
