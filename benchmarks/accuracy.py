@@ -15,6 +15,10 @@ images. Results are kept per (side, seed) in OUT/results.json, so a rerun resume
 as mean ± std per side with their difference; parity means the JAX mean is at least the
 reference's mean minus its standard deviation.
 
+--sides=torch_own_input trains torchvision's model on torchvision's own input pipeline instead
+(`ImageFolder`, `RandomResizedCrop`, `DataLoader`: `torchvision_batches`), so both pipelines,
+not only both models, are compared.
+
 --override key=value (repeatable) changes the recipe of both sides (e.g.
 `--override=optimizer.learning_rate=0.05`) and names the point apart; --jax_override changes
 the JAX side only and names that side apart, e.g. `--jax_override=model.kernel_init=he_fan_in`.
@@ -45,6 +49,7 @@ from mobilenet_jax.data import (
 from mobilenet_jax.train import optim  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIDES = ("jax", "torch", "torch_own_input")
 
 
 def parse_value(text):
@@ -96,7 +101,90 @@ def torch_param_groups(model, weight_decay):
   return [{"params": decayed, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
 
 
-def train_torch(config, arch, width):
+def grain_batches(config):
+  """This project's batches (step t's is a function of (seed, t)) as torch tensors: (training
+  iterator of (images, labels), evaluation iterable of (images, labels, mask))."""
+  import torch
+
+  to_torch = lambda pixels: (
+    torch.from_numpy(pipeline.to_float(pixels))
+    .permute(0, 3, 1, 2)
+    .contiguous(memory_format=torch.channels_last)
+  )
+  train = (
+    (to_torch(images), torch.from_numpy(labels).long())
+    for images, labels in pipeline.iterate(
+      pipeline.train_batches(sources.load_split(config.data, "train"), config)
+    )
+  )
+  eval_batches, _ = pipeline.eval_batches(sources.load_split(config.data, "val"), config)
+  evaluation = (
+    (to_torch(images), labels, mask) for images, labels, mask in pipeline.iterate(eval_batches)
+  )
+  return train, evaluation
+
+
+def torchvision_batches(config):
+  """torchvision's own input on the same folder, as its reference scripts read it: ImageFolder,
+  RandomResizedCrop (config's area range, torchvision's aspect range 3/4 to 4/3, a full-size
+  decode) and a flip, shuffled by a DataLoader each epoch; evaluation resizes the shorter side to
+  resolution / central_crop_fraction and takes the central crop."""
+  import numpy as np
+  import torch
+  from torchvision import datasets, transforms
+
+  folder = config.data.dataset.split(":", 1)[1]
+  resolution = config.resolution
+  to_model = [
+    transforms.ToTensor(),
+    transforms.Normalize([0.5] * 3, [0.5] * 3),  # x/127.5 - 1, as pipeline.to_float
+  ]
+  train_set = datasets.ImageFolder(
+    os.path.join(folder, "train"),
+    transforms.Compose(
+      [
+        transforms.RandomResizedCrop(resolution, scale=(config.data.min_crop_area, 1.0)),
+        transforms.RandomHorizontalFlip(),
+        *to_model,
+      ]
+    ),
+  )
+  loader = torch.utils.data.DataLoader(
+    train_set,
+    batch_size=config.data.batch_size,
+    shuffle=True,
+    drop_last=True,
+    num_workers=os.cpu_count(),
+    persistent_workers=True,
+    generator=torch.Generator().manual_seed(config.seed),
+  )
+  train = (
+    (images.contiguous(memory_format=torch.channels_last), labels)
+    for _ in iter(int, 1)  # epochs without end: the step count decides
+    for images, labels in loader
+  )
+  val_set = datasets.ImageFolder(
+    os.path.join(folder, "val"),
+    transforms.Compose(
+      [
+        transforms.Resize(round(resolution / config.data.central_crop_fraction)),
+        transforms.CenterCrop(resolution),
+        *to_model,
+      ]
+    ),
+  )
+  evaluation = (
+    (images, labels.numpy(), np.ones(len(labels)))
+    for images, labels in torch.utils.data.DataLoader(
+      val_set, batch_size=config.data.eval_batch_size, num_workers=os.cpu_count()
+    )
+  )
+  return train, evaluation
+
+
+def train_torch(config, arch, width, own_input=False):
+  """torchvision's model trained on this project's batches, or with `own_input` on
+  torchvision's own input pipeline (`torchvision_batches`)."""
   import torch
 
   if config.optimizer.name not in ("momentum", "nesterov"):
@@ -104,6 +192,8 @@ def train_torch(config, arch, width):
       f"error: the torchvision side trains with SGD; config.optimizer.name="
       f"{config.optimizer.name!r} needs --preset=short (or another SGD preset)"
     )
+  if own_input and not config.data.dataset.startswith("folder:"):
+    sys.exit(f"error: torchvision's own input reads a folder, not --data={config.data.dataset}")
   torch.manual_seed(config.seed)
   torch.set_num_threads(os.cpu_count())
   model = speed.torch_model(arch, width, config.model.dropout_rate, config.model.num_classes)
@@ -118,16 +208,10 @@ def train_torch(config, arch, width):
     momentum=config.optimizer.momentum,
     nesterov=config.optimizer.name == "nesterov",
   )
-  train_split = sources.load_split(config.data, "train")
-  steps_per_epoch = max(len(train_split) // config.data.batch_size, 1)
+  steps_per_epoch = max(len(sources.load_split(config.data, "train")) // config.data.batch_size, 1)
   schedule, _ = optim.learning_rate_schedule(config, steps_per_epoch)
   loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.training.label_smoothing)
-  to_torch = lambda pixels: (
-    torch.from_numpy(pipeline.to_float(pixels))
-    .permute(0, 3, 1, 2)
-    .contiguous(memory_format=torch.channels_last)
-  )
-  batches = pipeline.iterate(pipeline.train_batches(train_split, config))
+  batches, evaluation = (torchvision_batches if own_input else grain_batches)(config)
   num_steps = config.training.num_steps
   model.train()
   start = time.perf_counter()
@@ -135,7 +219,7 @@ def train_torch(config, arch, width):
     images, labels = next(batches)
     for group in opt.param_groups:
       group["lr"] = float(schedule(step))
-    loss = loss_fn(model(to_torch(images)), torch.from_numpy(labels).long())
+    loss = loss_fn(model(images), labels)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -144,10 +228,9 @@ def train_torch(config, arch, width):
   images_per_second = num_steps * config.data.batch_size / (time.perf_counter() - start)
   model.eval()
   correct = count = 0.0
-  eval_batches, _ = pipeline.eval_batches(sources.load_split(config.data, "val"), config)
   with torch.inference_mode():
-    for images, labels, mask in pipeline.iterate(eval_batches):
-      predicted = model(to_torch(images)).argmax(-1).numpy()
+    for images, labels, mask in evaluation:
+      predicted = model(images).argmax(-1).numpy()
       correct += float(((predicted == labels) * mask).sum())
       count += float(mask.sum())
   return {"top1": correct / count, "images_per_second": images_per_second}
@@ -212,7 +295,12 @@ def main():
   parser.add_argument("--epochs", type=int, default=10)
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--seeds", default="0,1,2")
-  parser.add_argument("--sides", default="jax,torch")
+  parser.add_argument(
+    "--sides",
+    default="jax,torch",
+    help="of jax, torch (torchvision's model on this project's batches), torch_own_input "
+    "(torchvision's model on torchvision's own input pipeline)",
+  )
   parser.add_argument(
     "--data",
     default=os.path.join(
@@ -234,6 +322,9 @@ def main():
   )
   parser.add_argument("--out", default=os.path.join(REPO, "runs", "accuracy"))
   args = parser.parse_args()
+  unknown = set(args.sides.split(",")) - set(SIDES)
+  if unknown:
+    parser.error(f"--sides: {', '.join(sorted(unknown))} is not one of {', '.join(SIDES)}")
   os.makedirs(args.out, exist_ok=True)
   results_path = os.path.join(args.out, "results.json")
   results = tracking.read_json(results_path) if os.path.exists(results_path) else {}
@@ -252,7 +343,7 @@ def main():
       if side == "jax":
         result = train_jax(config, os.path.join(args.out, re.sub(r"[^\w.=-]+", "_", key)))
       else:
-        result = train_torch(config, args.arch, args.width)
+        result = train_torch(config, args.arch, args.width, own_input=side == "torch_own_input")
       result["minutes"] = (time.perf_counter() - start) / 60
       results[key] = result
       tracking.write_json(results_path, results)

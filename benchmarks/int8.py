@@ -61,13 +61,16 @@ MODELS = {
 
 
 def dataset_folder(root):
-  """The 250 sample images as val/, Imagenette's training images as train/ (links)."""
+  """The 250 sample images as val/, Imagenette's training images as train/ (links), made once
+  under --out: the QAT runs' configs name it, so a rerun with the same --out resumes them."""
+  if os.path.isdir(os.path.join(root, "train")):
+    return root
   with open(os.path.join(SAMPLE, "labels.csv")) as f:
     for row in csv.DictReader(f):
-      os.makedirs(os.path.join(root, "val", row["wnid"]), exist_ok=True)
-      os.symlink(
-        os.path.join(SAMPLE, row["file"]), os.path.join(root, "val", row["wnid"], row["file"])
-      )
+      link = os.path.join(root, "val", row["wnid"], row["file"])
+      os.makedirs(os.path.dirname(link), exist_ok=True)
+      if not os.path.lexists(link):  # a run killed while linking
+        os.symlink(os.path.join(SAMPLE, row["file"]), link)
   os.symlink(os.path.join(IMAGENETTE, "train"), os.path.join(root, "train"))
   return root
 
@@ -223,7 +226,7 @@ def main():
   )
   args = parser.parse_args()
   out = args.out or tempfile.mkdtemp()
-  folder = dataset_folder(tempfile.mkdtemp())
+  folder = dataset_folder(os.path.join(out, "dataset"))
   sizes = [int(size) for size in args.calibration.split(",")]
   rows = []
   for label in args.models.split(","):
