@@ -19,10 +19,12 @@ With --before=REV, revision REV's pipelines are measured too, taking turns with 
 on every row, so one run gives the before and the after on the same machine.
 
 --sweeps: for each member, the training step's img/s on one H100 projected from the measured
-V2 1.0-224 (H100_STEP) by mult-adds, this machine's step img/s, and the training pipeline's
-img/s with one thread, and projected to 16 cores linearly from two worker processes (one thread
-each) at the member's resolution: whether the member would wait for its input on a 16-core H100
-host.
+V2 1.0-224 (H100_STEP) by mult-adds, this machine's step img/s, and for each input (ImageNet's
+JPEGs, their resized copy, their pixel store with the crop on the device) the training
+pipeline's img/s with one thread, and projected linearly from two worker processes (one thread
+each) at the member's resolution to the host cores one H100 gets (16 on a one-GPU host, 8 on an
+8-GPU node): whether the member would wait for its input. The projected H100 step leaves out
+the crop's own cost on the device (--pixel_store measures it on this machine's device).
 
 --torchvision: the training pipeline beside an independent one doing the same work on the same
 files: torchvision's ImageFolder with RandomResizedCrop (the same area and aspect ranges) and a
@@ -69,7 +71,7 @@ SHARED = os.path.join(os.path.dirname(REPO), "shared", "artifacts")
 REPEATS = 40
 # One H100, V2 1.0-224, batch 256, bfloat16: run A of this README's GPU table (img/s).
 H100_STEP = 9_117
-PROJECTED_CORES = 16
+HOST_CORES = (16, 8)  # an H100 host's cores per GPU: one GPU with 16, an 8-GPU node's share
 
 
 def repeated(folder, repeats, root):
@@ -402,10 +404,10 @@ def pixel_store_table(args, sources, cores):
   )
 
 
-def projected(two_processes):
-  """img/s on PROJECTED_CORES cores, each adding what each of two worker processes gave here:
-  linear, so an upper estimate."""
-  return two_processes * PROJECTED_CORES / 2
+def projected(two_processes, cores):
+  """img/s on `cores` cores, each adding what each of two worker processes gave here: linear, so
+  an upper estimate."""
+  return two_processes * cores / 2
 
 
 def sweeps_table(args, sources, cores):
@@ -415,47 +417,57 @@ def sweeps_table(args, sources, cores):
     for member in loaded.members
   ]
   reference = accounting.profile(speed.load_config("v2", 1.0, 224)).madds
+  inputs = {
+    "ImageNet JPEGs": lambda resolution: {"folder": sources.imagenet()},
+    "resized copy": lambda resolution: {"folder": sources.resized_copy(resolution)[0]},
+    "pixel store, crop on the device": lambda resolution: {
+      "dataset": f"pixels:{sources.pixel_store(resolution)}",
+      "on_device": True,
+    },
+  }
   pipelines = {}
   for resolution in sorted({definition.member_config(m).resolution for _, m in members}):
-    for kind, folder in (
-      ("original", sources.imagenet()),
-      ("copy", sources.resized_copy(resolution)[0]),
-    ):
-      cell = train_cell(args, resolution, folder=folder)
+    for kind, source in inputs.items():
+      cell = train_cell(args, resolution, **source(resolution))
       (one,) = measure(cell)
       (two,) = measure({**cell, "processes": 2})  # processes scale past the GIL; threads did not
-      pipelines[resolution, kind] = one, projected(two)
+      pipelines[resolution, kind] = one, two
       print(resolution, kind, round(one), round(two), flush=True)
-  rows = []
+  rows, waiting = [], {(kind, c): 0 for kind in inputs for c in HOST_CORES}
   for sweep_name, member in members:
     config = definition.member_config(member)
     madds = accounting.profile(config).madds
     h100 = H100_STEP * reference / madds
     cpu = step_images_per_second(config, args.batch)
     row = [sweep_name, member.name, f"{madds / 1e6:.1f}", round(cpu, 1), f"{h100:,.0f}"]
-    for kind in ("original", "copy"):
-      one, sixteen = pipelines[config.resolution, kind]
-      row += [round(one), f"{sixteen:,.0f}", "yes" if sixteen < h100 else "no"]
+    for kind in inputs:
+      one, two = pipelines[config.resolution, kind]
+      bound = [projected(two, c) < h100 for c in HOST_CORES]
+      for c, is_bound in zip(HOST_CORES, bound):
+        waiting[kind, c] += is_bound
+      row += [
+        round(one),
+        f"{projected(two, HOST_CORES[0]):,.0f}",
+        "/".join("yes" if b else "no" for b in bound),
+      ]
     rows.append(row)
     print(*row, sep=" | ", flush=True)
-  print(
-    tables.markdown_table(
-      [
-        "sweep",
-        "member",
-        "M mult-adds",
-        f"step img/s here ({cores} cores)",
-        "step img/s, one H100 (projected)",
-        "pipeline img/s per core, ImageNet JPEGs",
-        f"… on {PROJECTED_CORES} cores (projected)",
-        "input-bound on the H100",
-        "per core, resized copy",
-        f"… on {PROJECTED_CORES} cores (projected)",
-        "input-bound on the H100, resized copy",
-      ],
-      rows,
-    )
-  )
+  header = [
+    "sweep",
+    "member",
+    "M mult-adds",
+    f"step img/s here ({cores} cores)",
+    "step img/s, one H100 (projected)",
+  ]
+  for kind in inputs:
+    header += [
+      f"{kind}: img/s per core",
+      f"… on {HOST_CORES[0]} cores (projected)",
+      "input-bound with " + "/".join(map(str, HOST_CORES)) + " cores per H100",
+    ]
+  print(tables.markdown_table(header, rows))
+  for (kind, c), count in waiting.items():
+    print(f"{kind}, {c} cores per H100: {count} of {len(rows)} members wait for their input")
 
 
 def main():
