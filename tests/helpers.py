@@ -90,6 +90,25 @@ def config_flags(overrides):
   return [f"--config.{key}={value}" for key, value in overrides.items()]
 
 
+def launch(workdir, *extra, env=None):
+  """launch.py training configs/tiny.py in `workdir`, in a process of its own (W&B offline)."""
+  args = [
+    sys.executable,
+    "launch.py",
+    "--config=configs/tiny.py",
+    f"--workdir={workdir}",
+    "--config.wandb.mode=offline",
+  ]
+  return subprocess.Popen(
+    args + list(extra),
+    cwd=REPO,
+    env={**os.environ, **(env or {})},
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
+
+
 def metrics(workdir):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f]

@@ -32,6 +32,7 @@ from tests.helpers import (
   assert_same_loss_curve,
   config_flags,
   final_params,
+  launch,
   load_config,
   metrics,
   tiny_config,
@@ -177,24 +178,6 @@ def test_unknown_preset_and_dataset_are_refused(tmp_path):
     errors.DataError, match="allowed: 'digits', 'glyphs', 'folder:PATH', 'tfds:NAME'"
   ):
     trainer.train_and_evaluate(tiny_config(**{"data.dataset": "mnist"}), str(tmp_path / "x"))
-
-
-def launch(workdir, *extra, env=None):
-  args = [
-    sys.executable,
-    "launch.py",
-    "--config=configs/tiny.py",
-    f"--workdir={workdir}",
-    "--config.wandb.mode=offline",
-  ]
-  return subprocess.Popen(
-    args + list(extra),
-    cwd=REPO,
-    env={**os.environ, **(env or {})},
-    stdout=subprocess.PIPE,
-    stderr=subprocess.STDOUT,
-    text=True,
-  )
 
 
 @pytest.mark.parametrize(
