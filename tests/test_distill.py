@@ -166,8 +166,11 @@ def test_runs_share_one_teacher_pass_through_the_cache(tiny_teacher, tmp_path, m
   written_at = chunk.stat().st_mtime_ns
   # Another member, of another width and resolution, reads it: no second pass.
   other = {"distill.cache": str(cache), "resolution": 24, "model.width_multiplier": 0.5}
-  assert trainer.train_and_evaluate(tiny_config(**base, **other), str(tmp_path / "other"))
+  summary = trainer.train_and_evaluate(tiny_config(**base, **other), str(tmp_path / "other"))
   assert list(cache.glob("steps_*")) == [chunk] and chunk.stat().st_mtime_ns == written_at
+  # Both record what the one pass cost: what each would have paid with the teacher in its steps.
+  written = json.load(open(tmp_path / "cached" / "summary.json"))["teacher_pass_seconds"]
+  assert summary["teacher_pass_seconds"] == written > 0
   # Another seed saw other crops: one line, nothing written or overwritten.
   with pytest.raises(errors.ConfigError, match=r"of other crops \(it differs in seed\)"):
     trainer.train_and_evaluate(

@@ -98,6 +98,8 @@ def train(
   label_offset = importers.label_offset(config)
   batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
 
+  if cache:  # before the run's record, which states what the shared pass cost
+    cache.fill(teacher, train_split, config, config.training.num_steps)
   counts = accounting.profile(config)
   run_info = {
     "madds": counts.madds,
@@ -111,6 +113,7 @@ def train(
     "processes": jax.process_count(),
     "steps_per_epoch": steps_per_epoch,
     **derived,
+    **({"teacher_pass_seconds": cache.pass_seconds(config.training.num_steps)} if cache else {}),
   }
   writer = tracking.MetricWriter(workdir, config, run_info, run_id=meta.get("wandb_run_id"))
   writer.log(start_step, derived)
@@ -129,8 +132,6 @@ def train(
     donate_argnums=0,
   )
   teacher_variables = jax.device_put(teacher.variables, replicated) if teacher else None
-  if cache:
-    cache.fill(teacher, train_split, config, config.training.num_steps)
   eval_fn = scoring.make_eval_fn(model, config, mesh)
   eval_batches, eval_count = pipeline.eval_batches(val_split, config)
 

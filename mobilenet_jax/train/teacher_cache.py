@@ -13,6 +13,7 @@ logits and their indices, the rest read as far below them.
 import hashlib
 import json
 import os
+import time
 
 import filelock
 import jax
@@ -106,13 +107,26 @@ class TeacherCache:
       batches = pipeline.train_batches(train_split, config, whole=True)
       with tqdm.tqdm(total=len(firsts) * CHUNK_STEPS, unit="step", desc="teacher pass") as bar:
         for first in firsts:
-          parts = []
+          start, parts = time.perf_counter(), []
           for images, _ in pipeline.iterate(batches[first : first + CHUNK_STEPS]):
             parts.append(jax.device_get(outputs(teacher.variables, images)))
             bar.update()
+          stacked = {name: np.stack([p[name] for p in parts]) for name in parts[0]}
           partial = self._chunk(first) + ".partial.npz"
-          np.savez(partial, **{name: np.stack([p[name] for p in parts]) for name in parts[0]})
+          np.savez(partial, seconds=time.perf_counter() - start, **stacked)
           os.replace(partial, self._chunk(first))  # a chunk is there whole or not at all
+
+  def pass_seconds(self, num_steps):
+    """The wall time the teacher pass over steps [0, num_steps) took, whichever runs made it:
+    what the sweep paid once, and every member would pay with the teacher in its steps (None
+    for a cache written before chunks kept their time)."""
+    total = 0.0
+    for first in range(0, num_steps, CHUNK_STEPS):
+      with np.load(self._chunk(first)) as chunk:
+        if "seconds" not in chunk.files:
+          return None
+        total += float(chunk["seconds"])
+    return total
 
   def targets(self, step):
     """The teacher's logits over the outputs that teach, for step `step`'s whole batch in the
