@@ -23,8 +23,9 @@ V2 1.0-224 (H100_STEP) by mult-adds, this machine's step img/s, and for each inp
 JPEGs, their resized copy, their pixel store with the crop on the device) the training
 pipeline's img/s with one thread, and projected linearly from two worker processes (one thread
 each) at the member's resolution to the host cores one H100 gets (16 on a one-GPU host, 8 on an
-8-GPU node): whether the member would wait for its input. The projected H100 step leaves out
-the crop's own cost on the device (--pixel_store measures it on this machine's device).
+8-GPU node): whether the member would wait for its input. With the crop on the device, the
+projected H100 step also does the crop's mult-adds (`crop_madds`, at the model's efficiency: a
+projection; --pixel_store measures the crop's cost on this machine's device).
 
 --torchvision: the training pipeline beside an independent one doing the same work on the same
 files: torchvision's ImageFolder with RandomResizedCrop (the same area and aspect ranges) and a
@@ -404,6 +405,16 @@ def pixel_store_table(args, sources, cores):
   )
 
 
+ON_DEVICE = "pixel store, crop on the device"
+
+
+def crop_madds(resolution):
+  """Mult-adds of device_augment's resize of one canvas (8/7 of `resolution` a side) to
+  `resolution`, three channels: rows, then columns, as the einsum contracts them."""
+  side = round(resolution * 8 / 7)
+  return 3 * (resolution * side * side + resolution * resolution * side)
+
+
 def projected(two_processes, cores):
   """img/s on `cores` cores, each adding what each of two worker processes gave here: linear, so
   an upper estimate."""
@@ -420,7 +431,7 @@ def sweeps_table(args, sources, cores):
   inputs = {
     "ImageNet JPEGs": lambda resolution: {"folder": sources.imagenet()},
     "resized copy": lambda resolution: {"folder": sources.resized_copy(resolution)[0]},
-    "pixel store, crop on the device": lambda resolution: {
+    ON_DEVICE: lambda resolution: {
       "dataset": f"pixels:{sources.pixel_store(resolution)}",
       "on_device": True,
     },
@@ -439,10 +450,21 @@ def sweeps_table(args, sources, cores):
     madds = accounting.profile(config).madds
     h100 = H100_STEP * reference / madds
     cpu = step_images_per_second(config, args.batch)
-    row = [sweep_name, member.name, f"{madds / 1e6:.1f}", round(cpu, 1), f"{h100:,.0f}"]
+    # The crop's share of a training step (forward and backward, 3x the forward's mult-adds).
+    crop_share = crop_madds(config.resolution) / (3 * madds)
+    row = [
+      sweep_name,
+      member.name,
+      f"{madds / 1e6:.1f}",
+      round(cpu, 1),
+      f"{h100:,.0f}",
+      f"{100 * crop_share:.1f}%",
+    ]
     for kind in inputs:
       one, two = pipelines[config.resolution, kind]
-      bound = [projected(two, c) < h100 for c in HOST_CORES]
+      # With the crop on the device, the step does the crop's mult-adds too.
+      step = h100 / (1 + crop_share) if kind == ON_DEVICE else h100
+      bound = [projected(two, c) < step for c in HOST_CORES]
       for c, is_bound in zip(HOST_CORES, bound):
         waiting[kind, c] += is_bound
       row += [
@@ -458,6 +480,7 @@ def sweeps_table(args, sources, cores):
     "M mult-adds",
     f"step img/s here ({cores} cores)",
     "step img/s, one H100 (projected)",
+    "the crop on the device, share of the step's mult-adds",
   ]
   for kind in inputs:
     header += [

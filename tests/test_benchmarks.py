@@ -2,6 +2,8 @@
 
 import os
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from benchmarks import accuracy as accuracy_benchmark
@@ -9,7 +11,7 @@ from benchmarks import input as input_benchmark
 from benchmarks import layers as layer_benchmark
 from benchmarks import speed
 from mobilenet_jax.counting import accounting
-from mobilenet_jax.data import pipeline, sources
+from mobilenet_jax.data import device_augment, pipeline, sources
 from tests.helpers import ARTIFACTS, imagenet_sample_folder, load_config, needs_artifacts
 
 
@@ -79,6 +81,20 @@ def test_torchvisions_own_input_shows_the_model_what_this_projects_shows_it(tmp_
   shifted = float((their_images - our_images.roll(1, 0)).abs().mean())  # another image each
   # Measured: 0.068 (9 levels of 255: a DCT-scaled decode against a full one), 0.52 shifted.
   assert same < 0.1 and shifted > 3 * same
+
+
+def test_the_crops_mult_adds_are_what_xla_counts_in_the_resize():
+  """input.py --sweeps charges a step with the crop on the device crop_madds more mult-adds: the
+  resize's two contractions, as XLA compiles them (2 flops a mult-add; the rest is rounding)."""
+  for resolution in (64, 224):
+    side = round(resolution * 8 / 7)
+    resize = jax.jit(device_augment._resample).lower(
+      jnp.zeros((side, side, 3), jnp.uint8),
+      jnp.zeros((resolution, side)),
+      jnp.zeros((resolution, side)),
+    )
+    flops = resize.compile().cost_analysis()["flops"]
+    assert 1 < flops / (2 * input_benchmark.crop_madds(resolution)) < 1.02
 
 
 @pytest.mark.slow
