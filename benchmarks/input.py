@@ -3,6 +3,10 @@
   python benchmarks/input.py --points=v2:0.35:128,v2:1.0:224 [--before=REV]
   python benchmarks/input.py --sweeps=experiments/v2_tradeoff.py,experiments/imagenette_tradeoff.py
   python benchmarks/input.py --torchvision [--points=...]
+  python benchmarks/input.py --pixel_store=96,128,160,224 --sweeps=...
+
+--pixel_store, --sweeps and --torchvision each print their table; given together, one run prints
+them all from the same sources; without any, --points' table.
 
 Sources: the 250 ImageNet sample images (ImageNet-sized JPEGs) linked 40 times each, 10,000
 items, so that shuffling costs what it costs on a real dataset; a resized copy of them written by
@@ -498,16 +502,14 @@ def main():
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
   parser.add_argument("--points", default="v2:0.35:128,v2:1.0:224")
-  parser.add_argument("--sweeps", default="", help="sweep files: the per-member table instead")
+  parser.add_argument("--sweeps", default="", help="sweep files: the per-member table")
   parser.add_argument("--before", default="", help="a git revision whose pipelines to measure too")
   parser.add_argument(
     "--torchvision",
     action="store_true",
     help="the training pipeline beside torchvision's, same files and work",
   )
-  parser.add_argument(
-    "--pixel_store", default="", help="resolutions: the pixel store's table instead"
-  )
+  parser.add_argument("--pixel_store", default="", help="resolutions: the pixel store's table")
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--batches", type=int, default=20, help="batches timed per measurement")
   parser.add_argument("--imagenette", default=os.path.join(SHARED, "datasets", "imagenette2_224"))
@@ -519,16 +521,18 @@ def main():
     return
   runtime.reexec_with_huge_pages()  # the step timed as launch.py runs it
   sources = Sources(args.imagenette)
-  table = (
-    sweeps_table
-    if args.sweeps
-    else torchvision_table
-    if args.torchvision
-    else pixel_store_table
-    if args.pixel_store
-    else points_table
-  )
-  table(args, sources, os.cpu_count())
+  # The tables asked for, in one run that shares their sources (copies and stores made once).
+  tables_asked = [
+    table
+    for asked, table in (
+      (args.pixel_store, pixel_store_table),
+      (args.sweeps, sweeps_table),
+      (args.torchvision, torchvision_table),
+    )
+    if asked
+  ]
+  for table in tables_asked or [points_table]:
+    table(args, sources, os.cpu_count())
 
 
 if __name__ == "__main__":
