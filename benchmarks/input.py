@@ -117,11 +117,18 @@ class Sources:
     return self.copies[side], side
 
   def pixel_store(self, resolution):
-    """A pixel store of the repeated sample (10,000 records) at 8/7 of `resolution` a side."""
+    """A pixel store of the repeated sample (10,000 training records) at 8/7 of `resolution` a
+    side."""
     side = round(resolution * 8 / 7)
     if side not in self.stores:
+      # The repeated training split; the validation split once (the tables read training's).
+      source = os.path.join(self.root, "store_source")
+      if not os.path.isdir(source):
+        os.makedirs(source)
+        os.symlink(os.path.join(self.imagenet(), "train"), os.path.join(source, "train"))
+        os.symlink(os.path.join(self.sample, "val"), os.path.join(source, "val"))
       config = speed.load_config("v2", 1.0, resolution).data
-      config.dataset = f"folder:{self.imagenet()}"
+      config.dataset = f"folder:{source}"
       self.stores[side] = os.path.join(self.root, f"store_{side}")
       prepare_data.write_pixel_store(config, self.stores[side], side)
     return self.stores[side]
