@@ -23,7 +23,7 @@ With --before=REV, revision REV's pipelines are measured too, taking turns with 
 on every row, so one run gives the before and the after on the same machine.
 
 --sweeps: for each member, the training step's img/s on one H100 projected from the measured
-V2 1.0-224 (H100_STEP) by mult-adds, this machine's step img/s, and for each input (ImageNet's
+V2 1.0-224 (H100_STEP) by mult-adds, and for each input (ImageNet's
 JPEGs, their resized copy, their pixel store with the crop on the device) the training
 pipeline's img/s with one thread, and projected linearly from two worker processes (one thread
 each) at the member's resolution to the host cores one H100 gets (16 on a one-GPU host, 8 on an
@@ -460,14 +460,12 @@ def sweeps_table(args, sources, cores):
     config = definition.member_config(member)
     madds = accounting.profile(config).madds
     h100 = H100_STEP * reference / madds
-    cpu = step_images_per_second(config, args.batch)
     # The crop's share of a training step (forward and backward, 3x the forward's mult-adds).
     crop_share = crop_madds(config.resolution) / (3 * madds)
     row = [
       sweep_name,
       member.name,
       f"{madds / 1e6:.1f}",
-      round(cpu, 1),
       f"{h100:,.0f}",
       f"{100 * crop_share:.1f}%",
     ]
@@ -489,7 +487,6 @@ def sweeps_table(args, sources, cores):
     "sweep",
     "member",
     "M mult-adds",
-    f"step img/s here ({cores} cores)",
     "step img/s, one H100 (projected)",
     "the crop on the device, share of the step's mult-adds",
   ]
