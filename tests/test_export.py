@@ -125,6 +125,37 @@ def test_a_quantization_aware_runs_int8_onnx_computes_its_jax_simulation(qat_run
   assert written == learned and len(learned) == 18
 
 
+def test_a_learned_range_export_keeps_the_bias_of_a_channel_whose_weights_are_zero(tmp_path):
+  """A channel whose kernel is ~0 and bias is not: at input scale x weight scale (max|w| / 127)
+  its int32 bias would overflow and be clipped to ~0; the exporter lets onnxruntime raise that
+  channel's weight scale (as TFLite's converter does), so the int8 file still outputs the bias."""
+  import onnx
+  from onnx import TensorProto, helper, numpy_helper
+
+  kernel = np.array([0.5, 1e-12], np.float32).reshape(2, 1, 1, 1)
+  bias = np.array([0.1, 3.0], np.float32)
+  graph = helper.make_graph(
+    [
+      helper.make_node("Transpose", ["images"], ["nchw"], perm=[0, 3, 1, 2]),
+      helper.make_node("Conv", ["nchw", "kernel", "bias"], ["conv"]),
+      helper.make_node("Relu", ["conv"], ["logits"]),
+    ],
+    "one_conv",
+    [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 4, 4, 1])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2, 4, 4])],
+    [numpy_helper.from_array(kernel, "kernel"), numpy_helper.from_array(bias, "bias")],
+  )
+  model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+  onnx.save(model, tmp_path / "float.onnx")
+  images = np.random.default_rng(0).uniform(-1, 1, (1, 4, 4, 1)).astype(np.float32)
+  # Learned ranges: the input at 1/127, the output in [0, 3.5].
+  ranges = [(1 / 127, 0), (3.5 / 255, -128)]
+  export.quantize_onnx(str(tmp_path / "float.onnx"), str(tmp_path / "int8.onnx"), [images], ranges)
+  logits = export.OnnxModel(str(tmp_path / "int8.onnx"), integer_kernels=False)(images)
+  np.testing.assert_allclose(logits[0, 1], 3.0, atol=3.5 / 255)
+  np.testing.assert_allclose(logits[0, 0], np.maximum(0.5 * images[0, ..., 0] + 0.1, 0), atol=0.02)
+
+
 def test_int8_qat_records_the_fine_tunings_int8_in_the_float_runs_summary(qat_run):
   _, workdir = qat_run
   summary = json.loads((workdir / "summary.json").read_text())
