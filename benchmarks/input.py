@@ -23,11 +23,11 @@ With --before=REV, revision REV's pipelines are measured too, taking turns with 
 on every row, so one run gives the before and the after on the same machine.
 
 --sweeps: for each member, the training step's img/s on one H100 projected from the measured
-V2 1.0-224 (H100_STEP) by mult-adds, and for each input (ImageNet's
-JPEGs, their resized copy, their pixel store with the crop on the device) the training
-pipeline's img/s with one thread, and projected linearly from two worker processes (one thread
-each) at the member's resolution to the host cores one H100 gets (16 on a one-GPU host, 8 on an
-8-GPU node): whether the member would wait for its input. With the crop on the device, the
+V2 1.0-224 (H100_STEP) by mult-adds, and for each input (ImageNet's JPEGs, their resized copy,
+their pixel store with the crop on the device) the training pipeline's img/s with one thread,
+and projected linearly from two worker processes (one thread each) at the member's resolution to
+the host cores one H100 gets (16 on a one-GPU host, 8 on an 8-GPU node): whether the member
+would wait for its input. With the crop on the device, the
 projected H100 step also does the crop's mult-adds (`crop_madds`, at the model's efficiency: a
 projection; --pixel_store measures the crop's cost on this machine's device).
 
@@ -107,7 +107,7 @@ class Sources:
     return path if os.path.isdir(path) else repeated(self.sample, REPEATS, path)
 
   def resized_copy(self, resolution):
-    side = round(resolution * 8 / 7)
+    side = speed.store_side(resolution)
     if side not in self.copies:
       copy = os.path.join(self.root, f"copy_{side}")
       config = speed.load_config("v2", 1.0, resolution).data
@@ -119,7 +119,7 @@ class Sources:
   def pixel_store(self, resolution):
     """A pixel store of the repeated sample (10,000 training records) at 8/7 of `resolution` a
     side."""
-    side = round(resolution * 8 / 7)
+    side = speed.store_side(resolution)
     if side not in self.stores:
       # The repeated training split; the validation split once (the tables read training's).
       source = os.path.join(self.root, "store_source")
@@ -422,7 +422,7 @@ ON_DEVICE = "pixel store, crop on the device"
 def crop_madds(resolution):
   """Mult-adds of device_augment's resize of one canvas (8/7 of `resolution` a side) to
   `resolution`, three channels: rows, then columns, as the einsum contracts them."""
-  side = round(resolution * 8 / 7)
+  side = speed.store_side(resolution)
   return 3 * (resolution * side * side + resolution * resolution * side)
 
 
@@ -452,7 +452,7 @@ def sweeps_table(args, sources, cores):
     for kind, source in inputs.items():
       cell = train_cell(args, resolution, **source(resolution))
       (one,) = measure(cell)
-      (two,) = measure({**cell, "processes": 2})  # processes scale past the GIL; threads did not
+      (two,) = measure({**cell, "processes": 2})  # decoding scales with processes, not threads
       pipelines[resolution, kind] = one, two
       print(resolution, kind, round(one), round(two), flush=True)
   rows, waiting = [], {(kind, c): 0 for kind in inputs for c in HOST_CORES}

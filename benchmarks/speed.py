@@ -100,6 +100,12 @@ def jax_contender(arch, width, res, batch, impl, dtype):
   return config_contender(load_config(arch, width, res), batch, impl, dtype)
 
 
+def store_side(resolution):
+  """The side a resized copy or pixel store keeps for `resolution`: 8/7 of it, so evaluation's
+  0.875 central crop is taken at full size."""
+  return round(resolution * 8 / 7)
+
+
 def config_contender(config, batch, impl, dtype):
   """jax_contender for any config (a sweep member's)."""
   config.model.conv_impl = impl
@@ -116,8 +122,8 @@ def config_contender(config, batch, impl, dtype):
   state0 = train_step.init_state(model, tx, config, jax.random.key(0))
   images = jax.random.normal(jax.random.key(1), mobilenet.input_shape(config, batch))
   step_images = images
-  if config.data.augment_on_device:  # the step crops a pixel store's canvases (8/7 the side)
-    side = round(config.resolution * 8 / 7)
+  if config.data.augment_on_device:  # the step crops a pixel store's canvases
+    side = store_side(config.resolution)
     canvases = jax.random.randint(jax.random.key(1), (batch, side, side, 3), 0, 256, jnp.int32)
     sizes, places = jnp.full((batch, 2), side, jnp.int32), jnp.arange(batch, dtype=jnp.int32)
     step_images = (canvases.astype(jnp.uint8), sizes, places)

@@ -87,7 +87,7 @@ def test_the_crops_mult_adds_are_what_xla_counts_in_the_resize():
   """input.py --sweeps charges a step with the crop on the device crop_madds more mult-adds: the
   resize's two contractions, as XLA compiles them (2 flops a mult-add; the rest is rounding)."""
   for resolution in (64, 224):
-    side = round(resolution * 8 / 7)
+    side = speed.store_side(resolution)
     resize = jax.jit(device_augment._resample).lower(
       jnp.zeros((side, side, 3), jnp.uint8),
       jnp.zeros((resolution, side)),

@@ -157,7 +157,8 @@ def test_runs_share_one_teacher_pass_through_the_cache(tiny_teacher, tmp_path, m
   trainer.train_and_evaluate(tiny_config(**base), str(tmp_path / "in_step"))
   output = cached.communicate(timeout=300)[0]
   assert cached.returncode == 0, output
-  assert json.load(open(tmp_path / "cached" / "summary.json"))["devices"] == 8
+  cached_summary = json.loads((tmp_path / "cached" / "summary.json").read_text())
+  assert cached_summary["devices"] == 8
   # A target given to the wrong example is far off at step 1; rounding grows over the ten steps
   # (measured: equal for three, 2.6e-5 apart at the fifth).
   np.testing.assert_allclose(losses("cached")[:2], losses("in_step")[:2], rtol=1e-5)
@@ -169,8 +170,7 @@ def test_runs_share_one_teacher_pass_through_the_cache(tiny_teacher, tmp_path, m
   summary = trainer.train_and_evaluate(tiny_config(**base, **other), str(tmp_path / "other"))
   assert list(cache.glob("steps_*")) == [chunk] and chunk.stat().st_mtime_ns == written_at
   # Both record what the one pass cost: what each would have paid with the teacher in its steps.
-  written = json.load(open(tmp_path / "cached" / "summary.json"))["teacher_pass_seconds"]
-  assert summary["teacher_pass_seconds"] == written > 0
+  assert summary["teacher_pass_seconds"] == cached_summary["teacher_pass_seconds"] > 0
   # Another seed saw other crops: one line, nothing written or overwritten.
   with pytest.raises(errors.ConfigError, match=r"of other crops \(it differs in seed\)"):
     trainer.train_and_evaluate(
