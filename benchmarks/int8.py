@@ -15,7 +15,7 @@ and TFLite with the ranges it learned.
 Each row gives top-1 on the 250 images, how many share the JAX float model's top-1 (a QAT
 file: its JAX int8 simulation's; ties count as shared, export.compare) (int8 ONNX:
 the int8 model's arithmetic, `OnnxModel(integer_kernels=False)`, then in brackets what
-onnxruntime's integer kernels give on this CPU), its node count, and its 1-thread batch-1
+onnxruntime's integer kernels give), its node count, and its 1-thread batch-1
 latency; the latencies are measured round-robin over the rows
 in one process (median over rounds of each round's median), so they compare side by side.
 """

@@ -84,6 +84,7 @@ QAT_ENTRIES = {
   "int8_top1": "int8_top1",
   "int8_same_top1": "int8_same_top1",
   "int8_onnxruntime_top1": "int8_onnxruntime_top1",
+  "int8_onnxruntime_same_top1": "int8_onnxruntime_same_top1",
   "int8_litert_top1": "int8_litert_top1",  # where TensorFlow's converter is installed
   "int8_litert_same_top1": "int8_litert_same_top1",
   **{name: name for name in export.latency_names("int8_").values()},

@@ -9,9 +9,9 @@ jax2onnx's NHWC<->NCHW transposes and the bias Adds into the Convs; TFLite throu
 TensorFlow's converter, run by LiteRT's interpreter (TensorFlow is an optional install). Both
 trace the `xla` convolutions, which compute the same function as `shifted`. int8 is
 post-training static quantization calibrated on training images (evaluation preprocessing),
-reported apart from float32 as the papers report their quantized rows; an int8 ONNX file is also
-scored by its own arithmetic, since onnxruntime's integer kernels on an x86 CPU without VNNI lose
-points to 16-bit saturation that no phone's int8 kernels have (docs/results.md).
+reported apart from float32 as the papers report their quantized rows; an int8 ONNX file is
+scored by onnxruntime's integer kernels and by its own arithmetic (each op in float between its
+DequantizeLinear and QuantizeLinear, as written).
 """
 
 import dataclasses
@@ -302,9 +302,8 @@ class OnnxModel:
   """An exported .onnx file in onnxruntime on this machine's CPU.
 
   `integer_kernels=False` runs an int8 (QDQ) file op by op as written, each int8 tensor
-  dequantized into a float op: the int8 model's arithmetic, which int8 hardware that sums in 32
-  bits computes. onnxruntime's fused integer kernels on an x86 CPU without VNNI (AVX2, as here)
-  sum pairs of products in 16 bits, and saturate (OpenVINO's "saturation issue").
+  dequantized into a float op: the int8 model's arithmetic in float. Otherwise onnxruntime's
+  fused integer kernels, with 32-bit sums on every x86 CPU (session.x64quantprecision).
   """
 
   def __init__(self, path, threads=1, integer_kernels=True):
@@ -314,6 +313,9 @@ class OnnxModel:
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     if not integer_kernels:
       options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # Without it, x86 without VNNI sums pairs of u8 x s8 products in 16 bits and saturates
+    # (V2's QAT file: 83.6% top-1 against 89.2% with it; docs/results.md).
+    options.add_session_config_entry("session.x64quantprecision", "1")
     self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
   def __call__(self, images):
@@ -418,8 +420,8 @@ def int8_model(config, variables, workdir):
   summary.json's int8 entries: the ONNX file's top-1 on the whole validation split and the
   fraction of images whose top-1 is the JAX model's (the float model's, or the
   quantization-aware model's own simulation), both by its arithmetic
-  (OnnxModel(integer_kernels=False)); the top-1 onnxruntime's integer kernels give on this CPU;
-  the same two of the TFLite file in LiteRT; each runtime's batch-1 latency per thread count."""
+  (OnnxModel(integer_kernels=False)); the same two by onnxruntime's integer kernels and of
+  the TFLite file in LiteRT; each runtime's batch-1 latency per thread count."""
   path = os.path.join(workdir, EXPORT_DIR, "model_int8.onnx")
   if config.model.quantized:
     calibration = [np.zeros(mobilenet.input_shape(config), np.float32)]  # read by no range
@@ -440,6 +442,7 @@ def int8_model(config, variables, workdir):
     "int8_top1": arithmetic.top1,
     "int8_same_top1": arithmetic.same_top1 / arithmetic.count,
     "int8_onnxruntime_top1": kernels.top1,
+    "int8_onnxruntime_same_top1": kernels.same_top1 / kernels.count,
     **{name: latency_ms(OnnxModel(path, t), config) for t, name in latency_names("int8_").items()},
   }
   if litert:
@@ -480,7 +483,7 @@ def compare_all(jax_logits, models, batches, label_offset=0):
     for i, model in enumerate(models):
       theirs = model(images)
       difference[i] = max(difference[i], float(np.abs(ours - theirs).max()))
-      same[i] += int(np.sum(np.any(_top_classes(ours) & _top_classes(theirs), -1)))
+      same[i] += int(np.sum(np.any(top_classes(ours) & top_classes(theirs), -1)))
       correct[i] += int((theirs.argmax(-1) == labels).sum())
   return [
     Agreement(count, difference[i], same[i], correct[i] / count, jax_correct / count)
@@ -488,7 +491,7 @@ def compare_all(jax_logits, models, batches, label_offset=0):
   ]
 
 
-def _top_classes(logits):
+def top_classes(logits):
   """Each image's classes of the highest logit. int8 logits tie (a tiny net's take ~140 of
   256 levels), and a tie's argmax is the lowest index: one step of rounding noise in one
   runtime would count as another top-1."""
@@ -630,7 +633,6 @@ def export(
   )
   out(
     f"Batch-1 latency on this machine's CPU ({os.cpu_count()} cores), median of 30 warm calls;"
-    " not a phone's. 'int8 arithmetic': the int8 file op by op, as hardware that sums in 32 bits"
-    " computes it (onnxruntime's integer kernels saturate on x86 without VNNI)."
+    " not a phone's. 'int8 arithmetic': the int8 file op by op in float, as written."
   )
   return rows

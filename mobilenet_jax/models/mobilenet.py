@@ -141,7 +141,10 @@ class MobileNet(nn.Module):
     quantizer = add_quantizer = None
     x = normalize_input(x, self.input_mean, self.input_std)
     if self.quantized:
-      quantizer = functools.partial(quantization.ActivationQuantizer, self.quantized.range_decay)
+      scales = quantization.InputScales()
+      quantizer = functools.partial(
+        quantization.ActivationQuantizer, self.quantized.range_decay, scales
+      )
       add_quantizer = quantizer
       layer = quantization.layer_factory(
         self.activation,
@@ -151,6 +154,7 @@ class MobileNet(nn.Module):
         self.kernel_init,
         self.quantized,
         self.padding,
+        scales,
       )
       x = quantizer(name="input_quant")(x, train)
     else:
@@ -189,7 +193,7 @@ class MobileNet(nn.Module):
     classifier_init = layers.KERNEL_INITS[self.kernel_init][1]
     if self.quantized:
       return quantization.QuantizedDense(
-        self.num_classes, classifier_init, self.quantized.range_decay, name="classifier"
+        self.num_classes, classifier_init, self.quantized.range_decay, scales, name="classifier"
       )(x, train)
     return nn.Dense(self.num_classes, kernel_init=classifier_init, name="classifier")(x)
 
