@@ -47,6 +47,7 @@ def test_input_benchmark_reads_the_250_sample_images_as_both_splits(tmp_path):
   assert input_benchmark.pipeline_images_per_second(pipeline.train_batches(split, config), 1, 3) > 0
 
 
+@pytest.mark.slow
 @needs_artifacts("datasets", "imagenet_sample_250")
 def test_input_benchmark_times_torchvision_on_the_same_folder(tmp_path):
   pytest.importorskip("torchvision", reason="PyTorch is in benchmarks/requirements.txt")
@@ -122,6 +123,7 @@ def test_layer_benchmark_takes_every_convolution_with_its_shapes():
   ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
   "arch,name", [("v3l", "mobilenet_v3_large"), ("v3s", "mobilenet_v3_small")]
 )

@@ -160,6 +160,7 @@ class TinyJpegs(TinyStripes):
       )
 
 
+@pytest.mark.slow
 @with_tensorflow
 def test_tfds_image_files_are_decoded_by_the_pipeline_as_tfds_decodes_them(tmp_path):
   prepare_data.prepare("tiny_jpegs", str(tmp_path))
@@ -504,6 +505,7 @@ def test_prepare_data_writes_a_pixel_store_and_refuses_a_missing_max_side_in_one
   assert f"train with --config.data.dataset=pixels:{tmp_path / 'store'}" in written.stdout
 
 
+@pytest.mark.slow
 def test_a_run_trains_from_a_pixel_store_and_refuses_to_upsample_it_unless_asked(tmp_path):
   write_folder(tmp_path / "images", ["n01", "n02"], per_class=8, size=12)
   source = tiny_config(**{"data.dataset": f"folder:{tmp_path / 'images'}"}).data

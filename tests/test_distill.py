@@ -87,6 +87,7 @@ def test_a_teacher_alone_teaches_a_student_at_another_resolution_without_its_lab
   assert logged[-1]["train/teacher_agreement"] > logged[0]["train/teacher_agreement"]
 
 
+@pytest.mark.slow
 def test_with_crops_on_the_device_the_teacher_sees_the_students_box_at_its_own_resolution():
   rng = np.random.default_rng(0)
   images = [
@@ -214,6 +215,7 @@ def test_a_weight_of_zero_trains_on_the_labels_alone(tiny_teacher, tmp_path):
   assert "train/distill_loss" in with_teacher[-2] and "train/distill_loss" not in without[-2]
 
 
+@pytest.mark.slow
 def test_a_teacher_that_cannot_teach_is_one_line_and_writes_nothing(tiny_teacher, tmp_path):
   _, teacher_dir = tiny_teacher
   workdir = tmp_path / "student"

@@ -269,6 +269,7 @@ def test_a_strided_uib_takes_the_stride_in_its_middle_depthwise():
   assert [f.shape[1] for f in feats] == [112, 56, 56, 28, 28] + [14] * 6 + [7] * 7
 
 
+@pytest.mark.slow
 def test_the_folded_model_computes_the_model_with_its_batch_norm_folded():
   config = every_block_type()  # MNv4's pooled head with its BN among them
   config.resolution = 64

@@ -439,6 +439,7 @@ def test_a_member_that_no_node_or_not_the_whole_cluster_can_hold_is_named():
   )
 
 
+@pytest.mark.slow
 def test_a_taught_sweep_reports_its_teacher_and_each_members_gain_over_a_baseline(tmp_path):
   teacher_config = str(REPO / "configs" / "mobilenet_v2.py")
   taught, baseline = tmp_path / "taught", tmp_path / "baseline"

@@ -52,6 +52,7 @@ def imported_logits(config, images):
   return np.asarray(jax.jit(model.apply)(variables, images.astype(np.float32) / 127.5 - 1.0))
 
 
+@pytest.mark.slow
 @needs_fixtures
 @pytest.mark.parametrize("name", MODELS)
 def test_timm_fixture_logits_and_parameter_count(name, tmp_path):
@@ -100,6 +101,7 @@ def test_attention_matmuls_are_counted_as_their_own_layer_type():
   assert by_type[accounting.ATTENTION] == (expected, 0)
 
 
+@pytest.mark.slow
 @needs_fixtures
 def test_checkpoint_of_another_width_names_the_first_tensor_and_the_model(tmp_path):
   _, path, config = fixture_checkpoint("mobilenetv2_050", tmp_path)
@@ -139,6 +141,7 @@ def test_pytorch_checkpoint_without_pytorch_says_to_use_safetensors(tmp_path):
     importers.load_for_model(config, mobilenet.build_model(config))
 
 
+@pytest.mark.slow
 @needs_fixtures
 def test_fine_tuning_a_timm_checkpoint_takes_a_new_classifier(tmp_path):
   spec, _, config = fixture_checkpoint("mobilenetv4_conv_small_050", tmp_path)
@@ -150,6 +153,7 @@ def test_fine_tuning_a_timm_checkpoint_takes_a_new_classifier(tmp_path):
   assert stem.shape == (3, 3, 3, 32)  # timm keeps MNv4's stem at 32 below width 1.0
 
 
+@pytest.mark.slow
 @needs_fixtures
 @needs_artifacts("datasets", "imagenet_sample_250")
 def test_predict_from_a_timm_checkpoint_without_class_names_gives_class_indices(tmp_path, caplog):
