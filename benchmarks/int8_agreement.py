@@ -14,7 +14,6 @@ side's top-1.
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -41,12 +40,13 @@ def main():
   if args.dataset:
     config.data.dataset = args.dataset
   variables, _ = evaluate.inference_variables(config, mobilenet.build_model(config), args.workdir)
-  out = tempfile.mkdtemp()
-  onnx_path = os.path.join(out, "model_int8.onnx")
-  calibration = [np.zeros(mobilenet.input_shape(config), np.float32)]  # read by no range
-  ranges = export.learned_ranges(config, variables)
-  export.quantize_onnx(
-    os.path.join(args.workdir, export.EXPORT_DIR, "model.onnx"), onnx_path, calibration, ranges
+  float_onnx = os.path.join(args.workdir, export.EXPORT_DIR, "model.onnx")
+  onnx_path, tflite_path = export.write_int8_files(
+    config,
+    variables,
+    float_onnx,
+    tempfile.mkdtemp(),
+    *export.learned_quantization(config, variables),
   )
 
   def simulation(impl):
@@ -59,10 +59,7 @@ def main():
     "ONNX arithmetic": export.OnnxModel(onnx_path, integer_kernels=False),
     "onnxruntime integer kernels": export.OnnxModel(onnx_path),
   }
-  if importlib.util.find_spec("tensorflow") is not None:
-    tflite_path = os.path.join(out, "model_int8.tflite")
-    function = export.inference_function(config, variables)
-    export.write_tflite(function, config, tflite_path, calibration, ranges)
+  if tflite_path is not None:
     sides["TFLite (LiteRT)"] = export.TfliteModel(tflite_path)
   logits, labels = {name: [] for name in sides}, []
   for images, batch_labels, mask in export.check_batches(config, 0):
@@ -72,10 +69,9 @@ def main():
       logits[name].append(np.asarray(side(images)))
   labels = np.concatenate(labels) + importers.label_offset(config)
   logits = {name: np.concatenate(v) for name, v in logits.items()}
-  tops = {name: export.top_classes(v) for name, v in logits.items()}
-  names, count = list(sides), len(next(iter(tops.values())))
+  names, count = list(sides), len(labels)
   rows = [
-    (a, b, f"{np.any(tops[a] & tops[b], -1).sum()}/{count}")
+    (a, b, f"{export.shared_top1(logits[a], logits[b]).sum()}/{count}")
     for i, a in enumerate(names)
     for b in names[i + 1 :]
   ]

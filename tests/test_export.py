@@ -126,28 +126,36 @@ def test_a_quantization_aware_runs_int8_onnx_computes_its_jax_simulation(qat_run
   assert written == learned and len(learned) == 18
 
 
+def write_one_conv(path, kernel, bias=None, relu=False):
+  """A float ONNX file of images (1, 4, 4, C) -> one 1x1 Conv (OIHW `kernel`) [-> Relu], as
+  exports lay out a folded layer."""
+  import onnx
+  from onnx import TensorProto, helper, numpy_helper
+
+  constants = {"kernel": kernel} if bias is None else {"kernel": kernel, "bias": bias}
+  nodes = [
+    helper.make_node("Transpose", ["images"], ["nchw"], perm=[0, 3, 1, 2]),
+    helper.make_node("Conv", ["nchw", *constants], ["conv" if relu else "logits"]),
+  ]
+  if relu:
+    nodes.append(helper.make_node("Relu", ["conv"], ["logits"]))
+  graph = helper.make_graph(
+    nodes,
+    "one_conv",
+    [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 4, 4, kernel.shape[1]])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, kernel.shape[0], 4, 4])],
+    [numpy_helper.from_array(v, k) for k, v in constants.items()],
+  )
+  onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
 def test_a_learned_range_export_keeps_the_bias_of_a_channel_whose_weights_are_zero(tmp_path):
   """A channel whose kernel is ~0 and bias is not: at input scale x weight scale (max|w| / 127)
   its int32 bias would overflow and be clipped to ~0; the exporter lets onnxruntime raise that
   channel's weight scale (as TFLite's converter does), so the int8 file still outputs the bias."""
-  import onnx
-  from onnx import TensorProto, helper, numpy_helper
-
   kernel = np.array([0.5, 1e-12], np.float32).reshape(2, 1, 1, 1)
   bias = np.array([0.1, 3.0], np.float32)
-  graph = helper.make_graph(
-    [
-      helper.make_node("Transpose", ["images"], ["nchw"], perm=[0, 3, 1, 2]),
-      helper.make_node("Conv", ["nchw", "kernel", "bias"], ["conv"]),
-      helper.make_node("Relu", ["conv"], ["logits"]),
-    ],
-    "one_conv",
-    [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 4, 4, 1])],
-    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 2, 4, 4])],
-    [numpy_helper.from_array(kernel, "kernel"), numpy_helper.from_array(bias, "bias")],
-  )
-  model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-  onnx.save(model, tmp_path / "float.onnx")
+  write_one_conv(tmp_path / "float.onnx", kernel, bias, relu=True)
   images = np.random.default_rng(0).uniform(-1, 1, (1, 4, 4, 1)).astype(np.float32)
   # Learned ranges: the input at 1/127, the output in [0, 3.5].
   ranges = [(1 / 127, 0), (3.5 / 255, -128)]
@@ -180,24 +188,8 @@ def test_onnxruntimes_integer_kernels_sum_in_32_bits(tmp_path):
   """Large int8 inputs times weights of 127: on an x86 CPU without VNNI onnxruntime's u8s8
   kernels sum pairs of products in 16 bits and saturate unless session.x64quantprecision is on;
   OnnxModel's integer kernels then compute what the file's arithmetic computes."""
-  import onnx
-  from onnx import TensorProto, helper, numpy_helper
-
   channels = 64
-  kernel = np.ones((8, channels, 1, 1), np.float32)
-  graph = helper.make_graph(
-    [
-      helper.make_node("Transpose", ["images"], ["nchw"], perm=[0, 3, 1, 2]),
-      helper.make_node("Conv", ["nchw", "kernel"], ["logits"]),
-    ],
-    "one_conv",
-    [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 4, 4, channels])],
-    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8, 4, 4])],
-    [numpy_helper.from_array(kernel, "kernel")],
-  )
-  onnx.save(
-    helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "f.onnx"
-  )
+  write_one_conv(tmp_path / "f.onnx", np.ones((8, channels, 1, 1), np.float32))
   images = np.random.default_rng(0).uniform(0.9, 1, (1, 4, 4, channels)).astype(np.float32)
   ranges = [(2 / 255, 0), (2 * channels / 255, 0)]  # inputs in [-1, 1], sums in [-64, 64]
   export.quantize_onnx(str(tmp_path / "f.onnx"), str(tmp_path / "int8.onnx"), [images], ranges)

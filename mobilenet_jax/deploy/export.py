@@ -412,6 +412,24 @@ def learned_ranges(config, variables):
   return quantization.quantization_points(variables, mobilenet.build_model(config), images)
 
 
+def learned_quantization(config, variables):
+  """(calibration, ranges) of a quantization-aware model's int8 files: its learned ranges, and
+  one batch that no range is read from (the quantizers' APIs take calibration batches)."""
+  return [np.zeros(mobilenet.input_shape(config), np.float32)], learned_ranges(config, variables)
+
+
+def write_int8_files(config, variables, float_onnx, directory, calibration, ranges=None):
+  """DIRECTORY/model_int8.onnx quantized from `float_onnx`, and model_int8.tflite where
+  TensorFlow's converter is installed: (the ONNX path, the TFLite path or None)."""
+  onnx_path = os.path.join(directory, "model_int8.onnx")
+  quantize_onnx(float_onnx, onnx_path, calibration, ranges)
+  if importlib.util.find_spec("tensorflow") is None:
+    return onnx_path, None
+  tflite_path = os.path.join(directory, "model_int8.tflite")
+  write_tflite(inference_function(config, variables), config, tflite_path, calibration, ranges)
+  return onnx_path, tflite_path
+
+
 def int8_model(config, variables, workdir):
   """Writes WORKDIR/export/model_int8.onnx from the model.onnx that onnx_latency wrote, and where
   TensorFlow's converter is installed model_int8.tflite: with config.model.quantized, with the
@@ -422,19 +440,18 @@ def int8_model(config, variables, workdir):
   quantization-aware model's own simulation), both by its arithmetic
   (OnnxModel(integer_kernels=False)); the same two by onnxruntime's integer kernels and of
   the TFLite file in LiteRT; each runtime's batch-1 latency per thread count."""
-  path = os.path.join(workdir, EXPORT_DIR, "model_int8.onnx")
   if config.model.quantized:
-    calibration = [np.zeros(mobilenet.input_shape(config), np.float32)]  # read by no range
-    ranges = learned_ranges(config, variables)
+    calibration, ranges = learned_quantization(config, variables)
   else:
     calibration = calibration_batches(config, config.training.int8_calibration_examples)
     ranges = None
-  quantize_onnx(os.path.join(workdir, EXPORT_DIR, "model.onnx"), path, calibration, ranges)
+  directory = os.path.join(workdir, EXPORT_DIR)
+  path, tflite_path = write_int8_files(
+    config, variables, os.path.join(directory, "model.onnx"), directory, calibration, ranges
+  )
   models = [OnnxModel(path, integer_kernels=integer) for integer in (False, True)]
-  tflite_path = os.path.join(workdir, EXPORT_DIR, "model_int8.tflite")
-  litert = importlib.util.find_spec("tensorflow") is not None
+  litert = tflite_path is not None
   if litert:
-    write_tflite(inference_function(config, variables), config, tflite_path, calibration, ranges)
     models.append(TfliteModel(tflite_path))
   jax_logits, offset = jax.jit(model_function(config, variables)), importers.label_offset(config)
   arithmetic, kernels, *tflite = compare_all(jax_logits, models, check_batches(config, 0), offset)
@@ -483,7 +500,7 @@ def compare_all(jax_logits, models, batches, label_offset=0):
     for i, model in enumerate(models):
       theirs = model(images)
       difference[i] = max(difference[i], float(np.abs(ours - theirs).max()))
-      same[i] += int(np.sum(np.any(top_classes(ours) & top_classes(theirs), -1)))
+      same[i] += int(np.sum(shared_top1(ours, theirs)))
       correct[i] += int((theirs.argmax(-1) == labels).sum())
   return [
     Agreement(count, difference[i], same[i], correct[i] / count, jax_correct / count)
@@ -491,11 +508,12 @@ def compare_all(jax_logits, models, batches, label_offset=0):
   ]
 
 
-def top_classes(logits):
-  """Each image's classes of the highest logit. int8 logits tie (a tiny net's take ~140 of
-  256 levels), and a tie's argmax is the lowest index: one step of rounding noise in one
-  runtime would count as another top-1."""
-  return logits == logits.max(-1, keepdims=True)
+def shared_top1(logits, other_logits):
+  """Per image, whether the two share a class of the highest logit. int8 logits tie (a tiny
+  net's take ~140 of 256 levels), and a tie's argmax is the lowest index: one step of rounding
+  noise in one runtime would count as another top-1."""
+  top = lambda v: v == v.max(-1, keepdims=True)
+  return np.any(top(logits) & top(other_logits), -1)
 
 
 def check_batches(config, count):
@@ -563,8 +581,7 @@ def export(
   checks = list(check_batches(config, check_examples))
   calibration = ranges = None
   if learned:
-    calibration = [np.zeros(mobilenet.input_shape(config), np.float32)]  # read by no range
-    ranges = learned_ranges(config, variables)
+    calibration, ranges = learned_quantization(config, variables)
   elif int8:
     calibration = calibration_batches(config, calibration_examples)
   directory = os.path.join(workdir, EXPORT_DIR)

@@ -143,7 +143,7 @@ class MobileNet(nn.Module):
     if self.quantized:
       scales = quantization.InputScales()
       quantizer = functools.partial(
-        quantization.ActivationQuantizer, self.quantized.range_decay, scales
+        quantization.ActivationQuantizer, scales, self.quantized.range_decay
       )
       add_quantizer = quantizer
       layer = quantization.layer_factory(
@@ -193,7 +193,7 @@ class MobileNet(nn.Module):
     classifier_init = layers.KERNEL_INITS[self.kernel_init][1]
     if self.quantized:
       return quantization.QuantizedDense(
-        self.num_classes, classifier_init, self.quantized.range_decay, scales, name="classifier"
+        self.num_classes, classifier_init, scales, self.quantized.range_decay, name="classifier"
       )(x, train)
     return nn.Dense(self.num_classes, kernel_init=classifier_init, name="classifier")(x)
 

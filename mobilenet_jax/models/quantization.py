@@ -95,8 +95,8 @@ class ActivationQuantizer(nn.Module):
   """A tensor's int8 range (EMA of batch min / max) and its fake quantization. Sows its
   (scale, zero point) into 'quantization' in call order: the order the export reads them in."""
 
+  scales: InputScales  # told this tensor's scale, for the layer it feeds
   decay: float = 0.99
-  scales: Optional[InputScales] = None  # told this tensor's scale, for the layer it feeds
 
   @nn.compact
   def __call__(self, x, train):
@@ -111,8 +111,7 @@ class ActivationQuantizer(nn.Module):
       seen.value = seen.value + 1
     scale_zero_point = scale_and_zero_point(low.value, high.value)
     self.sow("quantization", "scale_zero_point", scale_zero_point)
-    if self.scales is not None:
-      self.scales.latest = scale_zero_point[0]
+    self.scales.latest = scale_zero_point[0]
     return fake_quantize(x.astype(jnp.float32), low.value, high.value)
 
 
@@ -133,12 +132,12 @@ class FoldedQuantizedBatchNorm(nn.Module):
   """BN folded into the conv `conv(x, kernel)` it follows, as the module docstring says; the
   float model's BN variables (bn/scale, bn/bias, bn/mean, bn/var), plus the steps it trained."""
 
+  scales: InputScales  # in evaluation, sum in integers at the input's scale
   activation: Optional[Callable] = None
   momentum: float = 0.99
   epsilon: float = 1e-3
   freeze_bn_step: int = 0
   range_decay: float = 0.99
-  scales: Optional[InputScales] = None  # in evaluation, sum in integers at the input's scale
 
   @nn.compact
   def __call__(self, x, kernel, conv, train):
@@ -151,7 +150,7 @@ class FoldedQuantizedBatchNorm(nn.Module):
     # fold_batch_norm's arithmetic, so the exported kernel is this one to the last bit.
     multiplier = scale * lax.rsqrt(running_var.value + self.epsilon)
     folded_bias = bias - running_mean.value * multiplier
-    if not train and self.scales is not None:
+    if not train:
       z = integer_layer(x, kernel * multiplier, folded_bias, conv, self.scales.latest)
     else:
       y = conv(x, fake_quantize_weights(kernel * multiplier))
@@ -173,7 +172,7 @@ class FoldedQuantizedBatchNorm(nn.Module):
       steps.value = steps.value + 1
     if self.activation:
       z = self.activation(z)
-    return ActivationQuantizer(self.range_decay, self.scales, name="output")(z, train)
+    return ActivationQuantizer(self.scales, self.range_decay, name="output")(z, train)
 
 
 class QuantizedConvBN(nn.Module):
@@ -207,18 +206,18 @@ class QuantizedDense(nn.Module):
 
   features: int
   kernel_init: Callable
+  scales: InputScales  # in evaluation, sum in integers at the input's scale
   range_decay: float = 0.99
-  scales: Optional[InputScales] = None  # in evaluation, sum in integers at the input's scale
 
   @nn.compact
   def __call__(self, x, train):
     kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-    if not train and self.scales is not None:
+    if not train:
       y = integer_layer(x, kernel, bias, jnp.matmul, self.scales.latest)
     else:
       y = x @ fake_quantize_weights(kernel) + bias
-    return ActivationQuantizer(self.range_decay, self.scales, name="output")(y, train)
+    return ActivationQuantizer(self.scales, self.range_decay, name="output")(y, train)
 
 
 @dataclasses.dataclass(frozen=True)
