@@ -166,7 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if config.distill.teacher:
     taught_by = teacher_config(config)
     teacher = distill.load_teacher(config, taught_by, train_split.class_names)
-    cache = teacher_cache.open_cache(config, taught_by, train_split.class_names)
+    cache = teacher_cache.open_cache(config, taught_by, teacher.variables, train_split.class_names)
   lock = workdir_lib.WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   with lock:
     workdir_lib.claim(config, workdir)

@@ -2,6 +2,7 @@
 a teacher at another resolution, and its bad input."""
 
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -166,9 +167,16 @@ def test_runs_share_one_teacher_pass_through_the_cache(tiny_teacher, tmp_path, m
   np.testing.assert_allclose(losses("cached"), losses("in_step"), rtol=1e-3)
   (chunk,) = cache.glob("steps_*")
   written_at = chunk.stat().st_mtime_ns
-  # Another member, of another width and resolution, reads it: no second pass.
-  other = {"distill.cache": str(cache), "resolution": 24, "model.width_multiplier": 0.5}
-  summary = trainer.train_and_evaluate(tiny_config(**base, **other), str(tmp_path / "other"))
+  # Another member, of another width and resolution, reads it: no second pass, also where its
+  # teacher is a copy of the same weights (other path, other file times).
+  shutil.copytree(teacher_dir, tmp_path / "teacher_copy")
+  other = {
+    "distill.cache": str(cache),
+    "distill.teacher": f"workdir:{tmp_path / 'teacher_copy'}",
+    "resolution": 24,
+    "model.width_multiplier": 0.5,
+  }
+  summary = trainer.train_and_evaluate(tiny_config(**{**base, **other}), str(tmp_path / "other"))
   assert list(cache.glob("steps_*")) == [chunk] and chunk.stat().st_mtime_ns == written_at
   # Both record what the one pass cost: what each would have paid with the teacher in its steps.
   assert summary["teacher_pass_seconds"] == cached_summary["teacher_pass_seconds"] > 0
@@ -183,8 +191,9 @@ def test_runs_share_one_teacher_pass_through_the_cache(tiny_teacher, tmp_path, m
   config = tiny_config(**base, **{"distill.cache": str(tmp_path / "sparse")})
   split = sources.load_split(config.data, "train")
   taught_by = trainer.teacher_config(config)
-  sparse = teacher_cache.open_cache(config, taught_by, split.class_names)
-  sparse.fill(distill.load_teacher(config, taught_by, split.class_names), split, config, 10)
+  teacher = distill.load_teacher(config, taught_by, split.class_names)
+  sparse = teacher_cache.open_cache(config, taught_by, teacher.variables, split.class_names)
+  sparse.fill(teacher, split, config, 10)
   dense = teacher_cache.TeacherCache(str(cache), {}, 10).targets(7)
   kept = sparse.targets(7)
   top = np.argsort(dense, -1)[:, -4:]
@@ -192,6 +201,25 @@ def test_runs_share_one_teacher_pass_through_the_cache(tiny_teacher, tmp_path, m
     np.take_along_axis(kept, top, -1), np.take_along_axis(dense, top, -1), rtol=1e-5
   )
   assert np.all(np.sort(kept, -1)[:, :6] < np.sort(kept, -1)[:, 6:7] - 99)
+
+
+def test_a_teacher_cache_knows_its_teacher_by_its_weights_not_its_files(tmp_path):
+  config = tiny_config(**{"data.augment_on_device": True, "distill.cache": str(tmp_path)})
+  variables = {"params": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}}
+  written = teacher_cache.identity(config, config, variables, ("a", "b"))
+  (tmp_path / teacher_cache.IDENTITY).write_text(json.dumps(written))
+  copy = jax.tree.map(np.copy, variables)
+  teacher_cache.TeacherCache(
+    str(tmp_path), teacher_cache.identity(config, config, copy, ("a", "b")), 2
+  ).check()
+  copy["params"]["kernel"][1, 2] = np.nextafter(np.float32(5), np.float32(6))
+  other = teacher_cache.TeacherCache(
+    str(tmp_path), teacher_cache.identity(config, config, copy, ("a", "b")), 2
+  )
+  with pytest.raises(
+    errors.ConfigError, match=r"another teacher or of other crops \(it differs in weights\)"
+  ):
+    other.check()
 
 
 def test_a_teacher_cache_needs_crops_on_the_device():

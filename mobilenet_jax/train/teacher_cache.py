@@ -23,7 +23,6 @@ import tqdm
 
 from mobilenet_jax.core import errors
 from mobilenet_jax.data import device_augment, pipeline
-from mobilenet_jax.models import importers
 from mobilenet_jax.train import distill, train_step
 
 CHUNK_STEPS = 100  # steps per file: the unit a pass resumes by
@@ -32,26 +31,22 @@ IDENTITY = "identity.json"
 BELOW = 100.0  # a sparse example's other logits: this far below its smallest kept one
 
 
-def _fingerprint(init_from):
-  """The teacher's weights as files on disk: each one's name, size and modification time."""
-  _, path = importers.parse_init_from(init_from)
-  if os.path.isfile(path):
-    files = [path]
-  else:
-    files = sorted(os.path.join(root, name) for root, _, names in os.walk(path) for name in names)
+def _fingerprint(variables):
+  """The teacher's weights as it computes with them: a digest of every array's path, shape, type
+  and bytes (not its files' times: a copy of the same weights keeps the cache)."""
   digest = hashlib.sha256()
-  for name in files:
-    stat = os.stat(name)
-    digest.update(f"{os.path.relpath(name, path)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+  for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
+    array = np.asarray(jax.device_get(leaf))
+    digest.update(f"{jax.tree_util.keystr(path)}:{array.shape}:{array.dtype}\n".encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
   return digest.hexdigest()[:16]
 
 
-def identity(config, teacher_config, class_names):
+def identity(config, teacher_config, teacher_variables, class_names):
   """What a cache's outputs are a function of: the teacher (its weights, model, resolution and
   the outputs that teach) and the crops it saw (dataset, seed, batch, crop area)."""
   return {
-    "teacher": config.distill.teacher,
-    "weights": _fingerprint(teacher_config.init_from),
+    "weights": _fingerprint(teacher_variables),
     "teacher_model": json.loads(teacher_config.model.to_json_best_effort()),
     "teacher_resolution": teacher_config.resolution,
     "teacher_classes": config.distill.teacher_classes,
@@ -161,6 +156,7 @@ def _teacher_outputs(teacher, config, variables, images):
 def open_cache(
   config: ml_collections.ConfigDict,
   teacher_config: ml_collections.ConfigDict,
+  teacher_variables: dict,
   class_names: tuple,
 ) -> TeacherCache | None:
   """config.distill.cache's cache, checked against this run's teacher and crops; None without
@@ -169,6 +165,8 @@ def open_cache(
     return None
   # The outputs that teach: the student's classes matched by name, else all the teacher's.
   outputs = len(class_names) if config.distill.teacher_classes else teacher_config.model.num_classes
-  cache = TeacherCache(config.distill.cache, identity(config, teacher_config, class_names), outputs)
+  cache = TeacherCache(
+    config.distill.cache, identity(config, teacher_config, teacher_variables, class_names), outputs
+  )
   cache.check()
   return cache
