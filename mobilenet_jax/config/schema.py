@@ -427,11 +427,9 @@ KEYS = (
     bound=AT_LEAST_1,
     before=300,
   ),
-  # 0.005 until 2026-12-07: BN's freeze then took one quickstart member 13 points below float
-  # (docs/results.md); at 0.001 all nine stay above it.
   _k(
     "qat.learning_rate",
-    0.001,
+    0.005,
     "training.int8='qat': the fine-tuning's optimizer.learning_rate (its schedule is the float "
     "run's, over qat.num_steps).",
     bound=POSITIVE,
