@@ -140,7 +140,7 @@ def teacher_config(config):
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates one run in `workdir`; returns the summary dict."""
-  config_lib.validate(config)
+  config = workdir_lib.as_recorded(config_lib.validate(config), workdir)
   summary_path = os.path.join(workdir, "summary.json")
   summary = tracking.read_json(summary_path) if os.path.exists(summary_path) else {}
   if summary.get("status") == "finished":

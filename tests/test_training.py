@@ -518,6 +518,23 @@ def test_a_workdir_resumes_when_its_image_folder_is_named_by_another_path(tmp_pa
     workdir_lib.claim(tiny_config(**{"data.dataset": "folder:other"}), workdir)
 
 
+def test_a_workdir_started_under_an_earlier_default_continues_with_it(tmp_path, caplog):
+  workdir = str(tmp_path / "run")
+  workdir_lib.claim(tiny_config(**{"qat.learning_rate": 0.005}), workdir)
+  (tmp_path / "run" / "checkpoints" / "10").mkdir(parents=True)
+  default = tiny_config()
+  assert default.qat.learning_rate == 0.001
+  continued = workdir_lib.as_recorded(default, workdir)
+  assert (continued.qat.learning_rate, default.qat.learning_rate) == (0.005, 0.001)
+  assert "config.qat.learning_rate's default was 0.005: it continues with it" in caplog.text
+  workdir_lib.claim(continued, workdir)
+  asked_for = tiny_config(**{"qat.learning_rate": 0.0003})
+  assert workdir_lib.as_recorded(asked_for, workdir) is asked_for
+  with pytest.raises(errors.ConfigError, match="config.qat.learning_rate differ"):
+    workdir_lib.claim(asked_for, workdir)
+  assert workdir_lib.as_recorded(default, str(tmp_path / "new")) is default
+
+
 # The last release with the flat package: its workdirs must resume, score and report unchanged.
 FLAT_RELEASE = "c3c9d75"
 
@@ -555,6 +572,7 @@ def test_a_workdir_of_the_flat_release_scores_reports_and_resumes_bitwise(tmp_pa
   assert (scored["step"], scored["top1"]) == (6, summary["top1"])
   (row,) = report.rows(report.collect(str(tmp_path / "sweep")))
   assert (row["top1"], row["seeds"], row["status"]) == (summary["top1"], 1, "finished")
+  assert trainer.train_and_evaluate(config, str(workdir)) == summary  # finished: answers as is
   step, at_six = final_params(workdir)
   assert step == 6
   (workdir / "summary.json").unlink()  # as if the run had died after its step-3 checkpoint

@@ -84,6 +84,32 @@ def recorded_config(workdir):
   return tracking.flatten(read_config(workdir), "config.")
 
 
+def as_recorded(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+  """`config` with the values `workdir` recorded for keys left at a default that has changed
+  since (`schema.Key.earlier_defaults`): a run started under the earlier default continues,
+  and answers, as it was started. Other keys are compared as before."""
+  recorded = recorded_config(workdir) or {}
+  given = tracking.flatten(json.loads(config.to_json_best_effort()), "config.")
+  adopted = {
+    dotted: recorded[dotted]
+    for dotted, (default, earlier) in schema.changed_defaults().items()
+    if given.get(dotted) == default and recorded.get(dotted) in earlier
+  }
+  if not adopted:
+    return config
+  config = config.copy_and_resolve_references()
+  for dotted, value in adopted.items():
+    *groups, leaf = dotted.split(".")[1:]
+    node = config
+    for group in groups:
+      node = node[group]
+    node[leaf] = value
+    log.info(
+      "%s was started when %s's default was %r: it continues with it", workdir, dotted, value
+    )
+  return config
+
+
 def _comparable(key, value):
   """A folder dataset compares by the folder it names, however its path is spelled."""
   if key == "config.data.dataset" and str(value).startswith("folder:"):
