@@ -46,7 +46,7 @@ def main():
     variables,
     float_onnx,
     tempfile.mkdtemp(),
-    *export.learned_quantization(config, variables),
+    *export.quantization_inputs(config, variables, export.CALIBRATION_EXAMPLES),
   )
 
   def simulation(impl):

@@ -412,10 +412,13 @@ def learned_ranges(config, variables):
   return quantization.quantization_points(variables, mobilenet.build_model(config), images)
 
 
-def learned_quantization(config, variables):
-  """(calibration, ranges) of a quantization-aware model's int8 files: its learned ranges, and
-  one batch that no range is read from (the quantizers' APIs take calibration batches)."""
-  return [np.zeros(mobilenet.input_shape(config), np.float32)], learned_ranges(config, variables)
+def quantization_inputs(config, variables, calibration_examples):
+  """(calibration batches, ranges) for a model's int8 files: a quantization-aware model's learned
+  ranges with one batch that no range is read from (the quantizers' APIs take calibration
+  batches), else `calibration_examples` training images and no ranges."""
+  if config.model.quantized:
+    return [np.zeros(mobilenet.input_shape(config), np.float32)], learned_ranges(config, variables)
+  return calibration_batches(config, calibration_examples), None
 
 
 def write_int8_files(config, variables, float_onnx, directory, calibration, ranges=None):
@@ -440,11 +443,9 @@ def int8_model(config, variables, workdir):
   quantization-aware model's own simulation), both by its arithmetic
   (OnnxModel(integer_kernels=False)); the same two by onnxruntime's integer kernels and of
   the TFLite file in LiteRT; each runtime's batch-1 latency per thread count."""
-  if config.model.quantized:
-    calibration, ranges = learned_quantization(config, variables)
-  else:
-    calibration = calibration_batches(config, config.training.int8_calibration_examples)
-    ranges = None
+  calibration, ranges = quantization_inputs(
+    config, variables, config.training.int8_calibration_examples
+  )
   directory = os.path.join(workdir, EXPORT_DIR)
   path, tflite_path = write_int8_files(
     config, variables, os.path.join(directory, "model.onnx"), directory, calibration, ranges
@@ -574,16 +575,13 @@ def export(
   ranges a quantization-aware model learned); checks each against the JAX model on the first
   `check_examples` validation images and measures its batch-1 latency; writes export.json and
   returns its rows."""
-  learned = int8 and config.model.quantized
   check_request(formats, check_examples, calibration_examples)
   function = inference_function(config, variables)
   jax_logits = jax.jit(model_function(config, variables))
   checks = list(check_batches(config, check_examples))
-  calibration = ranges = None
-  if learned:
-    calibration, ranges = learned_quantization(config, variables)
-  elif int8:
-    calibration = calibration_batches(config, calibration_examples)
+  calibration, ranges = (
+    quantization_inputs(config, variables, calibration_examples) if int8 else (None, None)
+  )
   directory = os.path.join(workdir, EXPORT_DIR)
   os.makedirs(directory, exist_ok=True)
   rows = []
@@ -591,7 +589,7 @@ def export(
     for quantized in (False, True) if int8 else (False,):
       path = os.path.join(directory, f"model{'_int8' if quantized else ''}.{kind}")
       out(f"export: writing {path}")
-      int8_args = ((calibration, ranges) if learned else (calibration,)) if quantized else ()
+      int8_args = (calibration, ranges) if quantized else ()
       FORMATS[kind].write(function, config, path, *int8_args)
       runtimes = {t: FORMATS[kind].runtime(path, t) for t in THREADS}
       agreement = compare(jax_logits, runtimes[1], checks, importers.label_offset(config))
