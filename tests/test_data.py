@@ -11,6 +11,7 @@ from PIL import Image
 from tensorflow_datasets.core.download import downloader
 
 from mobilenet_jax import prepare_data, trainer
+from mobilenet_jax.config import schema as config_lib
 from mobilenet_jax.core import errors
 from mobilenet_jax.data import device_augment, pipeline, sources
 from mobilenet_jax.train import train_step
@@ -593,6 +594,19 @@ def test_crops_on_the_device_are_drawn_from_each_examples_place_in_the_stream():
     ours, crops(canvases[::-1], sizes[::-1], places[::-1], 0, 16, 0.6)[::-1]
   )
   assert not np.array_equal(ours, crops(canvases, sizes, places, 1, 16, 0.6))
+
+
+def test_pixels_on_the_device_are_for_crops_on_the_device_and_must_fit_it():
+  config = tiny_config(**{"data.pixels_on_device": True})
+  with pytest.raises(errors.ConfigError, match=r"pixels_on_device=True needs config.data.augm"):
+    config_lib.validate(config)
+  with pytest.raises(
+    errors.ConfigError,
+    match=r"^config.data.pixels_on_device=True: the training split's canvases take 4096.0 GiB on "
+    r"each of the 1 devices, over half of their .* GiB; leave it False",
+  ):
+    trainer.check_pixels_fit(2**42)
+  trainer.check_pixels_fit(2**20)
 
 
 def test_crops_on_the_device_need_stored_pixels(tmp_path):

@@ -150,10 +150,13 @@ def test_runs_share_one_teacher_pass_through_the_cache(tiny_teacher, tmp_path, m
     m["train/loss"] for m in metrics(str(tmp_path / name)) if "train/loss" in m
   ]
   # The cache gives the step what the teacher computes in it, also where eight devices each
-  # take their share of its targets (another program: float rounding).
+  # take their share of its targets (another program: float rounding) and crop the pixels they
+  # hold (config.data.pixels_on_device: the cache was filled from the host's canvases).
   cached = launch(
     str(tmp_path / "cached"),
-    *config_flags({**TINY_OVERRIDES, **base, "distill.cache": str(cache)}),
+    *config_flags(
+      {**TINY_OVERRIDES, **base, "distill.cache": str(cache), "data.pixels_on_device": True}
+    ),
     env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
   )
   trainer.train_and_evaluate(tiny_config(**base), str(tmp_path / "in_step"))

@@ -292,6 +292,15 @@ KEYS = (
     before=False,
   ),
   _k(
+    "data.pixels_on_device",
+    False,
+    "With augment_on_device: the training split's canvases held in the accelerators' memory, "
+    "sharded over the devices, read once at the start; the host sends each example's index "
+    "(the same batches, no pixels through the host).",
+    "placement",
+    before=False,
+  ),
+  _k(
     "data.allow_upsampling",
     False,
     "Train from a pixel store whose max_side is below config.resolution (every crop upsampled).",
@@ -755,6 +764,14 @@ def _mesh_has_a_data_axis(config):
     )
 
 
+def _pixels_on_device_are_cropped_there(config):
+  if config.data.pixels_on_device and not config.data.augment_on_device:
+    raise errors.ConfigError(
+      "config.data.pixels_on_device=True needs config.data.augment_on_device=True: the device "
+      "holds uncropped pixels for its steps to crop"
+    )
+
+
 def _teacher_keys_have_a_teacher(config):
   for key in ("teacher_config", "teacher_classes", "cache"):
     if config.distill[key] and not config.distill.teacher:
@@ -775,6 +792,7 @@ CROSS_CHECKS: tuple[Callable[[ml_collections.ConfigDict], None], ...] = (
   _input_normalization_is_per_channel,
   _mesh_has_a_data_axis,
   _quantized_layers_are_supported,
+  _pixels_on_device_are_cropped_there,
   _teacher_keys_have_a_teacher,
 )
 

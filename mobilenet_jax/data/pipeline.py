@@ -1,11 +1,13 @@
 """One input pipeline for every source: grain MapDatasets, a pure function of (seed, step)."""
 
+import dataclasses
 import os
 
 import grain
 import jax
 import ml_collections
 import numpy as np
+import tqdm
 from absl import flags
 from PIL import Image
 
@@ -104,6 +106,42 @@ def canvas_side(split: sources.Split, dataset: str) -> int:
   )
 
 
+@dataclasses.dataclass(frozen=True)
+class StoredPixels:
+  """config.data.pixels_on_device's copy of a training split, in the source's order: each image's
+  canvas and true size (rows past the split's length pad the row count to the devices' and are
+  never indexed), and its label, which the host keeps to send with the index."""
+
+  canvases: np.ndarray  # uint8 (rows, side, side, 3)
+  sizes: np.ndarray  # int32 (rows, 2)
+  labels: np.ndarray  # int32 (examples,)
+
+
+def stored_pixels(
+  split: sources.Split, config: ml_collections.ConfigDict, rows_multiple: int
+) -> StoredPixels:
+  """Every training image's canvas (device_augment.canvas), read once by a thread pool."""
+  side, count = canvas_side(split, config.data.dataset), len(split)
+  rows = -(-count // rows_multiple) * rows_multiple
+  stored = StoredPixels(
+    np.zeros((rows, side, side, 3), np.uint8),
+    np.zeros((rows, 2), np.int32),
+    np.zeros((count,), np.int32),
+  )
+
+  def read(index):
+    with sources.check_hint(config.data.dataset):
+      pixels, label = split.source[index]
+    stored.canvases[index], stored.sizes[index] = device_augment.canvas(np.asarray(pixels), side)
+    stored.labels[index] = label
+    return index
+
+  reads = iterate(grain.MapDataset.range(count).map(read))
+  for _ in tqdm.tqdm(range(count), unit="image", desc="pixels to the device", mininterval=5):
+    next(reads)
+  return stored
+
+
 def local_batch_size(global_batch):
   count = jax.process_count()
   if global_batch % count:
@@ -114,12 +152,16 @@ def local_batch_size(global_batch):
 
 
 def train_batches(
-  split: sources.Split, config: ml_collections.ConfigDict, whole: bool = False
+  split: sources.Split,
+  config: ml_collections.ConfigDict,
+  whole: bool = False,
+  stored: StoredPixels | None = None,
 ) -> grain.MapDataset:
   """A MapDataset whose item t is this process's part of the global batch of step t (`whole`:
   all of it, in the stream's order): uint8 images (to_float makes them the model's input) and
   int32 labels; with config.data.augment_on_device, (uint8 canvases, their images' sizes, their
-  places in the shuffled stream) for the step to crop."""
+  places in the shuffled stream) for the step to crop; with the split's pixels `stored` on the
+  device, (their indices there, their places) in the same order."""
   data = config.data
   local = data.batch_size if whole else local_batch_size(data.batch_size)
 
@@ -129,8 +171,14 @@ def train_batches(
       return random_resized_crop(image, rng, config.resolution, data.min_crop_area), label
 
   # Shuffled anew each epoch from the seed; each process takes every process_count-th example.
-  dataset = grain.MapDataset.source(split.source).seed(config.seed).shuffle().repeat()
-  if data.augment_on_device:  # the step crops: the host sends each example's place with it
+  # With the pixels on the device, the same shuffle of as many indices: the same items' indices.
+  items = range(len(split)) if stored is not None else split.source
+  dataset = grain.MapDataset.source(items).seed(config.seed).shuffle().repeat()
+  if stored is not None:
+    dataset = dataset.map_with_index(
+      lambda place, index: ((np.int32(index), np.int32(place)), stored.labels[index])
+    )
+  elif data.augment_on_device:  # the step crops: the host sends each example's place with it
     side = canvas_side(split, data.dataset)
     dataset = dataset.map_with_index(
       lambda place, item: device_augment.train_item(place, item, side)

@@ -127,11 +127,25 @@ def train(
       batch_sharding,
       replicated,
       batch_sharding if cache else replicated,
+      batch_sharding,
     ),
     out_shardings=(state_sharding, replicated),
     donate_argnums=0,
   )
   teacher_variables = jax.device_put(teacher.variables, replicated) if teacher else None
+  # config.data.pixels_on_device: the split's canvases, their rows sharded over the devices.
+  stored = (
+    pipeline.stored_pixels(train_split, config, jax.device_count())
+    if config.data.pixels_on_device
+    else None
+  )
+  pixels = (
+    jax.tree.map(
+      lambda rows: sharding.global_array(rows, batch_sharding), (stored.canvases, stored.sizes)
+    )
+    if stored
+    else None
+  )
   eval_fn = scoring.make_eval_fn(model, config, mesh)
   eval_batches, eval_count = pipeline.eval_batches(val_split, config)
 
@@ -161,7 +175,9 @@ def train(
   status, results = "finished", {}
   progress = writer.progress(start_step, num_steps)
   batches = pipeline.iterate(
-    pipeline.train_batches(train_split, config), start_step, processes=config.data.worker_processes
+    pipeline.train_batches(train_split, config, stored=stored),
+    start_step,
+    processes=config.data.worker_processes,
   )
   try:
     step, last_time, last_step = start_step, time.perf_counter(), start_step
@@ -178,7 +194,7 @@ def train(
         else teacher_variables
       )
       state, metrics = step_fn(
-        state, jax.tree.map(put, images), put(labels + label_offset), dropout_rng, teaching
+        state, jax.tree.map(put, images), put(labels + label_offset), dropout_rng, teaching, pixels
       )
       step += 1
       logging_step = step % config.training.log_every_steps == 0 or step == num_steps

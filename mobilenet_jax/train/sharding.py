@@ -45,3 +45,8 @@ def batch_sharding(mesh):
 
 def replicated(mesh):
   return NamedSharding(mesh, P())
+
+
+def global_array(whole, sharding):
+  """`whole`, which every process holds in full, as one global array laid out by `sharding`."""
+  return jax.make_array_from_callback(whole.shape, sharding, lambda index: whole[index])

@@ -77,15 +77,19 @@ def make_train_step(model, tx, config, schedule, teacher=None, cached=False):
   depend on how many devices hold the batch. With a `teacher` (distill.Teacher), the loss is
   config.distill.weight of the distillation loss plus the rest of the label loss; the step's
   last argument is the teacher's variables, or with `cached` its logits for this batch
-  (teacher_cache.py), and None without a teacher."""
+  (teacher_cache.py), and None without a teacher. With config.data.pixels_on_device, `pixels`
+  is the training split's (canvases, sizes) on the devices (pipeline.stored_pixels)."""
   num_classes = config.model.num_classes
   smoothing = config.training.label_smoothing
   ema_decay = config.training.ema_decay
   weight, temperature = config.distill.weight, config.distill.temperature
 
-  def train_step(state, images, labels, rng, teaching):
+  def train_step(state, images, labels, rng, teaching, pixels=None):
     dropout_rng = jax.random.fold_in(rng, state.step)
     teacher_view = None
+    if pixels is not None:  # config.data.pixels_on_device: images are (indices, places) in them
+      (indices, places), (canvases, sizes) = images, pixels
+      images = (canvases[indices], sizes[indices], places)
     if config.data.augment_on_device:  # images: the host's (canvases, sizes, places)
       crops = lambda resolution: device_augment.train_crops(
         *images, config.seed, resolution, config.data.min_crop_area
