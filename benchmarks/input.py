@@ -77,6 +77,7 @@ REPEATS = 40
 # One H100, V2 1.0-224, batch 256, bfloat16: run A of this README's GPU table (img/s).
 H100_STEP = 9_117
 HOST_CORES = (16, 8)  # an H100 host's cores per GPU: one GPU with 16, an 8-GPU node's share
+HOST_GPUS = (1, 8)  # the GPUs of those two hosts, over which pixels on the device are sharded
 
 
 def repeated(folder, repeats, root):
@@ -169,10 +170,17 @@ def measure(cell):
   config = speed.load_config("v2", 1.0, cell["resolution"])
   config.data.dataset = cell.get("dataset") or f"folder:{cell['folder']}"
   config.data.augment_on_device = cell.get("on_device", False)
+  config.data.pixels_on_device = cell.get("pixels_on_device", False)
   config.data.batch_size = config.data.eval_batch_size = cell["batch"]
   split = data_sources.load_split(config.data, "train" if cell["pipeline"] == "train" else "val")
+  # With the pixels on the device, the host's part: each example's index and place.
+  on_device = (
+    {"stored": input_pipeline.stored_pixels(split, config, 1)}
+    if config.data.pixels_on_device
+    else {}
+  )
   batches = (
-    input_pipeline.train_batches(split, config)
+    input_pipeline.train_batches(split, config, **on_device)
     if cell["pipeline"] == "train"
     else input_pipeline.eval_batches(split, config)[0].repeat()
   )
@@ -388,6 +396,10 @@ def pixel_store_table(args, sources, cores):
         f"its pixel store ({side} px), crop on the device",
         {"dataset": f"pixels:{store}", "on_device": True},
       ),
+      (
+        f"its pixel store ({side} px) on the device, crop on the device",
+        {"dataset": f"pixels:{store}", "on_device": True, "pixels_on_device": True},
+      ),
     )
     for label, source in inputs:
       cell = train_cell(args, resolution, **source)
@@ -399,24 +411,50 @@ def pixel_store_table(args, sources, cores):
     alone = step_images_per_second(config, args.batch)
     config.data.augment_on_device = True
     cropping = step_images_per_second(config, args.batch)
+    config.data.pixels_on_device = True
+    gathering = step_images_per_second(config, args.batch)
     rows.append(
       [
         f"{resolution} px",
-        "V2 1.0 training step alone / with the crop in it",
+        "V2 1.0 training step alone / with the crop in it / with the gather and the crop",
         f"{alone:.1f}",
         f"{cropping:.1f}",
+        f"{gathering:.1f}",
       ]
     )
     print(*rows[-1], sep=" | ", flush=True)
   print(
     tables.markdown_table(
-      ["resolution", "input (batch %d)" % args.batch, "img/s, 1 core", f"img/s, {cores} processes"],
-      rows,
+      [
+        "resolution",
+        "input (batch %d)" % args.batch,
+        "img/s, 1 core",
+        f"img/s, {cores} processes",
+        "step with the gather",
+      ],
+      [row + [""] * (5 - len(row)) for row in rows],
     )
   )
 
 
 ON_DEVICE = "pixel store, crop on the device"
+PIXELS_ON_DEVICE = "pixel store on the device"
+# Training images: Imagenette's (its tfds and folder copies), else ImageNet's.
+TRAIN_IMAGES = {"imagenette": 9_469, "": 1_281_167}
+H100_BYTES = 80e9
+
+
+def canvas_bytes(config):
+  """The bytes config.data.pixels_on_device holds for the member's training split: a canvas
+  8/7 of the resolution a side per image."""
+  images = next(count for name, count in TRAIN_IMAGES.items() if name in config.data.dataset)
+  return images * speed.store_side(config.resolution) ** 2 * 3
+
+
+def fits(config, gpus):
+  """Whether the canvases, sharded over `gpus` H100s, take at most half of each (as
+  trainer.check_pixels_fit asks)."""
+  return canvas_bytes(config) / gpus <= H100_BYTES / 2
 
 
 def crop_madds(resolution):
@@ -446,6 +484,11 @@ def sweeps_table(args, sources, cores):
       "dataset": f"pixels:{sources.pixel_store(resolution)}",
       "on_device": True,
     },
+    PIXELS_ON_DEVICE: lambda resolution: {
+      "dataset": f"pixels:{sources.pixel_store(resolution)}",
+      "on_device": True,
+      "pixels_on_device": True,
+    },
   }
   pipelines = {}
   for resolution in sorted({definition.member_config(m).resolution for _, m in members}):
@@ -469,17 +512,28 @@ def sweeps_table(args, sources, cores):
       f"{h100:,.0f}",
       f"{100 * crop_share:.1f}%",
     ]
+    bounds = {}
     for kind in inputs:
       one, two = pipelines[config.resolution, kind]
       # With the crop on the device, the step does the crop's mult-adds too.
-      step = h100 / (1 + crop_share) if kind == ON_DEVICE else h100
-      bound = [projected(two, c) < step for c in HOST_CORES]
-      for c, is_bound in zip(HOST_CORES, bound):
+      step = h100 / (1 + crop_share) if kind in (ON_DEVICE, PIXELS_ON_DEVICE) else h100
+      bounds[kind] = [projected(two, c) < step for c in HOST_CORES]
+      if kind == PIXELS_ON_DEVICE:
+        # Where the canvases do not fit the host's GPUs, they stay on the host: ON_DEVICE's row.
+        row.append(
+          f"{canvas_bytes(config) / 1e9:.1f} "
+          f"({'/'.join('fits' if fits(config, g) else 'no' for g in HOST_GPUS)})"
+        )
+        bounds[kind] = [
+          bound if fits(config, gpus) else on_host
+          for bound, gpus, on_host in zip(bounds[kind], HOST_GPUS, bounds[ON_DEVICE])
+        ]
+      for c, is_bound in zip(HOST_CORES, bounds[kind]):
         waiting[kind, c] += is_bound
       row += [
         round(one),
         f"{projected(two, HOST_CORES[0]):,.0f}",
-        "/".join("yes" if b else "no" for b in bound),
+        "/".join("yes" if b else "no" for b in bounds[kind]),
       ]
     rows.append(row)
     print(*row, sep=" | ", flush=True)
@@ -491,6 +545,8 @@ def sweeps_table(args, sources, cores):
     "the crop on the device, share of the step's mult-adds",
   ]
   for kind in inputs:
+    if kind == PIXELS_ON_DEVICE:
+      header.append("its canvases, GB (at most half of each H100: on 1 / on 8)")
     header += [
       f"{kind}: img/s per core",
       f"… on {HOST_CORES[0]} cores (projected)",

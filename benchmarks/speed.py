@@ -127,17 +127,22 @@ def config_contender(config, batch, impl, dtype):
     canvases = jax.random.randint(jax.random.key(1), (batch, side, side, 3), 0, 256, jnp.int32)
     sizes, places = jnp.full((batch, 2), side, jnp.int32), jnp.arange(batch, dtype=jnp.int32)
     step_images = (canvases.astype(jnp.uint8), sizes, places)
+  pixels = None
+  if config.data.pixels_on_device:  # the step gathers the batch's canvases from 4 batches' own
+    rows = jax.random.randint(jax.random.key(3), (4 * batch, side, side, 3), 0, 256, jnp.int32)
+    pixels = (rows.astype(jnp.uint8), jnp.full((4 * batch, 2), side, jnp.int32))
+    step_images = (jnp.arange(0, 4 * batch, 4, dtype=jnp.int32), places)
   labels = jnp.zeros((batch,), jnp.int32)
   rng = jax.random.key(2)
   step = (
     jax.jit(train_step.make_train_step(model, tx, config, schedule), donate_argnums=0)
-    .lower(state0, step_images, labels, rng, None)
+    .lower(state0, step_images, labels, rng, None, pixels)
     .compile()
   )
   holder = [state0]
 
   def train():
-    holder[0], metrics = step(holder[0], step_images, labels, rng, None)
+    holder[0], metrics = step(holder[0], step_images, labels, rng, None, pixels)
     jax.block_until_ready((holder[0], metrics))
 
   forward = jax.jit(lambda v, x: model.apply(v, x, train=False))
