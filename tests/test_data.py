@@ -596,6 +596,26 @@ def test_crops_on_the_device_are_drawn_from_each_examples_place_in_the_stream():
   assert not np.array_equal(ours, crops(canvases, sizes, places, 1, 16, 0.6))
 
 
+def test_pixels_on_the_device_give_the_hosts_batches_as_indices():
+  config = tiny_config(**{"data.augment_on_device": True, "data.pixels_on_device": True})
+  split = sources.load_split(config.data, "train")
+  stored = pipeline.stored_pixels(split, config, 8)
+  assert stored.canvases.shape == (1440, 8, 8, 3) and not stored.canvases[1437:].any()
+  on_host, on_device = (
+    pipeline.train_batches(split, config),
+    pipeline.train_batches(split, config, stored=stored),
+  )
+  for step in (0, 3, 22, 23):  # 1,437 digits: step 22 crosses into the second epoch
+    (canvases, sizes, places), labels = on_host[step]
+    (indices, device_places), device_labels = on_device[step]
+    np.testing.assert_array_equal(stored.canvases[indices], canvases)
+    np.testing.assert_array_equal(stored.sizes[indices], sizes)
+    np.testing.assert_array_equal(device_places, places)
+    np.testing.assert_array_equal(device_labels, labels)
+  whole = pipeline.train_batches(split, config, whole=True, stored=stored)[5]
+  np.testing.assert_array_equal(whole[0][1], np.arange(320, 384))
+
+
 def test_pixels_on_the_device_are_for_crops_on_the_device_and_must_fit_it():
   config = tiny_config(**{"data.pixels_on_device": True})
   with pytest.raises(errors.ConfigError, match=r"pixels_on_device=True needs config.data.augm"):

@@ -161,7 +161,7 @@ def train_batches(
   all of it, in the stream's order): uint8 images (to_float makes them the model's input) and
   int32 labels; with config.data.augment_on_device, (uint8 canvases, their images' sizes, their
   places in the shuffled stream) for the step to crop; with the split's pixels `stored` on the
-  device, (their indices there, their places) in the same order."""
+  device, (their indices there, their places) of the same examples."""
   data = config.data
   local = data.batch_size if whole else local_batch_size(data.batch_size)
 
@@ -171,14 +171,10 @@ def train_batches(
       return random_resized_crop(image, rng, config.resolution, data.min_crop_area), label
 
   # Shuffled anew each epoch from the seed; each process takes every process_count-th example.
-  # With the pixels on the device, the same shuffle of as many indices: the same items' indices.
-  items = range(len(split)) if stored is not None else split.source
-  dataset = grain.MapDataset.source(items).seed(config.seed).shuffle().repeat()
   if stored is not None:
-    dataset = dataset.map_with_index(
-      lambda place, index: ((np.int32(index), np.int32(place)), stored.labels[index])
-    )
-  elif data.augment_on_device:  # the step crops: the host sends each example's place with it
+    return _index_batches(len(split), stored.labels, config.seed, local, whole)
+  dataset = grain.MapDataset.source(split.source).seed(config.seed).shuffle().repeat()
+  if data.augment_on_device:  # the step crops: the host sends each example's place with it
     side = canvas_side(split, data.dataset)
     dataset = dataset.map_with_index(
       lambda place, item: device_augment.train_item(place, item, side)
@@ -188,6 +184,21 @@ def train_batches(
   if not whole:
     dataset = dataset[jax.process_index() :: jax.process_count()]
   return dataset.batch(local, drop_remainder=True, batch_fn=_stack)
+
+
+def _index_batches(count, labels, seed, local, whole):
+  """train_batches' items as indices into the examples: the same shuffle of as many indices
+  gives the same examples. A step's batch is read from the shuffle at once, which costs a third
+  of grain's per-example batching (`benchmarks/README.md`)."""
+  order = grain.MapDataset.source(range(count)).seed(seed).shuffle().repeat()
+  stride, first = (1, 0) if whole else (jax.process_count(), jax.process_index())
+
+  def batch(step):
+    places = first + stride * (step * local + np.arange(local))
+    indices = np.array([order[int(place)] for place in places], np.int32)
+    return (indices, places.astype(np.int32)), labels[indices]
+
+  return grain.MapDataset.range(len(order)).map(batch)
 
 
 def eval_batches(
