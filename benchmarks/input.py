@@ -175,7 +175,7 @@ def measure(cell):
   split = data_sources.load_split(config.data, "train" if cell["pipeline"] == "train" else "val")
   # With the pixels on the device, the host's part: each example's index and place.
   on_device = (
-    {"stored": input_pipeline.stored_pixels(split, config, 1)}
+    {"stored_labels": input_pipeline.stored_pixels(split, config, 1).labels}
     if config.data.pixels_on_device
     else {}
   )

@@ -601,10 +601,8 @@ def test_pixels_on_the_device_give_the_hosts_batches_as_indices():
   split = sources.load_split(config.data, "train")
   stored = pipeline.stored_pixels(split, config, 8)
   assert stored.canvases.shape == (1440, 8, 8, 3) and not stored.canvases[1437:].any()
-  on_host, on_device = (
-    pipeline.train_batches(split, config),
-    pipeline.train_batches(split, config, stored=stored),
-  )
+  on_host = pipeline.train_batches(split, config)
+  on_device = pipeline.train_batches(split, config, stored_labels=stored.labels)
   for step in (0, 3, 22, 23):  # 1,437 digits: step 22 crosses into the second epoch
     (canvases, sizes, places), labels = on_host[step]
     (indices, device_places), device_labels = on_device[step]
@@ -612,7 +610,7 @@ def test_pixels_on_the_device_give_the_hosts_batches_as_indices():
     np.testing.assert_array_equal(stored.sizes[indices], sizes)
     np.testing.assert_array_equal(device_places, places)
     np.testing.assert_array_equal(device_labels, labels)
-  whole = pipeline.train_batches(split, config, whole=True, stored=stored)[5]
+  whole = pipeline.train_batches(split, config, whole=True, stored_labels=stored.labels)[5]
   np.testing.assert_array_equal(whole[0][1], np.arange(320, 384))
 
 

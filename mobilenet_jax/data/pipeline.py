@@ -156,13 +156,14 @@ def train_batches(
   split: sources.Split,
   config: ml_collections.ConfigDict,
   whole: bool = False,
-  stored: StoredPixels | None = None,
+  stored_labels: np.ndarray | None = None,
 ) -> grain.MapDataset:
   """A MapDataset whose item t is this process's part of the global batch of step t (`whole`:
   all of it, in the stream's order): uint8 images (to_float makes them the model's input) and
   int32 labels; with config.data.augment_on_device, (uint8 canvases, their images' sizes, their
-  places in the shuffled stream) for the step to crop; with the split's pixels `stored` on the
-  device, (their indices there, their places) of the same examples."""
+  places in the shuffled stream) for the step to crop; with the split's pixels on the device
+  (`stored_labels`: StoredPixels.labels), (their indices there, their places) of the same
+  examples."""
   data = config.data
   local = data.batch_size if whole else local_batch_size(data.batch_size)
 
@@ -172,8 +173,8 @@ def train_batches(
       return random_resized_crop(image, rng, config.resolution, data.min_crop_area), label
 
   # Shuffled anew each epoch from the seed; each process takes every process_count-th example.
-  if stored is not None:
-    return _index_batches(len(split), stored.labels, config.seed, local, whole)
+  if stored_labels is not None:
+    return _index_batches(len(split), stored_labels, config.seed, local, whole)
   dataset = grain.MapDataset.source(split.source).seed(config.seed).shuffle().repeat()
   if data.augment_on_device:  # the step crops: the host sends each example's place with it
     side = canvas_side(split, data.dataset)

@@ -71,6 +71,14 @@ def initial_state(config, workdir, model, tx, mesh, manager, imported=None):
   return state, {}, state_sharding, dropout_rng
 
 
+def pixels_on_device(train_split, config, rows_sharding):
+  """config.data.pixels_on_device: ((canvases, sizes) on the devices, their rows sharded as a
+  batch is, the labels the host keeps); the host's copy of the pixels is not kept."""
+  stored = pipeline.stored_pixels(train_split, config, jax.device_count())
+  place = lambda rows: sharding.global_array(rows, rows_sharding)
+  return (place(stored.canvases), place(stored.sizes)), stored.labels
+
+
 def train(
   config: ml_collections.ConfigDict,
   workdir: str,
@@ -133,18 +141,10 @@ def train(
     donate_argnums=0,
   )
   teacher_variables = jax.device_put(teacher.variables, replicated) if teacher else None
-  # config.data.pixels_on_device: the split's canvases, their rows sharded over the devices.
-  stored = (
-    pipeline.stored_pixels(train_split, config, jax.device_count())
+  pixels, stored_labels = (
+    pixels_on_device(train_split, config, batch_sharding)
     if config.data.pixels_on_device
-    else None
-  )
-  pixels = (
-    jax.tree.map(
-      lambda rows: sharding.global_array(rows, batch_sharding), (stored.canvases, stored.sizes)
-    )
-    if stored
-    else None
+    else (None, None)
   )
   eval_fn = scoring.make_eval_fn(model, config, mesh)
   eval_batches, eval_count = pipeline.eval_batches(val_split, config)
@@ -175,7 +175,7 @@ def train(
   status, results = "finished", {}
   progress = writer.progress(start_step, num_steps)
   batches = pipeline.iterate(
-    pipeline.train_batches(train_split, config, stored=stored),
+    pipeline.train_batches(train_split, config, stored_labels=stored_labels),
     start_step,
     processes=config.data.worker_processes,
   )
