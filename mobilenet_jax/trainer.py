@@ -49,7 +49,7 @@ def check_can_start(config, train_split):
   if config.data.augment_on_device:
     side = pipeline.canvas_side(train_split, config.data.dataset)  # a source the device can crop
     if config.data.pixels_on_device:
-      check_pixels_fit(len(train_split) * side * side * 3)
+      check_pixels_fit(len(train_split) * side * side * 3, sharding.make_mesh(config).shape["data"])
   if train_split.num_classes > config.model.num_classes:
     raise errors.ConfigError(
       f"config.model.num_classes={config.model.num_classes} but {config.data.dataset} has "
@@ -57,17 +57,19 @@ def check_can_start(config, train_split):
     )
 
 
-def check_pixels_fit(canvas_bytes):
-  """config.data.pixels_on_device's canvases, their rows sharded over the devices, may take at
-  most half of a device's memory (the rest is the step's); a CPU's is the host's RAM."""
-  per_device = canvas_bytes / jax.device_count()
+def check_pixels_fit(canvas_bytes, shards):
+  """config.data.pixels_on_device's canvases, their rows sharded over the mesh's `shards` data
+  devices, may take at most half of a device's memory (the rest is the step's); a CPU's is the
+  host's RAM."""
+  per_device = canvas_bytes / shards
   stats = jax.local_devices()[0].memory_stats() or {}
   limit = stats.get("bytes_limit") or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
   if per_device > limit / 2:
     raise errors.ConfigError(
       f"config.data.pixels_on_device=True: the training split's canvases take "
-      f"{per_device / 2**30:.1f} GiB on each of the {jax.device_count()} devices, over half of "
-      f"their {limit / 2**30:.1f} GiB; leave it False (the host sends them) or use more devices"
+      f"{per_device / 2**30:.1f} GiB on each of the {shards} devices they are sharded over, over "
+      f"half of their {limit / 2**30:.1f} GiB; leave it False (the host sends them) or use more "
+      "devices"
     )
 
 

@@ -620,11 +620,11 @@ def test_pixels_on_the_device_are_for_crops_on_the_device_and_must_fit_it():
     config_lib.validate(config)
   with pytest.raises(
     errors.ConfigError,
-    match=r"^config.data.pixels_on_device=True: the training split's canvases take 4096.0 GiB on "
-    r"each of the 1 devices, over half of their .* GiB; leave it False",
+    match=r"^config.data.pixels_on_device=True: the training split's canvases take 1024.0 GiB on "
+    r"each of the 4 devices they are sharded over, over half of their .* GiB; leave it False",
   ):
-    trainer.check_pixels_fit(2**42)
-  trainer.check_pixels_fit(2**20)
+    trainer.check_pixels_fit(2**42, 4)
+  trainer.check_pixels_fit(2**20, 1)
 
 
 def test_crops_on_the_device_need_stored_pixels(tmp_path):
