@@ -25,9 +25,9 @@ from mobilenet_jax.train import distill, loop, sharding, teacher_cache
 log = logging.getLogger(__name__)
 
 
-def check_can_start(config, train_split):
-  """Refuses a batch that the devices or the training split cannot hold, or a dataset with more
-  classes than the classifier."""
+def check_can_start(config, train_split, mesh):
+  """Refuses a batch that the devices or the training split cannot hold, pixels on the device that
+  they cannot hold, or a dataset with more classes than the classifier."""
   devices = jax.device_count()
   if config.data.batch_size % devices or config.data.eval_batch_size % devices:
     raise errors.ConfigError(
@@ -49,7 +49,7 @@ def check_can_start(config, train_split):
   if config.data.augment_on_device:
     side = pipeline.canvas_side(train_split, config.data.dataset)  # a source the device can crop
     if config.data.pixels_on_device:
-      check_pixels_fit(len(train_split) * side * side * 3, sharding.make_mesh(config).shape["data"])
+      check_pixels_fit(len(train_split) * side * side * 3, mesh.shape["data"])
   if train_split.num_classes > config.model.num_classes:
     raise errors.ConfigError(
       f"config.model.num_classes={config.model.num_classes} but {config.data.dataset} has "
@@ -173,7 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   mesh = sharding.make_mesh(config)
   train_split = sources.load_split(config.data, "train")
   val_split = sources.load_split(config.data, "val")
-  check_can_start(config, train_split)
+  check_can_start(config, train_split, mesh)
   # Read before anything is written: a missing or mismatched init_from is one line, no workdir.
   imported = (
     importers.load_for_model(config, mobilenet.build_model(config))

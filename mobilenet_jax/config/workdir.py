@@ -16,7 +16,7 @@ import socket
 import jax
 import ml_collections
 
-from mobilenet_jax.config import schema
+from mobilenet_jax.config import command_line, schema
 from mobilenet_jax.core import errors, tracking
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,7 @@ def as_recorded(config: ml_collections.ConfigDict, workdir: str) -> ml_collectio
   """`config` with the values `workdir` recorded for keys left at a default that has changed
   since (`schema.Key.earlier_defaults`): a run started under the earlier default continues,
   and answers, as it was started. Other keys are compared as before."""
-  recorded = recorded_config(workdir) or {}
-  given = tracking.flatten(json.loads(config.to_json_best_effort()), "config.")
+  recorded, given = recorded_config(workdir) or {}, _flat(config)
   adopted = {
     dotted: recorded[dotted]
     for dotted, (default, earlier) in schema.changed_defaults().items()
@@ -97,17 +96,19 @@ def as_recorded(config: ml_collections.ConfigDict, workdir: str) -> ml_collectio
   }
   if not adopted:
     return config
-  config = config.copy_and_resolve_references()
   for dotted, value in adopted.items():
-    *groups, leaf = dotted.split(".")[1:]
-    node = config
-    for group in groups:
-      node = node[group]
-    node[leaf] = value
     log.info(
       "%s was started when %s's default was %r: it continues with it", workdir, dotted, value
     )
-  return config
+  return command_line.apply_overrides(
+    config.copy_and_resolve_references(),
+    [(dotted[len("config.") :], value) for dotted, value in adopted.items()],
+  )
+
+
+def _flat(config):
+  """{'config.' + dotted key: value} of a ConfigDict, as config.json records it."""
+  return tracking.flatten(json.loads(config.to_json_best_effort()), "config.")
 
 
 def _comparable(key, value):
@@ -119,7 +120,7 @@ def _comparable(key, value):
 
 def _differences(recorded, config, roles):
   """Sorted dotted keys of the given schema roles whose values differ."""
-  given = tracking.flatten(json.loads(config.to_json_best_effort()), "config.")
+  given = _flat(config)
   return sorted(
     k
     for k in set(recorded) | set(given)
@@ -152,7 +153,7 @@ def check_finished_config(config: ml_collections.ConfigDict, workdir: str) -> No
   recorded = recorded_config(workdir)
   changed = _differences(recorded, config, RESULT_ROLES) if recorded else []
   if changed:
-    given = tracking.flatten(json.loads(config.to_json_best_effort()), "config.")
+    given = _flat(config)
     values = "; ".join(f"{k}: {recorded.get(k)!r} there, {given.get(k)!r} here" for k in changed)
     raise errors.ConfigError(
       f"{workdir} is finished, trained with another config ({values}); its result is not this "
