@@ -495,6 +495,6 @@ def test_a_hybrid_exports_to_onnx_with_its_attention_and_equals_jax(tmp_path):
   ops = collections.Counter(node.op_type for node in onnx.load(path).graph.node)
   # Each Mobile MQA block: its query-key and attention-value matmuls, one softmax.
   assert ops["Softmax"] == 2 and ops["Einsum"] == 4, ops
-  logits = np.asarray(model.apply(variables, images))
+  logits = np.asarray(jax.jit(model.apply)(variables, images))
   exported = export.OnnxModel(path)(images)
   assert np.abs(exported - logits).max() <= 1e-4 * np.abs(logits).max()
