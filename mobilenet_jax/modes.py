@@ -19,7 +19,7 @@ from mobilenet_jax.core import errors, tables
 from mobilenet_jax.counting import profile_report
 from mobilenet_jax.deploy import export
 from mobilenet_jax.models import mobilenet
-from mobilenet_jax.sweeps import definition, launching, ray_launcher, report
+from mobilenet_jax.sweeps import definition, launching, report
 
 FLAGS = flags.FLAGS
 _FORMAT = flags.DEFINE_multi_enum(
@@ -191,14 +191,22 @@ class Launcher:
   check: Callable[[], None] = lambda: None  # before the sweep writes anything
 
 
+def _ray_launcher():
+  """Imported only for --launcher=ray (tests/test_layout.py IMPORTED_WHEN_USED): Ray's import,
+  0.6 s, would delay every member process."""
+  from mobilenet_jax.sweeps import ray_launcher
+
+  return ray_launcher
+
+
 # Where --sweep's members run.
 LAUNCHERS = {
   "local": Launcher(lambda: functools.partial(launching.run_locally, jobs=_JOBS.value)),
   "ray": Launcher(
     lambda: functools.partial(
-      ray_launcher.run_members, address=_RAY_ADDRESS.value, wait_for_resources=_RAY_WAIT.value
+      _ray_launcher().run_members, address=_RAY_ADDRESS.value, wait_for_resources=_RAY_WAIT.value
     ),
-    lambda: ray_launcher.check_address(_RAY_ADDRESS.value, _RAY_CONNECT_TIMEOUT_S.value),
+    lambda: _ray_launcher().check_address(_RAY_ADDRESS.value, _RAY_CONNECT_TIMEOUT_S.value),
   ),
 }
 _MODE = flags.DEFINE_enum(

@@ -20,6 +20,8 @@ LAYERS = {
   "sweeps": {"core", "config", "counting"},  # never the trainer: members are processes
 }
 ROOT_ORDER = ("prepare_data", "evaluate", "trainer", "modes")
+# (module, what it imports inside a function): only these, each for the import time it saves.
+IMPORTED_WHEN_USED = {("modes", "sweeps.ray_launcher")}  # Ray, 0.6 s, in every member process
 
 
 def modules():
@@ -60,7 +62,7 @@ def test_packages_import_only_the_packages_below_them_at_module_level():
   for name, path in modules().items():
     package = name.split(".")[0] if "." in name else None
     for imported, at_top in project_imports(ast.parse(path.read_text())):
-      assert at_top, f"{name} imports {imported} inside a function"
+      assert at_top or (name, imported) in IMPORTED_WHEN_USED, f"{name} imports {imported} inside"
       target = imported.split(".")[0] if "." in imported else None
       if package is None:  # a root module: any package, and the root modules before it
         assert target or ROOT_ORDER.index(imported) < ROOT_ORDER.index(name), (name, imported)
