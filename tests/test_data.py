@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import grain
 import jax
 import numpy as np
 import pytest
@@ -612,6 +613,18 @@ def test_pixels_on_the_device_give_the_hosts_batches_as_indices():
     np.testing.assert_array_equal(device_labels, labels)
   whole = pipeline.train_batches(split, config, whole=True, stored_labels=stored.labels)[5]
   np.testing.assert_array_equal(whole[0][1], np.arange(320, 384))
+
+
+@pytest.mark.parametrize("count", [1, 3, 1797, 65536, 65537, 70001])
+def test_an_epochs_order_at_once_is_grains_shuffle_of_it(count):
+  """Block widths' edges included: 65,537 examples need 16 bits to hold 65,536 and get 16, as
+  grain's cipher does (its place 65,536 lands where place 0 does)."""
+  for seed in (0, 2**32 - 1):
+    shuffled = grain.MapDataset.source(range(count)).seed(seed).shuffle()
+    for epoch in (0, 1):
+      places = epoch * count + np.arange(min(count, 2000))
+      order = pipeline.epoch_order(count, (shuffled._seed + epoch) % 2**32)
+      np.testing.assert_array_equal(order[places % count], [shuffled[int(p)] for p in places])
 
 
 def test_pixels_on_the_device_are_for_crops_on_the_device_and_must_fit_it():
