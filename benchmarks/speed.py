@@ -120,8 +120,8 @@ def config_contender(config, batch, impl, dtype):
     ],
     100,
   )
-  # Jitted (an eager init compiles each of its ~200 small ops, ~30 s on 2 cores), and the
-  # inputs drawn by NumPy, which compiles nothing.
+  # Jitted (an eager init compiles each of its small ops on its own), and the inputs drawn by
+  # NumPy, which compiles nothing.
   state0 = jax.jit(
     lambda rng: train_step.init_state(model, tx, config, rng),
     compiler_options=mobilenet.INIT_COMPILER_OPTIONS,

@@ -192,8 +192,8 @@ class Launcher:
 
 
 def _ray_launcher():
-  """Imported only for --launcher=ray (tests/test_layout.py IMPORTED_WHEN_USED): Ray's import,
-  0.6 s, would delay every member process."""
+  """Imported only for --launcher=ray (tests/test_layout.py IMPORTED_WHEN_USED): Ray's import
+  would delay every member process."""
   from mobilenet_jax.sweeps import ray_launcher
 
   return ray_launcher

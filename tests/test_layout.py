@@ -21,7 +21,7 @@ LAYERS = {
 }
 ROOT_ORDER = ("prepare_data", "evaluate", "trainer", "modes")
 # (module, what it imports inside a function): only these, each for the import time it saves.
-IMPORTED_WHEN_USED = {("modes", "sweeps.ray_launcher")}  # Ray, 0.6 s, in every member process
+IMPORTED_WHEN_USED = {("modes", "sweeps.ray_launcher")}  # Ray's, in every member process
 
 
 def modules():

@@ -215,8 +215,8 @@ SHUFFLE_ROUNDS = 4  # grain.MapDataset.shuffle's
 def epoch_order(count, epoch_seed):
   """int32 [count]: where grain's shuffle of `count` examples puts each place of an epoch
   seeded `epoch_seed` (grain's per-epoch seed: the shuffle's own plus the epoch), all at once.
-  grain computes one place per call (its index_shuffle: 6-40 us each, the one host cost left
-  with the pixels on the device); this is the same cipher vectorised: a Simon-style Feistel
+  grain computes one place per call (its index_shuffle, the one host cost left with the pixels
+  on the device; benchmarks/README.md); this is the same cipher vectorised: a Simon-style Feistel
   network on the smallest even bit width >= 16 that holds count - 1, its round keys
   std::seed_seq's words of the seed, walking each place's cycle until it falls below count."""
   if count == 1:

@@ -181,7 +181,7 @@ def render_glyphs(count, seed, size=GLYPH_SIZE):
   """`count` uint8 (size, size) images of random capital letters and their labels: a random
   font, height 5/8 to 7/8 of the image, rotated by up to 15 degrees and shifted by up to 3
   pixels; a pure function of (count, seed, size) and matplotlib's fonts."""
-  import matplotlib  # here: its import (0.3 s) would delay every process that reads no glyphs
+  import matplotlib  # here: its import would delay every process that reads no glyphs
 
   rng = np.random.default_rng(seed)
   font_dir = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
