@@ -45,9 +45,11 @@ in it.
 """
 
 import argparse
+import atexit
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -581,6 +583,8 @@ def main():
     return
   runtime.reexec_with_huge_pages()  # the step timed as launch.py runs it
   sources = Sources(args.imagenette)
+  # The copies and stores are gigabytes: gone when the run ends, finished or not.
+  atexit.register(shutil.rmtree, sources.root, True)
   # The tables asked for, in one run that shares their sources (copies and stores made once).
   tables_asked = [
     table
