@@ -24,12 +24,14 @@ on every row, so one run gives the before and the after on the same machine.
 
 --sweeps: for each member, the training step's img/s on one H100 projected from the measured
 V2 1.0-224 (H100_STEP) by mult-adds, and for each input (ImageNet's JPEGs, their resized copy,
-their pixel store with the crop on the device) the training pipeline's img/s with one thread,
-and projected linearly from two worker processes (one thread each) at the member's resolution to
-the host cores one H100 gets (16 on a one-GPU host, 8 on an 8-GPU node): whether the member
-would wait for its input. With the crop on the device, the
-projected H100 step also does the crop's mult-adds (`crop_madds`, at the model's efficiency: a
-projection; --pixel_store measures the crop's cost on this machine's device).
+their pixel store with the crop on the device: read each step, held in the host's memory, held
+on the GPUs) the training pipeline's img/s with one thread, and projected linearly from two
+worker processes (two threads for held canvases) at the member's resolution to the host
+cores one H100 gets (16 on a one-GPU host, 8 on an 8-GPU node): whether the member would wait
+for its input. With the crop on the device, the projected H100 step also does the crop's
+mult-adds (`crop_madds`, at the model's efficiency: a projection; --pixel_store measures the
+crop's cost on this machine's device); canvases the host sends cross PCIe (PCIE_BYTES); held
+canvases that do not fit (half of HOST_RAM_PER_GPU, half of an H100) are read from the store.
 
 --torchvision: the training pipeline beside an independent one doing the same work on the same
 files: torchvision's ImageFolder with RandomResizedCrop (the same area and aspect ranges) and a
@@ -39,9 +41,11 @@ thread), then one worker process per core each. Turn by turn, cell by cell.
 --pixel_store=96,128,160,224: at each resolution, the training pipeline's img/s per core and
 with one worker process per core from the ImageNet sample's JPEGs, its resized copy, its pixel
 store (`prepare_data --pixel_store`, side 8/7 of the resolution) cropped on the host, and the
-same store with config.data.augment_on_device (the host gathers canvases, the step crops);
-beside them V2 1.0's training step on this machine's default device alone and with the crop
-in it.
+same store with config.data.augment_on_device (the host gathers canvases, the step crops), with
+its canvases held on the device (config.data.pixels_on_device: the host sends indices) and in the
+host's memory (config.data.pixels_in_host_memory: the host gathers them there); held canvases
+with one thread per core rather than worker processes. Beside them V2 1.0's training step on
+this machine's default device alone, with the crop in it, and with the gather too.
 """
 
 import argparse
@@ -80,6 +84,10 @@ REPEATS = 40
 H100_STEP = 9_117
 HOST_CORES = (16, 8)  # an H100 host's cores per GPU: one GPU with 16, an 8-GPU node's share
 HOST_GPUS = (1, 8)  # the GPUs of those two hosts, over which pixels on the device are sharded
+# Assumed, not measured: host RAM per H100 (AWS p5.4xlarge, 1 GPU: 256 GiB; p5.48xlarge, 8: 2 TiB)
+# and host-to-device bytes/s (half of PCIe Gen5 x16's 64 GB/s), for canvases the host sends.
+HOST_RAM_PER_GPU = 256 * 2**30
+PCIE_BYTES = 32e9
 
 
 def repeated(folder, repeats, root):
@@ -173,16 +181,18 @@ def measure(cell):
   config.data.dataset = cell.get("dataset") or f"folder:{cell['folder']}"
   config.data.augment_on_device = cell.get("on_device", False)
   config.data.pixels_on_device = cell.get("pixels_on_device", False)
+  config.data.pixels_in_host_memory = cell.get("pixels_in_host_memory", False)
   config.data.batch_size = config.data.eval_batch_size = cell["batch"]
   split = data_sources.load_split(config.data, "train" if cell["pipeline"] == "train" else "val")
-  # With the pixels on the device, the host's part: each example's index and place.
-  on_device = (
-    {"stored_labels": input_pipeline.stored_pixels(split, config, 1).labels}
-    if config.data.pixels_on_device
-    else {}
-  )
+  # With the pixels on the device, the host's part: each example's index and place; with them
+  # in its memory, the canvases gathered there.
+  held = {}
+  if config.data.pixels_on_device or config.data.pixels_in_host_memory:
+    stored = input_pipeline.stored_pixels(split, config, 1)
+    on_device = config.data.pixels_on_device
+    held = {"stored_labels": stored.labels} if on_device else {"host_pixels": stored}
   batches = (
-    input_pipeline.train_batches(split, config, **on_device)
+    input_pipeline.train_batches(split, config, **held)
     if cell["pipeline"] == "train"
     else input_pipeline.eval_batches(split, config)[0].repeat()
   )
@@ -190,6 +200,12 @@ def measure(cell):
     pipeline_images_per_second(batches, t, cell["batches"], cell.get("processes", 0))
     for t in cell["threads"]
   ]
+
+
+def held(source):
+  """Whether a cell's canvases are held in memory: made by threads in the training process,
+  which a worker process would only copy on (config.data.pixels_in_host_memory refuses them)."""
+  return source.get("pixels_in_host_memory") or source.get("pixels_on_device")
 
 
 def train_cell(args, resolution, **source):
@@ -399,14 +415,21 @@ def pixel_store_table(args, sources, cores):
         {"dataset": f"pixels:{store}", "on_device": True},
       ),
       (
-        f"its pixel store ({side} px) on the device, crop on the device",
+        f"its pixel store ({side} px) in the host's memory, crop on the device ({cores} threads)",
+        {"dataset": f"pixels:{store}", "on_device": True, "pixels_in_host_memory": True},
+      ),
+      (
+        f"its pixel store ({side} px) on the device, crop on the device ({cores} threads)",
         {"dataset": f"pixels:{store}", "on_device": True, "pixels_on_device": True},
       ),
     )
     for label, source in inputs:
       cell = train_cell(args, resolution, **source)
-      (one,) = measure(cell)
-      (every,) = measure({**cell, "processes": cores})
+      if held(source):
+        one, every = measure({**cell, "threads": [1, cores]})
+      else:
+        (one,) = measure(cell)
+        (every,) = measure({**cell, "processes": cores})
       rows.append([f"{resolution} px", label, round(one), round(every)])
       print(*rows[-1], sep=" | ", flush=True)
     config = speed.load_config("v2", 1.0, resolution)
@@ -440,7 +463,9 @@ def pixel_store_table(args, sources, cores):
 
 
 ON_DEVICE = "pixel store, crop on the device"
+IN_HOST_MEMORY = "pixel store in the host's memory"
 PIXELS_ON_DEVICE = "pixel store on the device"
+CROPPED_ON_DEVICE = (ON_DEVICE, IN_HOST_MEMORY, PIXELS_ON_DEVICE)
 # Training images: Imagenette's (its tfds and folder copies), else ImageNet's.
 TRAIN_IMAGES = {"imagenette": 9_469, "": 1_281_167}
 H100_BYTES = 80e9
@@ -457,6 +482,17 @@ def fits(config, gpus):
   """Whether the canvases, sharded over `gpus` H100s, take at most half of each (as
   trainer.check_pixels_fit asks)."""
   return canvas_bytes(config) / gpus <= H100_BYTES / 2
+
+
+def fits_host(config, gpus):
+  """Whether the canvases, whole in the one training process of a host with `gpus` H100s, take
+  at most half of its RAM (as trainer.check_pixels_fit asks)."""
+  return canvas_bytes(config) <= gpus * HOST_RAM_PER_GPU / 2
+
+
+def pcie_images_per_second(config):
+  """The canvases a second PCIE_BYTES carries to one GPU."""
+  return PCIE_BYTES / (speed.store_side(config.resolution) ** 2 * 3)
 
 
 def crop_madds(resolution):
@@ -486,6 +522,11 @@ def sweeps_table(args, sources, cores):
       "dataset": f"pixels:{sources.pixel_store(resolution)}",
       "on_device": True,
     },
+    IN_HOST_MEMORY: lambda resolution: {
+      "dataset": f"pixels:{sources.pixel_store(resolution)}",
+      "on_device": True,
+      "pixels_in_host_memory": True,
+    },
     PIXELS_ON_DEVICE: lambda resolution: {
       "dataset": f"pixels:{sources.pixel_store(resolution)}",
       "on_device": True,
@@ -496,8 +537,11 @@ def sweeps_table(args, sources, cores):
   for resolution in sorted({definition.member_config(m).resolution for _, m in members}):
     for kind, source in inputs.items():
       cell = train_cell(args, resolution, **source(resolution))
-      (one,) = measure(cell)
-      (two,) = measure({**cell, "processes": 2})  # decoding scales with processes, not threads
+      if held(source(resolution)):
+        one, two = measure({**cell, "threads": [1, 2]})
+      else:  # decoding scales with processes, not threads
+        (one,) = measure(cell)
+        (two,) = measure({**cell, "processes": 2})
       pipelines[resolution, kind] = one, two
       print(resolution, kind, round(one), round(two), flush=True)
   rows, waiting = [], {(kind, c): 0 for kind in inputs for c in HOST_CORES}
@@ -518,17 +562,27 @@ def sweeps_table(args, sources, cores):
     for kind in inputs:
       one, two = pipelines[config.resolution, kind]
       # With the crop on the device, the step does the crop's mult-adds too.
-      step = h100 / (1 + crop_share) if kind in (ON_DEVICE, PIXELS_ON_DEVICE) else h100
+      step = h100 / (1 + crop_share) if kind in CROPPED_ON_DEVICE else h100
       bounds[kind] = [projected(two, c) < step for c in HOST_CORES]
-      if kind == PIXELS_ON_DEVICE:
-        # Where the canvases do not fit the host's GPUs, they stay on the host: ON_DEVICE's row.
+      if kind in (ON_DEVICE, IN_HOST_MEMORY):  # the host's canvases cross PCIe
+        bounds[kind] = [b or pcie_images_per_second(config) < step for b in bounds[kind]]
+      if kind == IN_HOST_MEMORY:
+        # Where the canvases do not fit the host's RAM, the store is read: ON_DEVICE's row.
         row.append(
           f"{canvas_bytes(config) / 1e9:.1f} "
-          f"({'/'.join('fits' if fits(config, g) else 'no' for g in HOST_GPUS)})"
+          f"({'/'.join('fits' if fits_host(config, g) else 'no' for g in HOST_GPUS)})"
         )
         bounds[kind] = [
-          bound if fits(config, gpus) else on_host
-          for bound, gpus, on_host in zip(bounds[kind], HOST_GPUS, bounds[ON_DEVICE])
+          bound if fits_host(config, gpus) else from_store
+          for bound, gpus, from_store in zip(bounds[kind], HOST_GPUS, bounds[ON_DEVICE])
+        ]
+      if kind == PIXELS_ON_DEVICE:
+        # Where the canvases do not fit the host's GPUs: IN_HOST_MEMORY's row (which is the
+        # store's where they do not fit its RAM either).
+        row.append("/".join("fits" if fits(config, g) else "no" for g in HOST_GPUS))
+        bounds[kind] = [
+          bound if fits(config, gpus) else in_memory
+          for bound, gpus, in_memory in zip(bounds[kind], HOST_GPUS, bounds[IN_HOST_MEMORY])
         ]
       for c, is_bound in zip(HOST_CORES, bounds[kind]):
         waiting[kind, c] += is_bound
@@ -547,8 +601,10 @@ def sweeps_table(args, sources, cores):
     "the crop on the device, share of the step's mult-adds",
   ]
   for kind in inputs:
+    if kind == IN_HOST_MEMORY:
+      header.append("its canvases, GB (at most half of the host's RAM: 1 / 8 H100s)")
     if kind == PIXELS_ON_DEVICE:
-      header.append("its canvases, GB (at most half of each H100: on 1 / on 8)")
+      header.append("… at most half of each H100: 1 / 8 H100s")
     header += [
       f"{kind}: img/s per core",
       f"… on {HOST_CORES[0]} cores (projected)",

@@ -48,8 +48,8 @@ def check_can_start(config, train_split, mesh):
       )
   if config.data.augment_on_device:
     side = pipeline.canvas_side(train_split, config.data.dataset)  # a source the device can crop
-    if config.data.pixels_on_device:
-      check_pixels_fit(len(train_split) * side * side * 3, mesh.shape["data"])
+    if config.data.pixels_on_device or config.data.pixels_in_host_memory:
+      check_pixels_fit(config, len(train_split) * side * side * 3, mesh.shape["data"])
   if train_split.num_classes > config.model.num_classes:
     raise errors.ConfigError(
       f"config.model.num_classes={config.model.num_classes} but {config.data.dataset} has "
@@ -57,19 +57,23 @@ def check_can_start(config, train_split, mesh):
     )
 
 
-def check_pixels_fit(canvas_bytes, shards):
-  """config.data.pixels_on_device's canvases, their rows sharded over the mesh's `shards` data
-  devices, may take at most half of a device's memory (the rest is the step's); a CPU's is the
-  host's RAM."""
-  per_device = canvas_bytes / shards
-  stats = jax.local_devices()[0].memory_stats() or {}
-  limit = stats.get("bytes_limit") or os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-  if per_device > limit / 2:
+def check_pixels_fit(config, canvas_bytes, shards):
+  """The canvases config.data.pixels_on_device shards over the mesh's `shards` data devices, or
+  config.data.pixels_in_host_memory keeps whole in the process, may take at most half of a
+  device's memory (the rest is the step's), or of the host's RAM (a CPU device's memory too)."""
+  ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  if config.data.pixels_in_host_memory:
+    key, held, limit = "pixels_in_host_memory", canvas_bytes, ram
+    where, instead = "in this process's memory", "the store is read each step"
+  else:
+    stats = jax.local_devices()[0].memory_stats() or {}
+    key, held, limit = "pixels_on_device", canvas_bytes / shards, stats.get("bytes_limit") or ram
+    where = f"on each of the {shards} devices they are sharded over"
+    instead = "the host sends them; or use more devices, or config.data.pixels_in_host_memory"
+  if held > limit / 2:
     raise errors.ConfigError(
-      f"config.data.pixels_on_device=True: the training split's canvases take "
-      f"{per_device / 2**30:.1f} GiB on each of the {shards} devices they are sharded over, over "
-      f"half of their {limit / 2**30:.1f} GiB; leave it False (the host sends them) or use more "
-      "devices"
+      f"config.data.{key}=True: the training split's canvases take {held / 2**30:.1f} GiB "
+      f"{where}, over half of their {limit / 2**30:.1f} GiB; leave it False ({instead})"
     )
 
 

@@ -227,6 +227,7 @@ def test_base_config_and_the_roles_come_from_the_one_schema():
     "config.model.stem_fixed_below_width": 0.0,
     "config.data.augment_on_device": False,
     "config.data.pixels_on_device": False,
+    "config.data.pixels_in_host_memory": False,
     "config.data.allow_upsampling": False,
     "config.distill.cache": "",
   }

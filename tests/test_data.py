@@ -604,6 +604,7 @@ def test_pixels_on_the_device_give_the_hosts_batches_as_indices():
   assert stored.canvases.shape == (1440, 8, 8, 3) and not stored.canvases[1437:].any()
   on_host = pipeline.train_batches(split, config)
   on_device = pipeline.train_batches(split, config, stored_labels=stored.labels)
+  in_memory = pipeline.train_batches(split, config, host_pixels=stored)
   for step in (0, 3, 22, 23):  # 1,437 digits: step 22 crosses into the second epoch
     (canvases, sizes, places), labels = on_host[step]
     (indices, device_places), device_labels = on_device[step]
@@ -611,6 +612,9 @@ def test_pixels_on_the_device_give_the_hosts_batches_as_indices():
     np.testing.assert_array_equal(stored.sizes[indices], sizes)
     np.testing.assert_array_equal(device_places, places)
     np.testing.assert_array_equal(device_labels, labels)
+    for held, sent in zip(jax.tree.leaves(in_memory[step]), jax.tree.leaves(on_host[step])):
+      assert held.dtype == sent.dtype
+      np.testing.assert_array_equal(held, sent)
   whole = pipeline.train_batches(split, config, whole=True, stored_labels=stored.labels)[5]
   np.testing.assert_array_equal(whole[0][1], np.arange(320, 384))
 
@@ -627,17 +631,35 @@ def test_an_epochs_order_at_once_is_grains_shuffle_of_it(count):
       np.testing.assert_array_equal(order[places % count], [shuffled[int(p)] for p in places])
 
 
-def test_pixels_on_the_device_are_for_crops_on_the_device_and_must_fit_it():
-  config = tiny_config(**{"data.pixels_on_device": True})
-  with pytest.raises(errors.ConfigError, match=r"pixels_on_device=True needs config.data.augm"):
-    config_lib.validate(config)
+def test_held_pixels_are_for_crops_on_the_device_and_must_fit_where_they_are_held():
+  for key in ("pixels_on_device", "pixels_in_host_memory"):
+    with pytest.raises(errors.ConfigError, match=rf"^config.data.{key}=True needs config.data.aug"):
+      config_lib.validate(tiny_config(**{f"data.{key}": True}))
+  cropped = {"data.augment_on_device": True}
+  with pytest.raises(errors.ConfigError, match=r"are both True: the canvases are held in one pl"):
+    config_lib.validate(
+      tiny_config(**cropped, **{"data.pixels_on_device": True, "data.pixels_in_host_memory": True})
+    )
   with pytest.raises(
     errors.ConfigError,
-    match=r"^config.data.pixels_on_device=True: the training split's canvases take 1024.0 GiB on "
-    r"each of the 4 devices they are sharded over, over half of their .* GiB; leave it False",
+    match=r"^config.data.pixels_in_host_memory=True with config.data.worker_processes=2: .* set "
+    r"worker_processes=0$",
   ):
-    trainer.check_pixels_fit(2**42, 4)
-  trainer.check_pixels_fit(2**20, 1)
+    config_lib.validate(
+      tiny_config(**cropped, **{"data.pixels_in_host_memory": True, "data.worker_processes": 2})
+    )
+  for key, where in (
+    ("pixels_on_device", "1024.0 GiB on each of the 4 devices they are sharded over"),
+    ("pixels_in_host_memory", "4096.0 GiB in this process's memory"),
+  ):
+    held = tiny_config(**cropped, **{f"data.{key}": True})
+    with pytest.raises(
+      errors.ConfigError,
+      match=rf"^config.data.{key}=True: the training split's canvases take {where}, over half of "
+      r"their .* GiB; leave it False \(",
+    ):
+      trainer.check_pixels_fit(held, 2**42, 4)
+    trainer.check_pixels_fit(held, 2**20, 1)
 
 
 def test_crops_on_the_device_need_stored_pixels(tmp_path):

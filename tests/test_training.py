@@ -221,14 +221,17 @@ def test_sigterm_then_resume_ends_bitwise_equal_with_one_wandb_run(
 
   monkeypatch.setattr(checkpointing.Preemption, "reached", sigterm_after_step_8)
   interrupted, straight = str(tmp_path / "interrupted"), str(tmp_path / "straight")
-  # With the crops on the device, the interrupted run also holds its pixels there: the host
-  # sends indices, and both end bitwise where the host's canvases take the straight run.
-  on_device = config.copy_and_resolve_references()
-  on_device.data.pixels_on_device = kind == "crops_on_the_device"
+  # With the crops on the device, the interrupted run holds its pixels there (the host sends
+  # indices), and resumes with them in the host's memory (it gathers canvases): both end bitwise
+  # where the host's canvases read from the source take the straight run.
+  on_device, in_memory = config.copy_and_resolve_references(), config.copy_and_resolve_references()
+  on_device.data.pixels_on_device = in_memory.data.pixels_in_host_memory = (
+    kind == "crops_on_the_device"
+  )
   summary = trainer.train_and_evaluate(on_device, interrupted)
   assert summary["status"] == "preempted" and summary["steps"] == 8
   monkeypatch.undo()
-  assert trainer.train_and_evaluate(on_device, interrupted)["status"] == "finished"
+  assert trainer.train_and_evaluate(in_memory, interrupted)["status"] == "finished"
   assert "Resumed" in caplog.text
   trainer.train_and_evaluate(config, straight)
 

@@ -301,6 +301,15 @@ KEYS = (
     before=False,
   ),
   _k(
+    "data.pixels_in_host_memory",
+    False,
+    "With augment_on_device: the training split's canvases read once into this process's memory "
+    "and each batch's gathered there (the same batches, no store reads), where the accelerators "
+    "cannot hold them; batches made by threads (worker_processes=0).",
+    "placement",
+    before=False,
+  ),
+  _k(
     "data.allow_upsampling",
     False,
     "Train from a pixel store whose max_side is below config.resolution (every crop upsampled).",
@@ -764,11 +773,24 @@ def _mesh_has_a_data_axis(config):
     )
 
 
-def _pixels_on_device_are_cropped_there(config):
-  if config.data.pixels_on_device and not config.data.augment_on_device:
+def _held_pixels_are_cropped_on_the_device(config):
+  data = config.data
+  for key in ("pixels_on_device", "pixels_in_host_memory"):
+    if data[key] and not data.augment_on_device:
+      raise errors.ConfigError(
+        f"config.data.{key}=True needs config.data.augment_on_device=True: it holds uncropped "
+        "pixels for the steps to crop"
+      )
+  if data.pixels_on_device and data.pixels_in_host_memory:
     raise errors.ConfigError(
-      "config.data.pixels_on_device=True needs config.data.augment_on_device=True: the device "
-      "holds uncropped pixels for its steps to crop"
+      "config.data.pixels_on_device and config.data.pixels_in_host_memory are both True: the "
+      "canvases are held in one place, set one"
+    )
+  if data.pixels_in_host_memory and data.worker_processes:
+    raise errors.ConfigError(
+      f"config.data.pixels_in_host_memory=True with config.data.worker_processes="
+      f"{data.worker_processes}: the canvases are gathered from the training process's memory "
+      "by its threads, set worker_processes=0"
     )
 
 
@@ -792,7 +814,7 @@ CROSS_CHECKS: tuple[Callable[[ml_collections.ConfigDict], None], ...] = (
   _input_normalization_is_per_channel,
   _mesh_has_a_data_axis,
   _quantized_layers_are_supported,
-  _pixels_on_device_are_cropped_there,
+  _held_pixels_are_cropped_on_the_device,
   _teacher_keys_have_a_teacher,
 )
 

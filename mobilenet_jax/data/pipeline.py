@@ -110,13 +110,18 @@ def canvas_side(split: sources.Split, dataset: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class StoredPixels:
-  """config.data.pixels_on_device's copy of a training split, in the source's order: each image's
-  canvas and true size (rows past the split's length pad the row count to the devices' and are
-  never indexed), and its label, which the host keeps to send with the index."""
+  """config.data.pixels_on_device's or pixels_in_host_memory's copy of a training split, in the
+  source's order: each image's canvas and true size (rows past the split's length pad the row
+  count to the devices' and are never indexed), and its label, which the host keeps."""
 
   canvases: np.ndarray  # uint8 (rows, side, side, 3)
   sizes: np.ndarray  # int32 (rows, 2)
   labels: np.ndarray  # int32 (examples,)
+
+  def gather(self, batch):
+    """An index batch's examples as the host's canvases send them: the step's gather, here."""
+    (indices, places), labels = batch
+    return (self.canvases[indices], self.sizes[indices], places), labels
 
 
 def stored_pixels(
@@ -139,7 +144,7 @@ def stored_pixels(
     return index
 
   reads = iterate(grain.MapDataset.range(count).map(read))
-  for _ in tqdm.tqdm(range(count), unit="image", desc="pixels to the device", mininterval=5):
+  for _ in tqdm.tqdm(range(count), unit="image", desc="canvases into memory", mininterval=5):
     next(reads)
   return stored
 
@@ -158,13 +163,14 @@ def train_batches(
   config: ml_collections.ConfigDict,
   whole: bool = False,
   stored_labels: np.ndarray | None = None,
+  host_pixels: StoredPixels | None = None,
 ) -> grain.MapDataset:
   """A MapDataset whose item t is this process's part of the global batch of step t (`whole`:
   all of it, in the stream's order): uint8 images (to_float makes them the model's input) and
   int32 labels; with config.data.augment_on_device, (uint8 canvases, their images' sizes, their
-  places in the shuffled stream) for the step to crop; with the split's pixels on the device
-  (`stored_labels`: StoredPixels.labels), (their indices there, their places) of the same
-  examples."""
+  places in the shuffled stream) for the step to crop, gathered from `host_pixels` where the
+  split is held in memory; with the split's pixels on the device (`stored_labels`:
+  StoredPixels.labels), (their indices there, their places) of the same examples."""
   data = config.data
   local = data.batch_size if whole else local_batch_size(data.batch_size)
 
@@ -176,6 +182,10 @@ def train_batches(
   # Shuffled anew each epoch from the seed; each process takes every process_count-th example.
   if stored_labels is not None:
     return _index_batches(len(split), stored_labels, config.seed, local, whole)
+  if host_pixels is not None:
+    return _index_batches(len(split), host_pixels.labels, config.seed, local, whole).map(
+      host_pixels.gather
+    )
   dataset = grain.MapDataset.source(split.source).seed(config.seed).shuffle().repeat()
   if data.augment_on_device:  # the step crops: the host sends each example's place with it
     side = canvas_side(split, data.dataset)

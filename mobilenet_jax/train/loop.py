@@ -174,8 +174,13 @@ def train(
   preemption = checkpointing.Preemption()
   status, results = "finished", {}
   progress = writer.progress(start_step, num_steps)
+  host_pixels = (
+    pipeline.stored_pixels(train_split, config, 1) if config.data.pixels_in_host_memory else None
+  )
   batches = pipeline.iterate(
-    pipeline.train_batches(train_split, config, stored_labels=stored_labels),
+    pipeline.train_batches(
+      train_split, config, stored_labels=stored_labels, host_pixels=host_pixels
+    ),
     start_step,
     processes=config.data.worker_processes,
   )
