@@ -237,14 +237,27 @@ def epoch_order(count, epoch_seed):
   rotate = lambda x, r: ((x << np.uint32(r)) | (x >> (width - np.uint32(r)))) & mask
   mix = lambda x: (rotate(x, 1) & rotate(x, 8)) ^ rotate(x, 2)
   keys = [np.uint32(key) & mask for key in _seed_seq_words(epoch_seed, SHUFFLE_ROUNDS)]
-  order = np.arange(count, dtype=np.uint32)
-  walking = np.ones(count, bool)
-  while walking.any():
-    left, right = (order[walking] >> width) & mask, order[walking] & mask
+
+  def cipher(values):
+    left, right = (values >> width) & mask, values & mask
     for first_key, second_key in zip(keys[::2], keys[1::2]):
       left ^= mix(right) ^ first_key
       right ^= mix(left) ^ second_key
-    order[walking] = (left << width) | right
+    return (left << width) | right
+
+  domain = 1 << (2 * int(width))
+  if domain > 8 * count:
+    # Few places in a large domain walk long cycles (domain / count steps on average; 3 places:
+    # ~20,000): walk the whole domain's at once instead, by pointer doubling (after k rounds each
+    # entry is the first place below count within 2**k steps of its own, else where they lead).
+    jump = cipher(np.arange(domain, dtype=np.uint32))
+    for _ in range(2 * int(width)):
+      jump = np.where(jump < count, jump, jump[jump])
+    return jump[np.arange(count) % domain].astype(np.int32)
+  order = np.arange(count, dtype=np.uint32)
+  walking = np.ones(count, bool)
+  while walking.any():
+    order[walking] = cipher(order[walking])
     walking = order >= count
   return order.astype(np.int32)
 
