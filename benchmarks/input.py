@@ -186,13 +186,14 @@ def measure(cell):
   split = data_sources.load_split(config.data, "train" if cell["pipeline"] == "train" else "val")
   # With the pixels on the device, the host's part: each example's index and place; with them
   # in its memory, the canvases gathered there.
-  held = {}
-  if config.data.pixels_on_device or config.data.pixels_in_host_memory:
-    stored = input_pipeline.stored_pixels(split, config, 1)
-    on_device = config.data.pixels_on_device
-    held = {"stored_labels": stored.labels} if on_device else {"host_pixels": stored}
+  stored = {}
+  if holds_canvases(cell):
+    pixels = input_pipeline.stored_pixels(split, config, 1)
+    stored = (
+      {"stored_labels": pixels.labels} if config.data.pixels_on_device else {"host_pixels": pixels}
+    )
   batches = (
-    input_pipeline.train_batches(split, config, **held)
+    input_pipeline.train_batches(split, config, **stored)
     if cell["pipeline"] == "train"
     else input_pipeline.eval_batches(split, config)[0].repeat()
   )
@@ -202,7 +203,7 @@ def measure(cell):
   ]
 
 
-def held(source):
+def holds_canvases(source):
   """Whether a cell's canvases are held in memory: made by threads in the training process,
   which a worker process would only copy on (config.data.pixels_in_host_memory refuses them)."""
   return source.get("pixels_in_host_memory") or source.get("pixels_on_device")
@@ -425,7 +426,7 @@ def pixel_store_table(args, sources, cores):
     )
     for label, source in inputs:
       cell = train_cell(args, resolution, **source)
-      if held(source):
+      if holds_canvases(source):
         one, every = measure({**cell, "threads": [1, cores]})
       else:
         (one,) = measure(cell)
@@ -537,7 +538,7 @@ def sweeps_table(args, sources, cores):
   for resolution in sorted({definition.member_config(m).resolution for _, m in members}):
     for kind, source in inputs.items():
       cell = train_cell(args, resolution, **source(resolution))
-      if held(source(resolution)):
+      if holds_canvases(source(resolution)):
         one, two = measure({**cell, "threads": [1, 2]})
       else:  # decoding scales with processes, not threads
         (one,) = measure(cell)
