@@ -276,7 +276,9 @@ def test_the_folded_model_computes_the_model_with_its_batch_norm_folded():
   model = mobilenet.build_model(config, conv_impl="xla")
   rng = np.random.default_rng(1)
   images = rng.uniform(-1, 1, (4, 64, 64, 3)).astype(np.float32)
-  variables = jax.device_get(jax.jit(model.init)(jax.random.key(0), images))
+  variables = jax.device_get(
+    jax.jit(model.init, compiler_options=mobilenet.INIT_COMPILER_OPTIONS)(jax.random.key(0), images)
+  )
   # Trained-looking statistics and affine terms, so that folding has something to fold (numpy
   # draws and multiplies them: jax.random and jnp compile a program for every shape).
   variables = jax.tree.map(lambda x: x * rng.uniform(0.5, 1.5, x.shape).astype(x.dtype), variables)
