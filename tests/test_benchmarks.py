@@ -1,6 +1,9 @@
 """The speed benchmark's timing discipline (the speeds themselves live in benchmarks/README.md)."""
 
+import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +15,7 @@ from benchmarks import layers as layer_benchmark
 from benchmarks import speed
 from mobilenet_jax.counting import accounting
 from mobilenet_jax.data import device_augment, pipeline, sources
-from tests.helpers import ARTIFACTS, imagenet_sample_folder, load_config, needs_artifacts
+from tests.helpers import ARTIFACTS, REPO, imagenet_sample_folder, load_config, needs_artifacts
 
 
 def test_contenders_take_turns_within_each_repeat():
@@ -135,3 +138,41 @@ def test_v3_has_torchvisions_parameters(arch, name):
   ours = accounting.profile(load_config(name))
   theirs = sum(p.numel() for p in speed.torch_model(arch, 1.0, 0.2).parameters())
   assert ours.params + ours.bn_params == theirs
+
+
+@pytest.mark.slow
+def test_the_compile_profile_attributes_each_compile_to_the_test_that_ran_it(tmp_path):
+  (tmp_path / "test_two.py").write_text(
+    "import jax\n\n"
+    "def test_compiles():\n"
+    "  def doubled(x):\n"
+    "    return 2 * x\n\n"
+    "  jax.jit(doubled)(1.0)\n\n"
+    "def test_compiles_nothing():\n"
+    "  pass\n"
+  )
+  env = {**os.environ, "PYTHONPATH": str(REPO)}
+  tests = subprocess.run(
+    [sys.executable, "-m", "pytest", "-q", "-p", "benchmarks.compile_profile", "test_two.py"],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+  )
+  assert tests.returncode == 0, tests.stdout + tests.stderr
+  rows = [json.loads(line) for line in (tmp_path / "compile_profile" / "main.jsonl").open()]
+  assert [row["test"] for row in rows] == [
+    "test_two.py::test_compiles",
+    "test_two.py::test_compiles_nothing",
+  ]
+  assert [c["function"] for c in rows[0]["compiles"]] == ["jit(doubled)"]
+  assert rows[1]["compiles"] == []  # each test's own
+  table = subprocess.run(
+    [sys.executable, str(REPO / "benchmarks" / "compile_profile.py")],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout
+  assert table.startswith("2 tests,") and "| `jit(doubled)` | 1 |" in table
