@@ -151,7 +151,9 @@ def test_the_compile_profile_attributes_each_compile_to_the_test_that_ran_it(tmp
     "def test_compiles_nothing():\n"
     "  pass\n"
   )
-  env = {**os.environ, "PYTHONPATH": str(REPO)}
+  # Not this session's xdist worker's name, which would name the file.
+  env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+  env["PYTHONPATH"] = str(REPO)
   tests = subprocess.run(
     [sys.executable, "-m", "pytest", "-q", "-p", "benchmarks.compile_profile", "test_two.py"],
     cwd=tmp_path,
