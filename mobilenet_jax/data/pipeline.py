@@ -253,7 +253,7 @@ def epoch_order(count, epoch_seed):
     jump = cipher(np.arange(domain, dtype=np.uint32))
     for _ in range(2 * int(width)):
       jump = np.where(jump < count, jump, jump[jump])
-    return jump[np.arange(count) % domain].astype(np.int32)
+    return jump[:count].astype(np.int32)
   order = np.arange(count, dtype=np.uint32)
   walking = np.ones(count, bool)
   while walking.any():
